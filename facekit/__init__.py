@@ -1,0 +1,3 @@
+"""facekit: age and gender models from UTKFace-style face images."""
+
+__version__ = "0.1.0"

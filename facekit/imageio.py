@@ -1,0 +1,73 @@
+"""Robust image reading: whatever a user's folder holds becomes RGB uint8, or a clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+Image.MAX_IMAGE_PIXELS = 100_000_000  # a face photo never needs more; guards against decompression bombs
+
+
+class ImageReadError(Exception):
+    """An image file that cannot be used, with the file and the reason in its message."""
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        gray = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        top = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
+        gray = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        # Transparent areas become black, the same as the padding used before detection.
+        rgba = img.convert("RGBA")
+        base = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return np.asarray(Image.alpha_composite(base, rgba).convert("RGB"))
+    return np.asarray(img.convert("RGB"))
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read any still image as (H, W, 3) RGB uint8, applying EXIF orientation.
+
+    16-bit and float images are scaled to 8 bits, grey and palette images are
+    expanded, and transparency is composited on black. Raises ImageReadError
+    naming the file for empty, truncated, corrupt or non-image files.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ImageReadError(f"{path}: empty file")
+        with Image.open(path) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            arr = _to_rgb(img)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not an image file (format not recognised)") from None
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: file not found") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageReadError(f"{path}: corrupt or truncated image ({exc})") from None
+    if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageReadError(f"{path}: image has no pixels")
+    return np.ascontiguousarray(arr, dtype=np.uint8)
+
+
+def square_resize(rgb: np.ndarray, size: int = 128) -> np.ndarray:
+    """Centre-crop to a square and resize: the fallback framing when no face is aligned."""
+    h, w = rgb.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = rgb[top : top + side, left : left + side]
+    if crop.shape[0] == size:
+        return np.ascontiguousarray(crop)
+    return np.asarray(Image.fromarray(crop).resize((size, size), Image.BICUBIC))

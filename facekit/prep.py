@@ -1,0 +1,349 @@
+"""``facekit prep``: a folder of labelled face images becomes an HDF5 cache of aligned crops.
+
+Work per image (read, detect, align) runs in worker processes, each with its
+own MediaPipe instances; the parent writes records in file order into a
+temporary HDF5 file that replaces the destination only when everything
+succeeded. A bad image is recorded and skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import random
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facekit import __version__
+from facekit.atomic import atomic_path, write_json
+from facekit.cache import SCHEMA_VERSION, CacheError, CacheWriter, read_attrs
+from facekit.imageio import ImageReadError, read_rgb, square_resize
+from facekit.labels import Label, Rejection, parse_name
+from facekit.template import Template, load_template
+
+Progress = Callable[[int, int], None]  # (done, total)
+N_PREVIEWS = 12
+PREVIEW_SIZE = 128
+
+
+@dataclass(frozen=True)
+class PrepOptions:
+    """Options that change the cache's contents (and so its fingerprint)."""
+
+    align: bool = True
+    drop_unaligned: bool = False
+    min_confidence: float = 0.5
+    pad_fraction: float = 0.25
+
+
+@dataclass
+class Record:
+    """What a worker returns for one file."""
+
+    name: str
+    error: str | None = None
+    image: np.ndarray | None = None
+    score: float = float("nan")
+    points: np.ndarray = field(default_factory=lambda: np.full((5, 2), np.nan, np.float32))
+    aligned: bool = False
+    n_faces: int = 0
+    content_sha256: str = ""
+    size: tuple[int, int] = (0, 0)  # (height, width) of the source image
+    preview: np.ndarray | None = None
+
+
+@dataclass
+class PrepResult:
+    cache: Path
+    report: dict[str, Any]
+    reused: bool
+    report_path: Path
+    samples_png: Path | None = None
+    pairs_png: Path | None = None
+
+
+# ---------------------------------------------------------------- worker side
+
+_finder = None
+_template: Template | None = None
+_options: PrepOptions | None = None
+
+
+def _init_worker(options: PrepOptions, template: Template, model_dir: str | None, ignore_sigint: bool) -> None:
+    global _finder, _template, _options
+    if ignore_sigint:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
+    _options, _template = options, template
+    if options.align:
+        from facekit.detect import FaceFinder
+
+        _finder = FaceFinder(model_dir=model_dir, max_faces=4, min_confidence=options.min_confidence,
+                             pad_fraction=options.pad_fraction)
+
+
+def _close_worker() -> None:
+    global _finder
+    if _finder is not None:
+        _finder.close()
+        _finder = None
+
+
+def pixel_digest(rgb: np.ndarray) -> str:
+    h = hashlib.sha256(f"{rgb.shape}".encode())
+    h.update(np.ascontiguousarray(rgb).tobytes())
+    return h.hexdigest()
+
+
+def process_file(task: tuple[str, bool]) -> Record:
+    """Read, detect and align one file; every failure becomes an error in the Record."""
+    from facekit.align import align_face
+    from facekit.detect import main_face
+
+    path, want_preview = task
+    rec = Record(name=os.path.basename(path))
+    try:
+        rgb = read_rgb(path)
+        rec.content_sha256 = pixel_digest(rgb)
+        rec.size = (rgb.shape[0], rgb.shape[1])
+        assert _template is not None and _options is not None
+        size = _template.size
+        face = None
+        if _options.align and _finder is not None:
+            faces = _finder.find(rgb)
+            rec.n_faces = len(faces)
+            face = main_face(faces, rgb.shape)
+        if face is not None:
+            rec.image = align_face(rgb, face.points, _template)
+            rec.points, rec.score, rec.aligned = face.points, face.score, True
+        else:
+            rec.image = square_resize(rgb, size)
+        if want_preview:
+            rec.preview = _letterbox(rgb, PREVIEW_SIZE)
+    except ImageReadError as exc:
+        rec.error = str(exc)
+    except Exception as exc:  # one odd file must never stop a run of thousands
+        rec.error = f"{path}: {type(exc).__name__}: {exc}"
+    return rec
+
+
+def _letterbox(rgb: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    img = Image.fromarray(rgb)
+    img.thumbnail((size, size), Image.BICUBIC)
+    canvas = Image.new("RGB", (size, size))
+    canvas.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
+    return np.asarray(canvas)
+
+
+def map_files(
+    paths: list[str],
+    options: PrepOptions,
+    template: Template,
+    workers: int,
+    model_dir: str | None = None,
+    previews: set[int] | None = None,
+) -> Iterator[Record]:
+    """Process files in order, in ``workers`` processes (1: in this process, the plain loop)."""
+    previews = previews or set()
+    tasks = [(p, i in previews) for i, p in enumerate(paths)]
+    if workers <= 1:
+        _init_worker(options, template, model_dir, ignore_sigint=False)
+        try:
+            yield from map(process_file, tasks)
+        finally:
+            _close_worker()
+        return
+    ctx = mp.get_context("spawn")  # MediaPipe and TensorFlow do not survive fork reliably
+    chunk = max(1, min(16, len(tasks) // (workers * 8) or 1))
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(options, template, model_dir, True)) as pool:
+        yield from pool.imap(process_file, tasks, chunksize=chunk)
+
+
+# ---------------------------------------------------------------- parent side
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Every regular, non-hidden file in the folder, sorted by name (so runs are reproducible)."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: not a directory")
+    return sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")), key=lambda p: p.name)
+
+
+def fingerprint(files: list[Path], options: PrepOptions, template: Template) -> str:
+    """Changes whenever the folder's files, the options, the template or the schema change."""
+    h = hashlib.sha256(json.dumps([SCHEMA_VERSION, asdict(options), template.digest()]).encode())
+    for p in files:
+        st = p.stat()
+        h.update(f"{p.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def default_cache_path(folder: Path) -> Path:
+    return Path("cache") / f"{folder.resolve().name}.h5"
+
+
+def sidecar(cache: Path, suffix: str) -> Path:
+    return cache.with_name(cache.stem + suffix)
+
+
+def prep(
+    folder: str | Path,
+    out: str | Path | None = None,
+    options: PrepOptions = PrepOptions(),
+    workers: int | None = None,
+    force: bool = False,
+    model_dir: str | None = None,
+    template: Template | None = None,
+    progress: Progress | None = None,
+    seed: int = 0,
+) -> PrepResult:
+    """Build (or reuse) the cache for ``folder``; see the module docstring."""
+    from facekit.report import build_report, contact_sheet, pairs_sheet
+
+    folder = Path(folder)
+    files = list_images(folder)
+    out = Path(out) if out else default_cache_path(folder)
+    template = template or load_template()
+    fp = fingerprint(files, options, template)
+    report_path = sidecar(out, ".report.json")
+    if out.exists() and not force and _existing_fingerprint(out) == fp and report_path.exists():
+        return PrepResult(out, json.loads(report_path.read_text()), True, report_path)
+
+    labelled: list[tuple[Path, Label]] = []
+    rejected: list[dict[str, str]] = []
+    repaired: list[dict[str, Any]] = []
+    for p in files:
+        parsed = parse_name(p.name)
+        if isinstance(parsed, Rejection):
+            rejected.append({"file": p.name, "reason": parsed.reason, "detail": parsed.detail})
+            continue
+        if parsed.notes:
+            repaired.append({"file": p.name, "notes": list(parsed.notes)})
+        labelled.append((p, parsed))
+    if not labelled:
+        raise ValueError(f"{folder}: no file with a UTKFace label in its name ({len(rejected)} rejected)")
+
+    rng = random.Random(seed)
+    preview_idx = set(rng.sample(range(len(labelled)), min(N_PREVIEWS, len(labelled)))) if options.align else set()
+    workers = workers or os.cpu_count() or 1
+    attrs = {
+        "schema_version": SCHEMA_VERSION,
+        "facekit_version": __version__,
+        "channel_order": "RGB",
+        "image_size": template.size,
+        "template": json.dumps(template.to_json()),
+        "options": json.dumps(asdict(options)),
+        "source_dir": str(folder.resolve()),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "fingerprint": fp,
+    }
+    unreadable: list[dict[str, str]] = []
+    kept: list[dict[str, Any]] = []
+    dropped: list[str] = []
+    pairs: list[tuple[np.ndarray, np.ndarray, str]] = []
+    with atomic_path(out) as tmp:
+        writer = CacheWriter(tmp, template.size, attrs)
+        try:
+            records = map_files([str(p) for p, _ in labelled], options, template, workers, model_dir, preview_idx)
+            for i, rec in enumerate(records):
+                label = labelled[i][1]
+                if progress:
+                    progress(i + 1, len(labelled))
+                if rec.error:
+                    unreadable.append({"file": rec.name, "reason": rec.error})
+                    continue
+                if rec.preview is not None:
+                    pairs.append((rec.preview, rec.image, _caption(label)))
+                if options.align and not rec.aligned and options.drop_unaligned:
+                    dropped.append(rec.name)
+                    continue
+                writer.append(
+                    images=rec.image, age=label.age, gender=label.gender, race=label.race, filename=rec.name,
+                    score=rec.score, landmarks=rec.points, aligned=rec.aligned,
+                    content_sha256=rec.content_sha256.encode(),
+                )
+                kept.append({"file": rec.name, "age": label.age, "gender": label.gender, "race": label.race,
+                             "aligned": rec.aligned, "n_faces": rec.n_faces, "sha": rec.content_sha256})
+        finally:
+            writer.close()
+        if not kept:
+            raise ValueError(f"{folder}: no image could be read ({len(unreadable)} unreadable)")
+    report = build_report(folder, out, files, kept, rejected, repaired, unreadable, dropped, options)
+    write_json(report_path, report)
+    samples_png = contact_sheet(out, sidecar(out, ".samples.png"), seed=seed)
+    pairs_png = pairs_sheet(pairs, sidecar(out, ".aligned.png")) if pairs else None
+    return PrepResult(out, report, False, report_path, samples_png, pairs_png)
+
+
+def _caption(label: Label) -> str:
+    return f"{label.age} {'F' if label.gender else 'M'}"
+
+
+def _existing_fingerprint(path: Path) -> str | None:
+    """The fingerprint of an existing cache; None if it is unreadable (it is then rebuilt).
+
+    A readable cache of another schema is an error rather than a silent rebuild,
+    so that a user notices that the cache format changed.
+    """
+    try:
+        attrs = read_attrs(path)
+    except CacheError as exc:
+        if "schema version" in str(exc):
+            raise
+        return None
+    return str(attrs.get("fingerprint"))
+
+
+def derive_template(
+    folder: str | Path,
+    limit: int | None = None,
+    workers: int | None = None,
+    model_dir: str | None = None,
+    progress: Progress | None = None,
+    seed: int = 0,
+) -> Template:
+    """Measure the five points on the chips of ``folder`` and take their median as the template.
+
+    All images must share one square size (the chips' own framing is what is
+    being measured). ``limit`` takes a random sample for a quicker estimate.
+    """
+    from facekit.template import template_from_points
+
+    folder = Path(folder)
+    files = [p for p in list_images(folder) if isinstance(parse_name(p.name), Label)]
+    if limit and limit < len(files):
+        files = sorted(random.Random(seed).sample(files, limit))
+    options = PrepOptions()
+    current = load_template()
+    points, sizes = [], set()
+    for i, rec in enumerate(map_files([str(p) for p in files], options, current, workers or os.cpu_count() or 1,
+                                      model_dir)):
+        if progress:
+            progress(i + 1, len(files))
+        if rec.error:
+            continue
+        points.append(rec.points)
+        sizes.add(rec.size)
+    if len(sizes) != 1:
+        raise ValueError(f"{folder}: images of several sizes {sorted(sizes)}; a template needs chips of one size")
+    (h, w), = sizes
+    if h != w:
+        raise ValueError(f"{folder}: chips are {w} x {h}; a template needs square chips")
+    meta = {
+        "source_dir": folder.name,
+        "images": len(points),
+        "statistic": "median over chips of the FaceFinder points (padded detection)",
+        "command": f"facekit template {folder.name}" + (f" --limit {limit}" if limit else ""),
+        "facekit_version": __version__,
+        "created": dt.date.today().isoformat(),
+    }
+    return template_from_points(np.stack(points), h, meta)

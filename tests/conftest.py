@@ -1,0 +1,47 @@
+"""Shared fixtures: the offline model files and a few real chips from ../shared."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+TRAIN_VAL = SHARED / "data" / "train_val"
+MODELS = SHARED / "models"
+
+# Point facekit at the offline copies (no network here); a developer can override it.
+os.environ.setdefault("FACEKIT_MODEL_DIR", str(MODELS))
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _chips() -> list[Path]:
+    if not TRAIN_VAL.is_dir():
+        raise RuntimeError(f"{TRAIN_VAL} is missing: the tests need ../shared beside the checkout")
+    return sorted(TRAIN_VAL.iterdir())
+
+
+@pytest.fixture(scope="session")
+def chips() -> list[Path]:
+    """All 5,000 real chip paths, sorted by name."""
+    return _chips()
+
+
+@pytest.fixture(scope="session")
+def chip_sample(chips: list[Path]) -> list[Path]:
+    """A fixed, spread-out sample of 24 chips (every 208th name)."""
+    return chips[:: len(chips) // 24][:24]
+
+
+@pytest.fixture()
+def chip_folder(tmp_path: Path, chip_sample: list[Path]) -> Path:
+    """A temporary folder with 12 real chips, copied (prep must not touch ../shared)."""
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for p in chip_sample[:12]:
+        shutil.copy(p, folder / p.name)
+    return folder

@@ -1,0 +1,111 @@
+"""prep end to end on a small folder: cache schema, report, reuse, atomicity, bad input."""
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from facekit import cache as cache_mod
+from facekit.cache import SCHEMA_VERSION, CacheError, read_cache
+from facekit.prep import PrepOptions, prep
+
+
+@pytest.fixture()
+def messy_folder(chip_folder: Path, chip_sample: list[Path]) -> Path:
+    first = sorted(chip_folder.iterdir())[0]
+    shutil.copy(first, chip_folder / "39_1_20170116174525125.jpg.chip.jpg")  # 3 fields: rejected
+    shutil.copy(first, chip_folder / "24_0_1_20170116220224657 .jpg.chip.jpg")  # repaired
+    shutil.copy(first, chip_folder / "99_1_4_20170116220224658.jpg.chip.jpg")  # same pixels, other label
+    (chip_folder / "30_0_0_20170116174525999.jpg.chip.jpg").write_bytes(b"\xff\xd8garbage")  # unreadable
+    (chip_folder / "README.txt").write_text("not a face")
+    from PIL import Image
+
+    Image.new("RGB", (128, 128), (127, 127, 127)).save(chip_folder / "40_0_0_20170116174525998.jpg.chip.jpg")
+    return chip_folder
+
+
+def test_prep_builds_cache_and_report(messy_folder: Path, tmp_path: Path):
+    out = tmp_path / "c.h5"
+    res = prep(messy_folder, out, workers=1)
+    assert not res.reused and out.exists()
+    c = res.report["counts"]
+    assert c["files"] == 18 and c["rejected_names"] == 2 and c["repaired_names"] == 1 and c["unreadable"] == 1
+    assert c["cached"] == 15 and c["no_face"] == 1 and c["aligned"] == 14
+    assert res.report["rejections_by_reason"] == {"missing-field": 1, "bad-extension": 1}
+    assert any("30_0_0_20170116174525999" in u["reason"] for u in res.report["unreadable"])
+    dup = [d for d in res.report["duplicates"] if len(d["files"]) == 3]
+    assert dup and dup[0]["conflict"]
+    assert json.loads(res.report_path.read_text())["counts"] == c
+    assert res.samples_png.exists() and res.pairs_png.exists()
+
+    data = read_cache(out)
+    assert data.images.shape == (15, 128, 128, 3) and data.images.dtype == np.uint8
+    assert data.attrs["schema_version"] == SCHEMA_VERSION and data.attrs["channel_order"] == "RGB"
+    assert data.attrs["options"]["align"] is True and data.attrs["template"]["size"] == 128
+    assert data.landmarks.shape == (15, 5, 2) and data.aligned.sum() == 14
+    row = list(data.filename).index("40_0_0_20170116174525998.jpg.chip.jpg")
+    assert not data.aligned[row] and np.isnan(data.score[row]) and np.isnan(data.landmarks[row]).all()
+    assert data.age[row] == 40 and data.gender[row] == 0
+    assert len(set(data.content_sha256)) == 13  # three files share pixels
+    with h5py.File(out) as f:  # plain h5py can read it
+        assert f["filename"][0].decode().endswith(".jpg")
+
+
+def test_reuse_force_and_drop(chip_folder: Path, tmp_path: Path):
+    out = tmp_path / "c.h5"
+    first = prep(chip_folder, out, workers=1)
+    again = prep(chip_folder, out, workers=1)
+    assert again.reused and again.report == first.report
+    assert not prep(chip_folder, out, workers=1, force=True).reused
+    noalign = prep(chip_folder, out, PrepOptions(align=False), workers=1)
+    assert not noalign.reused and read_cache(out).aligned.sum() == 0
+
+
+def test_parallel_matches_serial(chip_folder: Path, tmp_path: Path):
+    a = read_cache(prep(chip_folder, tmp_path / "a.h5", workers=1).cache)
+    b = read_cache(prep(chip_folder, tmp_path / "b.h5", workers=2).cache)
+    assert list(a.filename) == list(b.filename)
+    np.testing.assert_array_equal(a.images, b.images)
+
+
+def test_failure_leaves_no_half_written_cache(chip_folder: Path, tmp_path: Path, monkeypatch):
+    out = tmp_path / "c.h5"
+    prep(chip_folder, out, workers=1)
+    before = out.read_bytes()
+    calls = {"n": 0}
+    real = cache_mod.CacheWriter.append
+
+    def boom(self, **row):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-run
+        real(self, **row)
+
+    monkeypatch.setattr(cache_mod.CacheWriter, "append", boom)
+    with pytest.raises(KeyboardInterrupt):
+        prep(chip_folder, out, workers=1, force=True)
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []
+
+
+def test_old_schema_is_a_clear_error(chip_folder: Path, tmp_path: Path):
+    out = tmp_path / "c.h5"
+    prep(chip_folder, out, workers=1)
+    with h5py.File(out, "a") as f:
+        f.attrs["schema_version"] = 0
+    with pytest.raises(CacheError, match="schema version 0.*--force"):
+        prep(chip_folder, out, workers=1)
+    with pytest.raises(CacheError, match="schema version 0"):
+        read_cache(out)
+    assert not prep(chip_folder, out, workers=1, force=True).reused
+
+
+def test_folder_without_labels(tmp_path: Path):
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(ValueError, match="no file with a UTKFace label"):
+        prep(tmp_path, tmp_path / "c.h5", workers=1)
+    with pytest.raises(FileNotFoundError):
+        prep(tmp_path / "nope", tmp_path / "c.h5", workers=1)
