@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from facekit_cli.ui import console, fail, print_json, progress_bar
 
 app = typer.Typer(
@@ -92,6 +94,152 @@ def template(
     console.print(f"[green]wrote[/] {dest} from {tpl.meta['faces']} faces")
     for name, (x, y) in zip(tpl.to_json()["point_names"], tpl.points):
         console.print(f"  {name:12s} x {x:6.2f}  y {y:6.2f}")
+
+
+class Task(str, Enum):
+    scratch = "scratch"
+    finetune = "finetune"
+
+
+class Kind(str, Enum):
+    A = "A"
+    B = "B"
+
+
+@app.command()
+def train(
+    task: Annotated[Task, typer.Argument(help="scratch: Model A, a CNN from random weights; "
+                                         "finetune: Model B, an ImageNet backbone.")],
+    cache: Annotated[Path, typer.Option(help="HDF5 cache from `facekit prep`.")] = Path("cache/train_val.h5"),
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default 40).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (default 64).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default 1e-3 scratch, 5e-4 finetune).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (default 1e-4).")] = None,
+    augment: Annotated[str | None, typer.Option(help="Augmentation: none, light, default, strong.")] = None,
+    val_split: Annotated[float | None, typer.Option(help="Validation fraction of the template split (0.2).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Split and training seed (0: the course template's split).")]
+    = None,
+    full: Annotated[bool, typer.Option("--full", help="Train on all images for exactly --epochs "
+                                       "(take the epoch count from a validation run's metrics.json).")] = False,
+    patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs (0: off).")] = None,
+    ema: Annotated[bool | None, typer.Option("--ema/--no-ema", help="Exponential moving average of weights.")]
+    = None,
+    backbone: Annotated[str | None, typer.Option(help="finetune: backbone name (see `facekit backbones`).")]
+    = None,
+    weights: Annotated[str | None, typer.Option(help="finetune: imagenet, none or a weights file.")] = None,
+    internal_size: Annotated[int | None, typer.Option(help="finetune: resolution inside the model "
+                                                      "(input stays 128).")] = None,
+    freeze_epochs: Annotated[int | None, typer.Option(help="finetune: epochs with the backbone frozen first.")]
+    = None,
+    output_order: Annotated[str | None, typer.Option(help="age,gender or gender,age.")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto (mixed on GPU), mixed or float32.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Data loader threads (default 4).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use a random subset of N cached images.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Cap batches per epoch (quick trials).")] = None,
+    project: Annotated[str | None, typer.Option(help="Folder of runs (default runs).")] = None,
+    name: Annotated[str | None, typer.Option(help="Run name (default exp, exp2, ...).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder (its args.json wins).")]
+    = None,
+    model_dir: ModelDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train Model A (scratch) or Model B (finetune) on a prep cache; writes a run folder."""
+    from facekit.cache import CacheError
+    from facekit.recipe import TrainConfig
+    from facekit.train import TrainingInterrupted
+    from facekit.train import train as run_train
+    from facekit_cli.train_progress import RichProgress
+
+    finetune_only = {"backbone": backbone, "weights": weights, "internal_size": internal_size,
+                     "freeze_epochs": freeze_epochs}
+    if task is Task.scratch and any(v is not None for v in finetune_only.values()):
+        fail("--backbone, --weights, --internal-size and --freeze-epochs apply to `train finetune` only")
+    try:
+        cfg = TrainConfig.for_task(
+            task.value, cache=str(cache), epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+            augment=augment, val_split=val_split, seed=seed, full=full or None, patience=patience, ema=ema,
+            output_order=output_order, precision=precision, workers=workers, limit=limit, steps_per_epoch=steps,
+            project=project, name=name, model_dir=str(model_dir) if model_dir else None, **finetune_only,
+        )
+    except (TypeError, ValueError) as exc:
+        fail(str(exc))
+    callbacks = [] if json_out else [RichProgress(cfg.epochs)]
+    try:
+        result = run_train(cfg, callbacks=callbacks, resume=resume)
+    except TrainingInterrupted as exc:
+        fail(str(exc), code=130)
+    except (FileNotFoundError, ValueError, CacheError) as exc:
+        fail(str(exc))
+    if json_out:
+        print_json({"run_dir": str(result.run_dir), **result.metrics})
+        return
+    m = result.metrics
+    console.print(f"[green]done[/] in {m['train_seconds']:.0f} s ({m['backend']}, {m['gpu'] or 'CPU'}): "
+                  f"{m['epochs_run']} epochs, best epoch {m['best_epoch']}")
+    if m["val_age_mae"] is not None:
+        console.print(f"validation: age MAE {m['val_age_mae']:.2f}, gender accuracy "
+                      f"{m['val_gender_accuracy']:.1%} ({m['val_images']} images)")
+    console.print(f"model: {result.model_path}\nrun folder: {result.run_dir}")
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
+@app.command()
+def check(
+    models: Annotated[list[Path], typer.Argument(help="One or more .keras files.")],
+    data: Annotated[Path | None, typer.Option(help="Folder of labelled chips for the sanity test "
+                                              "(an even sample of --samples images).")] = None,
+    samples: Annotated[int, typer.Option(help="How many images of --data to use.")] = 32,
+    kind: Annotated[Kind | None, typer.Option(help="A or B (default: from the file name); "
+                                              "A adds the feature-map rule.")] = None,
+    backend: Annotated[str | None, typer.Option(help="Keras backend to load with (tensorflow, jax, torch; "
+                                                "default: KERAS_BACKEND or tensorflow).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify the lecturer's contract: loads without facekit, input, outputs, gender unit, A's map rule."""
+    from facekit.check import check_model, sample_images
+
+    if data is not None and not data.is_dir():
+        fail(f"{data}: not a directory")
+    images = sample_images(data, samples) if data else []
+    reports = []
+    for path in models:
+        try:
+            reports.append(check_model(path, kind.value if kind else None, images, backend=backend))
+        except FileNotFoundError as exc:
+            fail(str(exc))
+    if json_out:
+        print_json([r.to_json() for r in reports])
+    else:
+        for r in reports:
+            console.print(f"[bold]{r.path}[/] (Model {r.kind or '?'})")
+            for c in r.checks:
+                mark = {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: "[blue]INFO[/]"}[c.ok]
+                console.print(f"  {mark} {c.name}: ", end="")
+                console.print(c.detail, markup=False, highlight=False)
+            console.print("  verdict: " + ("[green]meets the contract[/]" if r.passed
+                                           else "[red]does NOT meet the contract[/]"))
+    if not all(r.passed for r in reports):
+        raise typer.Exit(1)
+
+
+@app.command()
+def backbones(json_out: JsonOpt = False) -> None:
+    """List the ImageNet backbones `train finetune --backbone` accepts."""
+    from dataclasses import asdict
+
+    from facekit.backbones import DEFAULT_BACKBONE, REGISTRY, resolve_weights
+
+    rows = [{**asdict(b), "default": b.name == DEFAULT_BACKBONE, "imagenet_weights": resolve_weights(b, "imagenet")}
+            for b in REGISTRY.values()]
+    if json_out:
+        print_json(rows)
+        return
+    for r in rows:
+        local = "local file" if r["imagenet_weights"] != "imagenet" else "download"
+        flag = " (default)" if r["default"] else ""
+        console.print(f"{r['name']:18s} keras.applications.{r['builder']}{flag}; ImageNet weights: {local}"
+                      + (f"; {r['note']}" if r["note"] else ""), highlight=False)
 
 
 def main() -> None:

@@ -45,3 +45,25 @@ def chip_folder(tmp_path: Path, chip_sample: list[Path]) -> Path:
     for p in chip_sample[:12]:
         shutil.copy(p, folder / p.name)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory: pytest.TempPathFactory, chip_sample: list[Path]) -> Path:
+    """A prep cache of 24 real chips, built once per test session."""
+    from facekit.prep import prep
+
+    folder = tmp_path_factory.mktemp("tiny") / "faces"
+    folder.mkdir()
+    for p in chip_sample:
+        shutil.copy(p, folder / p.name)
+    return prep(folder, folder.parent / "tiny.h5", workers=1).cache
+
+
+def quick_config(task: str, cache: Path, project: Path, **kw):
+    """A training configuration that runs in seconds on a CPU: 2 epochs of 2 batches of 8."""
+    from facekit.recipe import TrainConfig
+
+    base = dict(cache=str(cache), epochs=2, batch_size=8, steps_per_epoch=2, workers=1, project=str(project),
+                weights="none", widths=(8, 8, 16, 16, 16), hidden=16, backbone="mobilenetv2_035")
+    base.update(kw)
+    return TrainConfig.for_task(task, **base)

@@ -1,8 +1,9 @@
 import json
 from pathlib import Path
 
-from facekit_cli.main import app
 from typer.testing import CliRunner
+
+from facekit_cli.main import app
 
 runner = CliRunner()
 

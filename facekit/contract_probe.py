@@ -1,0 +1,103 @@
+"""Runs in a fresh interpreter that never imports facekit (its source is passed to ``python -c``).
+
+It loads a .keras file the way the lecturer's test does, plain
+``keras.models.load_model`` with no custom objects, and prints one JSON
+object describing the model and its outputs on the given images, which it
+reads like the lecturer: ``cv2.imread(path) / 255.0``. Standard library, numpy,
+keras and cv2 only.
+"""
+
+import json
+import sys
+import traceback
+
+
+def _producer(tensor):
+    return tensor._keras_history[0]
+
+
+def _feature_map_before_first_dense(model, keras):
+    dense = next((layer for layer in model.layers if isinstance(layer, keras.layers.Dense)), None)
+    if dense is None:
+        return None, None
+    t = dense.input
+    for _ in range(100):
+        if len(t.shape) == 4:
+            return dense.name, [int(t.shape[1]), int(t.shape[2])]
+        op = _producer(t)
+        if isinstance(op, keras.layers.InputLayer):
+            break
+        t = op.input if not isinstance(op.input, list) else op.input[0]
+    return dense.name, None
+
+
+def _all_layers(model, keras):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer, keras)
+
+
+def _activation(layer):
+    cfg = layer.get_config()
+    act = cfg.get("activation")
+    if isinstance(act, dict):
+        act = act.get("config", {}).get("name") or act.get("class_name")
+    return {"class": type(layer).__name__, "activation": act, "units": cfg.get("units")}
+
+
+def _predict(model, image_paths, out):
+    import cv2
+    import numpy as np
+
+    batch, used, unread = [], [], []
+    for p in image_paths:
+        img = cv2.imread(p)
+        if img is None:
+            unread.append(p)
+            continue
+        batch.append(img / 255.0)
+        used.append(p)
+    out["unread_images"] = unread
+    if batch:
+        preds = model.predict(np.stack(batch).astype("float32"), verbose=0)
+        preds = preds if isinstance(preds, (list, tuple)) else [preds]
+        out["images"] = used
+        out["predictions"] = [np.asarray(p, dtype="float64").reshape(len(used), -1).tolist() for p in preds]
+
+
+def probe(path, image_paths):
+    out = {"loaded": False}
+    try:
+        import keras
+
+        out["backend"] = keras.backend.backend()
+        out["keras"] = keras.__version__
+        model = keras.models.load_model(path)
+        out["loaded"] = True
+    except Exception as exc:
+        out["load_error"] = f"{type(exc).__name__}: {exc}"
+        out["facekit_imported"] = any(m == "facekit" or m.startswith("facekit.") for m in sys.modules)
+        return out
+    out["inputs"] = [{"shape": list(t.shape), "dtype": str(t.dtype)} for t in model.inputs]
+    out["outputs"] = []
+    for name, t in zip(model.output_names, model.outputs):
+        out["outputs"].append({"name": name, "shape": list(t.shape), "layer": _activation(_producer(t))})
+    out["layers"] = [{"name": layer.name, "class": type(layer).__name__, "module": type(layer).__module__}
+                     for layer in _all_layers(model, keras)]
+    out["first_dense"], out["first_dense_map"] = _feature_map_before_first_dense(model, keras)
+    if image_paths:
+        try:
+            _predict(model, image_paths, out)
+        except Exception as exc:
+            out["predict_error"] = f"{type(exc).__name__}: {exc}"[:2000]
+    out["facekit_imported"] = any(m == "facekit" or m.startswith("facekit.") for m in sys.modules)
+    return out
+
+
+if __name__ == "__main__":
+    try:
+        result = probe(sys.argv[1], sys.argv[2:])
+    except Exception:
+        result = {"loaded": False, "load_error": traceback.format_exc()}
+    sys.stdout.write("\n@@PROBE@@" + json.dumps(result) + "\n")

@@ -1,0 +1,97 @@
+"""Batches for training: cached crops in, exactly the exported model's input out.
+
+The model takes what the lecturer's code feeds it, ``cv2.imread(path) / 255.0``:
+float32, BGR, values in [0, 1]. The cache stores RGB uint8, so the loader
+augments in uint8 RGB, then flips channels and scales. Targets carry the age
+in years, a Gaussian age distribution (label distribution learning) and gender.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+
+import albumentations as A
+import keras
+import numpy as np
+
+N_AGES = 117  # ages 0..116, UTKFace's range
+
+
+def age_distributions(ages: np.ndarray, sigma: float) -> np.ndarray:
+    """Soft targets: a normalised Gaussian over 0..116 around each age."""
+    grid = np.arange(N_AGES, dtype=np.float32)
+    d = np.exp(-0.5 * ((grid[None, :] - ages[:, None].astype(np.float32)) / sigma) ** 2)
+    return (d / d.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def to_model_input(rgb_uint8: np.ndarray) -> np.ndarray:
+    """RGB uint8 (..., H, W, 3) -> what cv2.imread(path) / 255.0 gives: BGR float32 in [0, 1]."""
+    return rgb_uint8[..., ::-1].astype(np.float32) / 255.0
+
+
+class FaceBatches(keras.utils.PyDataset):
+    """A Keras PyDataset over in-memory crops; worker threads run the augmentation."""
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        ages: np.ndarray,
+        genders: np.ndarray,
+        batch_size: int = 64,
+        augment: A.Compose | None = None,
+        shuffle: bool = False,
+        sigma: float = 2.0,
+        seed: int = 0,
+        workers: int = 1,
+        steps: int | None = None,
+    ) -> None:
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max(4, 2 * workers))
+        if not len(images) == len(ages) == len(genders):
+            raise ValueError("images, ages and genders differ in length")
+        if len(images) == 0:
+            raise ValueError("no images to batch")
+        self.images, self.ages, self.genders = images, ages.astype(np.float32), genders.astype(np.float32)
+        self.batch_size, self.augment, self.shuffle, self.sigma = batch_size, augment, shuffle, sigma
+        self.rng = np.random.default_rng(seed)
+        self.order = np.arange(len(images))
+        self.steps = steps
+        self.epoch = 0
+        self._local = threading.local()
+        if shuffle:
+            self.rng.shuffle(self.order)
+
+    @property
+    def num_batches(self) -> int:
+        full = int(np.ceil(len(self.images) / self.batch_size))
+        return min(full, self.steps) if self.steps else full
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+        batch = self.images[idx]
+        if self.augment is not None:
+            aug = self._thread_augment()
+            batch = np.stack([aug(image=img)["image"] for img in batch])
+        ages = self.ages[idx]
+        return to_model_input(batch), {
+            "age": ages[:, None],
+            "age_dist": age_distributions(ages, self.sigma),
+            "gender": self.genders[idx][:, None],
+        }
+
+    def _thread_augment(self) -> A.Compose:
+        """Each worker thread gets its own pipeline copy: albumentations keeps RNG state per pipeline."""
+        aug = getattr(self._local, "augment", None)
+        if aug is None:
+            aug = copy.deepcopy(self.augment)
+            aug.set_random_seed(int(self.rng.integers(2**31)))
+            self._local.augment = aug
+        return aug
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        if self.shuffle:
+            self.rng.shuffle(self.order)

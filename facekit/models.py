@@ -1,0 +1,111 @@
+"""Model A (from scratch) and Model B (ImageNet backbone) for age and gender.
+
+Both share the contract of the lecturer's hidden test: input (None, 128, 128, 3)
+float32 BGR in [0, 1]; outputs ``age`` (years) and ``gender`` (one sigmoid
+unit, 1 = female). Only built-in layers are used, so the exported file loads
+with plain ``keras.models.load_model``.
+
+Age is learnt as a distribution over 0..116 (label distribution learning);
+the ``age`` output is its expectation, computed by a frozen Dense layer whose
+weights are the ages themselves. Training sees the distribution as a third
+output, ``age_dist``; the exported model has only ``age`` and ``gender``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from keras import layers
+
+from facekit.backbones import Backbone, build_backbone
+from facekit.dataset import N_AGES
+
+INPUT_SIZE = 128
+OUTPUT_ORDERS = ("age,gender", "gender,age")
+
+
+@dataclass
+class AgeGenderModels:
+    train: keras.Model  # outputs {"age", "gender", "age_dist"}
+    export: keras.Model  # outputs [age, gender] (or the order asked for)
+    backbone: keras.Model | None = None
+
+
+def input_adapter(x, scale: float, offset: tuple[float, float, float], rgb: bool, name: str = "input_adapter"):
+    """Frozen 1 x 1 convolution: BGR [0, 1] -> the channel order and scaling the network wants, in one step."""
+    conv = layers.Conv2D(3, 1, use_bias=True, trainable=False, name=name, dtype="float32")
+    y = conv(x)
+    kernel = np.zeros((1, 1, 3, 3), np.float32)
+    for c in range(3):
+        kernel[0, 0, 2 - c if rgb else c, c] = scale  # input channel -> output channel
+    conv.set_weights([kernel, np.asarray(offset, np.float32)])
+    return y
+
+
+def scratch_trunk(x, widths: tuple[int, ...] = (32, 64, 128, 256, 384), dropout: float = 0.1):
+    """Five stages of two 3 x 3 Conv-BN-ReLU and a 2 x 2 max-pool: 128 -> 4 x 4 feature map."""
+    for stage, width in enumerate(widths):
+        for j in range(2):
+            x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"s{stage}_conv{j}")(x)
+            x = layers.BatchNormalization(name=f"s{stage}_bn{j}")(x)
+            x = layers.ReLU(name=f"s{stage}_relu{j}")(x)
+        x = layers.MaxPooling2D(2, name=f"s{stage}_pool")(x)
+        if dropout and stage >= 2:
+            x = layers.SpatialDropout2D(dropout, name=f"s{stage}_drop")(x)
+    return x
+
+
+def heads(features, hidden: int, dropout: float):
+    """Pooled features -> (age, gender, age_dist)."""
+    x = layers.GlobalAveragePooling2D(name="pool")(features)
+    if hidden:
+        x = layers.Dropout(dropout, name="head_drop0")(x)
+        x = layers.Dense(hidden, activation="relu", name="head_fc")(x)
+    x = layers.Dropout(dropout, name="head_drop")(x)
+    logits = layers.Dense(N_AGES, name="age_logits", dtype="float32")(x)
+    age_dist = layers.Softmax(name="age_dist", dtype="float32")(logits)
+    expect = layers.Dense(1, use_bias=False, trainable=False, name="age", dtype="float32")
+    age = expect(age_dist)
+    expect.set_weights([np.arange(N_AGES, dtype=np.float32)[:, None]])
+    gender = layers.Dense(1, activation="sigmoid", name="gender", dtype="float32")(x)
+    return age, gender, age_dist
+
+
+def _assemble(inp, features, hidden: int, dropout: float, output_order: str, name: str,
+              backbone: keras.Model | None = None) -> AgeGenderModels:
+    if output_order not in OUTPUT_ORDERS:
+        raise ValueError(f"output order must be one of {OUTPUT_ORDERS}, got {output_order!r}")
+    age, gender, age_dist = heads(features, hidden, dropout)
+    train = keras.Model(inp, {"age": age, "gender": gender, "age_dist": age_dist}, name=f"{name}_train")
+    return AgeGenderModels(train, export_from_train(train, output_order), backbone)
+
+
+def build_scratch(widths: tuple[int, ...] = (32, 64, 128, 256, 384), hidden: int = 256, dropout: float = 0.3,
+                  output_order: str = "age,gender") -> AgeGenderModels:
+    """Model A: a VGG-style CNN from random weights."""
+    inp = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="image")
+    x = input_adapter(inp, 2.0, (-1.0, -1.0, -1.0), rgb=True)
+    features = scratch_trunk(x, widths)
+    return _assemble(inp, features, hidden, dropout, output_order, "age_gender_A")
+
+
+def build_finetune(spec: Backbone, weights: str | None, internal_size: int = INPUT_SIZE, hidden: int = 0,
+                   dropout: float = 0.3, output_order: str = "age,gender") -> AgeGenderModels:
+    """Model B: an ImageNet backbone, optionally run at a larger internal resolution (input stays 128)."""
+    inp = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="image")
+    x = input_adapter(inp, spec.scale, spec.offset, spec.rgb)
+    if internal_size != INPUT_SIZE:
+        x = layers.Resizing(internal_size, internal_size, interpolation="bilinear", name="upsample")(x)
+    backbone = build_backbone(spec, internal_size, weights)
+    features = backbone(x)
+    return _assemble(inp, features, hidden, dropout, output_order, "age_gender_B", backbone)
+
+
+def export_from_train(train: keras.Model, output_order: str = "age,gender") -> keras.Model:
+    """The deployable two-output model over the layers of a (possibly reloaded) training model."""
+    age, gender = train.get_layer("age").output, train.get_layer("gender").output
+    outputs = [age, gender] if output_order == "age,gender" else [gender, age]
+    name = train.name.removesuffix("_train")
+    return keras.Model(train.inputs, outputs, name=name)

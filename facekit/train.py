@@ -1,0 +1,235 @@
+"""``facekit train``: fit Model A or B on a prep cache and leave a complete run folder.
+
+The best model (by the monitored validation metric) is exported whenever it
+improves, and the training state is saved every epoch, so an interrupted run
+keeps its best model and history and can be resumed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from facekit.atomic import atomic_path, write_json
+from facekit.augment import build_augment
+from facekit.backbones import get_backbone, resolve_weights
+from facekit.cache import CacheData, read_cache
+from facekit.dataset import FaceBatches
+from facekit.device import describe, set_precision
+from facekit.models import AgeGenderModels, build_finetune, build_scratch, export_from_train
+from facekit.recipe import TrainConfig
+from facekit.runs import new_run_dir, plot_curves, plot_model, read_history, write_summary
+from facekit.split import template_split
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C during training; the run folder still holds the best model so far."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(f"training interrupted; best model so far and history are in {run_dir}")
+        self.run_dir = run_dir
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_path: Path
+    metrics: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+class SaveBest(keras.callbacks.Callback):
+    """Export the deployable model atomically whenever the monitored metric improves."""
+
+    def __init__(self, export: keras.Model, dest: Path, monitor: str | None, best: float = math.inf,
+                 best_epoch: int | None = None) -> None:
+        super().__init__()
+        self.export, self.dest, self.monitor = export, dest, monitor
+        self.best, self.best_epoch = best, best_epoch
+        self.best_logs: dict[str, float] = {}
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        value = logs.get(self.monitor) if self.monitor else None
+        if self.monitor is None or (value is not None and value < self.best):
+            self.best = float(value) if value is not None else self.best
+            self.best_epoch = epoch + 1
+            self.best_logs = {k: float(v) for k, v in logs.items()}
+            save_export(self.export, self.dest)
+
+
+class SaveLast(keras.callbacks.Callback):
+    """The full training model with optimizer state, for --resume."""
+
+    def __init__(self, dest: Path) -> None:
+        super().__init__()
+        self.dest = dest
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        with atomic_path(self.dest) as tmp:
+            self.model.save(tmp)
+
+
+def save_export(model: keras.Model, dest: Path) -> None:
+    """Save the exported model compiled with built-in losses and metrics, so evaluate() works after loading."""
+    names = list(model.output_names)
+    model.compile(
+        optimizer="adam",
+        loss={n: ("mae" if n == "age" else "binary_crossentropy") for n in names},
+        metrics={n: (["mae"] if n == "age" else ["accuracy"]) for n in names},
+    )
+    with atomic_path(dest) as tmp:
+        model.save(tmp)
+
+
+def compile_train(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, epochs: int,
+                  constant_lr: float | None = None) -> None:
+    total = max(1, steps_per_epoch * epochs)
+    warm = min(total - 1, steps_per_epoch * cfg.warmup_epochs) if constant_lr is None else 0
+    lr: Any = constant_lr if constant_lr is not None else keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=cfg.lr * 0.01 if warm else cfg.lr, decay_steps=max(1, total - warm), alpha=0.01,
+        warmup_target=cfg.lr if warm else None, warmup_steps=warm,
+    )
+    opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=cfg.weight_decay, use_ema=cfg.ema,
+                                 ema_momentum=0.999)
+    opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    model.compile(
+        optimizer=opt,
+        loss={"age_dist": keras.losses.CategoricalCrossentropy(),
+              "gender": keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing)},
+        loss_weights={"age_dist": cfg.age_weight, "gender": cfg.gender_weight},
+        metrics={"age": [keras.metrics.MeanAbsoluteError(name="mae")],
+                 "gender": [keras.metrics.BinaryAccuracy(name="accuracy")]},
+    )
+
+
+def build_models(cfg: TrainConfig) -> AgeGenderModels:
+    if cfg.task == "scratch":
+        return build_scratch(tuple(cfg.widths), cfg.hidden, cfg.dropout, cfg.output_order)
+    spec = get_backbone(cfg.backbone)
+    weights = resolve_weights(spec, cfg.weights, cfg.model_dir)
+    return build_finetune(spec, weights, cfg.internal_size, cfg.hidden, cfg.dropout, cfg.output_order)
+
+
+def select(data: CacheData, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices into the cache: the template split, or everything with --full."""
+    idx = np.arange(len(data))
+    if cfg.limit and cfg.limit < len(data):
+        idx = np.sort(np.random.default_rng(cfg.seed).choice(len(data), cfg.limit, replace=False))
+    if cfg.full:
+        return idx, np.array([], dtype=np.int64)
+    tr, va = template_split(list(data.filename[idx]), cfg.val_split, cfg.seed)
+    return idx[tr], idx[va]
+
+
+def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = None,
+          resume: str | Path | None = None) -> TrainResult:
+    """Train per ``cfg`` (or continue the run in ``resume``) and return where everything went."""
+    notes: list[str] = []
+    if resume:
+        run_dir = Path(resume)
+        cfg = TrainConfig.load(run_dir / "args.json")
+    cfg.validate()
+    policy = set_precision(cfg.precision)
+    data = read_cache(cfg.cache)
+    if data.attrs.get("channel_order") != "RGB":
+        raise ValueError(f"{cfg.cache}: channel order {data.attrs.get('channel_order')!r}, expected RGB")
+    tr, va = select(data, cfg)
+    if len(tr) == 0 or (not cfg.full and len(va) == 0):
+        raise ValueError(f"{cfg.cache}: too few images to split ({len(tr)} train, {len(va)} validation)")
+
+    train_batches = FaceBatches(data.images[tr], data.age[tr], data.gender[tr], cfg.batch_size,
+                                build_augment(cfg.augment), shuffle=True, sigma=cfg.sigma, seed=cfg.seed,
+                                workers=cfg.workers, steps=cfg.steps_per_epoch)
+    val_batches = None if cfg.full else FaceBatches(data.images[va], data.age[va], data.gender[va],
+                                                    cfg.batch_size, None, sigma=cfg.sigma, workers=cfg.workers)
+    monitor = None if cfg.full else cfg.monitor
+    initial_epoch, best, best_epoch = 0, math.inf, None
+    if resume:
+        history = read_history(run_dir / "history.csv")
+        initial_epoch = len(history)
+        model = keras.models.load_model(run_dir / "last.keras")
+        export = export_from_train(model, cfg.output_order)
+        models = AgeGenderModels(model, export)
+        if monitor and history:
+            vals = [h.get(monitor, math.inf) for h in history]
+            best_epoch = int(np.argmin(vals)) + 1
+            best = float(vals[best_epoch - 1])
+        if initial_epoch >= cfg.epochs:
+            raise ValueError(f"{run_dir}: already trained {initial_epoch} of {cfg.epochs} epochs")
+    else:
+        keras.utils.set_random_seed(cfg.seed)
+        run_dir = new_run_dir(cfg.project, cfg.task, cfg.name)
+        write_json(run_dir / "args.json", cfg.to_json())
+        models = build_models(cfg)
+    model_path = run_dir / cfg.export_name
+    steps = len(train_batches)
+    save_best = SaveBest(models.export, model_path, monitor, best, best_epoch)
+    cbs: list[keras.callbacks.Callback] = []
+    if cfg.ema:
+        cbs.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    csv_log = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=bool(resume))
+    cbs += [save_best, SaveLast(run_dir / "last.keras"), csv_log]
+    if monitor and cfg.patience:
+        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience,
+                                                 mode="min", restore_best_weights=True))
+    cbs += callbacks or []
+
+    start = time.perf_counter()
+    interrupted = False
+    try:
+        if not resume and cfg.freeze_epochs and models.backbone is not None:
+            # Head-only warm-up at a constant rate, then the whole network.
+            models.backbone.trainable = False
+            compile_train(models.train, cfg, steps, cfg.freeze_epochs, constant_lr=cfg.lr)
+            models.train.fit(train_batches, validation_data=val_batches, epochs=cfg.freeze_epochs,
+                             callbacks=cbs, verbose=0)
+            models.backbone.trainable = True
+            initial_epoch = cfg.freeze_epochs
+            csv_log.append = True  # the second fit must not overwrite the first phase's rows
+        if not resume or initial_epoch == 0:
+            compile_train(models.train, cfg, steps, cfg.epochs - initial_epoch)
+        models.train.fit(train_batches, validation_data=val_batches, epochs=cfg.epochs,
+                         initial_epoch=initial_epoch, callbacks=cbs, verbose=0)
+    except KeyboardInterrupt:
+        interrupted = True
+    elapsed = time.perf_counter() - start
+
+    history = read_history(run_dir / "history.csv")
+    if not model_path.exists():  # interrupted before the first epoch ended
+        save_export(models.export, model_path)
+    metrics = {
+        "model": str(model_path),
+        "task": cfg.task,
+        "backbone": cfg.backbone if cfg.task == "finetune" else None,
+        "epochs_run": len(history),
+        "best_epoch": save_best.best_epoch,
+        "monitor": monitor,
+        "val_age_mae": save_best.best_logs.get("val_age_mae"),
+        "val_gender_accuracy": save_best.best_logs.get("val_gender_accuracy"),
+        "train_images": int(len(tr)),
+        "val_images": int(len(va)),
+        "train_seconds": round(elapsed, 1),
+        "precision": policy,
+        "interrupted": interrupted,
+        **describe(),
+    }
+    if resume and save_best.best_logs == {} and best_epoch:
+        row = history[best_epoch - 1]
+        metrics.update(val_age_mae=row.get("val_age_mae"), val_gender_accuracy=row.get("val_gender_accuracy"))
+    plot_curves(history, run_dir)
+    write_summary(models.export, run_dir)
+    plot_note = plot_model(models.export, run_dir)
+    if not plot_note.endswith("model.png"):
+        notes.append(plot_note)
+    metrics["plot_model"] = plot_note
+    write_json(run_dir / "metrics.json", metrics)
+    if interrupted:
+        raise TrainingInterrupted(run_dir)
+    return TrainResult(run_dir, model_path, metrics, notes)

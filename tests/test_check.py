@@ -1,0 +1,82 @@
+"""`check` must fail, with a clear reason, on a model that breaks each rule of the contract."""
+
+from pathlib import Path
+
+import keras
+import pytest
+from keras import layers
+
+from facekit.check import check_model
+from tests.conftest import TRAIN_VAL
+
+
+def _save(model: keras.Model, path: Path) -> Path:
+    model.save(path)
+    return path
+
+
+def _two_heads(x, inp, gender_units=1, gender_act="sigmoid"):
+    x = layers.GlobalAveragePooling2D()(x)
+    age = layers.Dense(1, name="age")(x)
+    gender = layers.Dense(gender_units, activation=gender_act, name="gender")(x)
+    return keras.Model(inp, [age, gender])
+
+
+def _conv(inp, pool=8):
+    return layers.MaxPooling2D(pool)(layers.Conv2D(4, 3, padding="same")(inp))
+
+
+@keras.saving.register_keras_serializable(package="facekit_test")
+class Custom(layers.Layer):
+    def call(self, x):
+        return x * 2
+
+
+def failing(report):
+    return {c.name: c.detail for c in report.checks if c.ok is False}
+
+
+def test_good_model_passes_and_roles_from_activation(tmp_path):
+    inp = keras.Input((128, 128, 3))
+    x = layers.GlobalAveragePooling2D()(_conv(inp, 16))
+    m = keras.Model(inp, [layers.Dense(1, activation="sigmoid", name="out_a")(x), layers.Dense(1, name="out_b")(x)])
+    rep = check_model(_save(m, tmp_path / "m_A.keras"), images=sorted(TRAIN_VAL.iterdir())[:3])
+    assert rep.passed and rep.kind == "A" and rep.output_order == ["gender", "age"]
+
+
+def test_each_broken_rule_is_named(tmp_path):
+    cases = {}
+    inp = keras.Input((64, 64, 3))
+    cases["input 128 x 128 x 3 float32"] = _two_heads(_conv(inp), inp)
+    inp = keras.Input((128, 128, 3))
+    cases["gender is one sigmoid unit"] = _two_heads(_conv(inp), inp, gender_units=2, gender_act="softmax")
+    inp = keras.Input((128, 128, 3))
+    x = layers.Flatten()(layers.MaxPooling2D(8)(layers.Conv2D(4, 3, padding="same")(inp)))  # 16 x 16 map
+    cases["feature map before first Dense < 10 x 10"] = keras.Model(
+        inp, [layers.Dense(1, name="age")(x), layers.Dense(1, activation="sigmoid", name="gender")(x)])
+    inp = keras.Input((128, 128, 3))
+    x = layers.GlobalAveragePooling2D()(_conv(inp))
+    cases["two outputs of shape (None, 1)"] = keras.Model(inp, layers.Dense(1, activation="sigmoid", name="gender")(x))
+    inp = keras.Input((128, 128, 3))
+    x = layers.GlobalAveragePooling2D()(_conv(inp))
+    cases["sane outputs on real images"] = keras.Model(inp, [
+        layers.Dense(1, name="age", bias_initializer=keras.initializers.Constant(-500.0))(x),
+        layers.Dense(1, activation="sigmoid", name="gender")(x)])
+    for rule, model in cases.items():
+        rep = check_model(_save(model, tmp_path / "bad_A.keras"), images=sorted(TRAIN_VAL.iterdir())[:3])
+        assert not rep.passed
+        assert rule in failing(rep), (rule, failing(rep))
+
+
+@pytest.mark.parametrize("extra", ["lambda", "custom"])
+def test_lambda_and_custom_layers_fail_to_load_plainly(tmp_path, extra):
+    inp = keras.Input((128, 128, 3))
+    x = layers.Lambda(lambda t: t * 2.0)(inp) if extra == "lambda" else Custom()(inp)
+    rep = check_model(_save(_two_heads(_conv(x), inp), tmp_path / "x_B.keras"))
+    assert "loads without facekit" in failing(rep)
+    assert "load_model failed" in failing(rep)["loads without facekit"]
+
+
+def test_missing_file():
+    with pytest.raises(FileNotFoundError, match="no such model"):
+        check_model("nowhere_A.keras")

@@ -1,0 +1,48 @@
+import json
+
+from typer.testing import CliRunner
+
+from facekit_cli.main import app
+
+runner = CliRunner()
+
+
+def test_train_and_check_through_the_cli(tiny_cache, tmp_path):
+    res = runner.invoke(app, ["train", "scratch", "--cache", str(tiny_cache), "--epochs", "1", "--batch-size", "8",
+                              "--steps", "1", "--workers", "1", "--project", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["task"] == "scratch" and out["epochs_run"] == 1
+    chk = runner.invoke(app, ["check", out["model"], "--json"])
+    assert chk.exit_code == 0, chk.output
+    assert json.loads(chk.stdout)[0]["passed"] is True
+
+
+def test_train_rejects_options_of_the_other_task(tiny_cache):
+    res = runner.invoke(app, ["train", "scratch", "--cache", str(tiny_cache), "--backbone", "resnet50"])
+    assert res.exit_code == 1 and "apply to `train finetune` only" in res.stderr
+
+
+def test_train_bad_inputs(tmp_path):
+    res = runner.invoke(app, ["train", "scratch", "--cache", str(tmp_path / "none.h5")])
+    assert res.exit_code == 1 and "no such cache" in res.stderr
+    res = runner.invoke(app, ["train", "finetune", "--cache", str(tmp_path / "none.h5"), "--backbone", "vgg99"])
+    assert res.exit_code == 1 and "unknown backbone" in res.stderr
+
+
+def test_check_cli_failure_exit_code(tmp_path):
+    import keras
+
+    inp = keras.Input((64, 64, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inp)
+    keras.Model(inp, [keras.layers.Dense(1, name="age")(x),
+                      keras.layers.Dense(1, activation="sigmoid", name="gender")(x)]).save(tmp_path / "m_B.keras")
+    res = runner.invoke(app, ["check", str(tmp_path / "m_B.keras")])
+    assert res.exit_code == 1 and "FAIL" in res.stdout and "does NOT meet" in res.stdout
+
+
+def test_backbones_lists_registry():
+    res = runner.invoke(app, ["backbones", "--json"])
+    assert res.exit_code == 0
+    rows = json.loads(res.stdout)
+    assert {r["name"] for r in rows} >= {"mobilenet_075", "convnext_tiny"} and sum(r["default"] for r in rows) == 1

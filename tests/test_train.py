@@ -1,0 +1,99 @@
+"""Training on CPU with a few steps: run folders, export contract, resume, interrupt, --full, JAX."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import pytest
+
+from facekit.check import check_model
+from facekit.recipe import TrainConfig
+from facekit.runs import CURVES, read_history
+from facekit.train import TrainingInterrupted, train
+from tests.conftest import TRAIN_VAL, quick_config
+
+RUN_FILES = {"args.json", "history.csv", "metrics.json", "last.keras", "summary.txt",
+             *(f"{stem}.png" for stem, *_ in CURVES)}
+
+
+@pytest.mark.parametrize("task", ["scratch", "finetune"])
+def test_train_export_and_check(task, tiny_cache, tmp_path):
+    res = train(quick_config(task, tiny_cache, tmp_path))
+    export = "age_gender_A.keras" if task == "scratch" else "age_gender_B.keras"
+    assert res.model_path.name == export
+    assert RUN_FILES | {export} <= {p.name for p in res.run_dir.iterdir()}
+    m = json.loads((res.run_dir / "metrics.json").read_text())
+    assert m["epochs_run"] == 2 and m["best_epoch"] in (1, 2) and m["val_images"] == 5 and m["train_images"] == 19
+    assert m["val_age_mae"] > 0 and 0 <= m["val_gender_accuracy"] <= 1 and m["backend"] == keras.backend.backend()
+    assert "model.png" in m["plot_model"]  # either the file or the reason it was not drawn
+    hist = read_history(res.run_dir / "history.csv")
+    for _, key, *_ in CURVES:
+        assert key in hist[0] and f"val_{key}" in hist[0]
+    # The lecturer's way: a fresh process without facekit, plain load_model, cv2.imread / 255.
+    chips = sorted(TRAIN_VAL.iterdir())[:6]
+    rep = check_model(res.model_path, images=chips)
+    assert rep.passed, [c for c in rep.checks if c.ok is False]
+    assert rep.output_order == ["age", "gender"]
+    if task == "scratch":
+        assert any(c.name.startswith("feature map") and c.ok for c in rep.checks)
+
+
+def test_best_model_is_the_exported_one(tiny_cache, tmp_path):
+    res = train(quick_config("scratch", tiny_cache, tmp_path, epochs=3))
+    hist = read_history(res.run_dir / "history.csv")
+    best = min(range(3), key=lambda i: hist[i]["val_age_mae"])
+    assert res.metrics["best_epoch"] == best + 1
+    assert res.metrics["val_age_mae"] == pytest.approx(hist[best]["val_age_mae"], rel=1e-5)
+
+
+def test_resume_continues_the_run(tiny_cache, tmp_path):
+    first = train(quick_config("finetune", tiny_cache, tmp_path, epochs=3, patience=0, name="r"))
+    args = json.loads((first.run_dir / "args.json").read_text())
+    args["epochs"] = 4
+    (first.run_dir / "args.json").write_text(json.dumps(args))
+    again = train(TrainConfig(), resume=first.run_dir)
+    assert again.run_dir == first.run_dir and len(read_history(first.run_dir / "history.csv")) == 4
+    assert [int(h["epoch"]) for h in read_history(first.run_dir / "history.csv")] == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="already trained"):
+        train(TrainConfig(), resume=first.run_dir)
+
+
+def test_interrupt_keeps_best_model_and_history(tiny_cache, tmp_path):
+    class CtrlC(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted) as info:
+        train(quick_config("scratch", tiny_cache, tmp_path, epochs=5), callbacks=[CtrlC()])
+    run = info.value.run_dir
+    assert (run / "age_gender_A.keras").exists() and len(read_history(run / "history.csv")) == 1
+    assert json.loads((run / "metrics.json").read_text())["interrupted"] is True
+
+
+def test_full_freeze_and_output_order(tiny_cache, tmp_path):
+    res = train(quick_config("finetune", tiny_cache, tmp_path, full=True, freeze_epochs=1,
+                             output_order="gender,age"))
+    assert res.metrics["val_images"] == 0 and res.metrics["train_images"] == 24 and res.metrics["epochs_run"] == 2
+    assert len(read_history(res.run_dir / "history.csv")) == 2  # the frozen phase's row survives
+    rep = check_model(res.model_path)
+    assert rep.passed and rep.output_order == ["gender", "age"]
+
+
+def test_jax_backend_trains_and_loads(tiny_cache, tmp_path):
+    pytest.importorskip("jax")
+    code = (
+        "import sys; from tests.conftest import quick_config; from facekit.train import train; "
+        "r = train(quick_config('scratch', sys.argv[1], sys.argv[2], epochs=1)); print('MODEL', r.model_path)"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    out = subprocess.run([sys.executable, "-c", code, str(tiny_cache), str(tmp_path)], env=env, capture_output=True,
+                         text=True, cwd=Path(__file__).parent.parent, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    model = Path(out.stdout.split("MODEL ")[-1].strip())
+    assert json.loads((model.parent / "metrics.json").read_text())["backend"] == "jax"
+    for backend in ("jax", "tensorflow"):  # a JAX-trained file loads on both
+        assert check_model(model, images=sorted(TRAIN_VAL.iterdir())[:2], backend=backend).passed
