@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from facekit_cli.ui import console, fail, print_json, progress_bar
+from facekit_cli.ui import console, err_console, fail, print_json, progress_bar
 
 app = typer.Typer(
     name="facekit",
@@ -240,6 +240,155 @@ def backbones(json_out: JsonOpt = False) -> None:
         flag = " (default)" if r["default"] else ""
         console.print(f"{r['name']:18s} keras.applications.{r['builder']}{flag}; ImageNet weights: {local}"
                       + (f"; {r['note']}" if r["note"] else ""), highlight=False)
+
+
+def _load_models(specs: list[str], project: str):
+    from facekit.inference import load, resolve_model
+
+    paths = [resolve_model(s, project) for s in specs]
+    return [load(p) for p in paths]
+
+
+@app.command()
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="A, B (newest trained file of that "
+                                                    "kind under --project) or a .keras path; repeat to compare.")]
+    = None,
+    annotate: Annotated[Path | None, typer.Option(help="Write annotated copies of the images into this folder.")]
+    = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Average each face with its mirror image.")] = False,
+    max_faces: Annotated[int, typer.Option(help="Most faces to find per image.")] = 20,
+    project: Annotated[str, typer.Option(help="Runs folder searched for A / B.")] = "runs",
+    model_dir: ModelDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Age and gender for every face in IMAGES (chips, selfies, group photos, folders)."""
+    from rich.table import Table
+
+    from facekit.modelfiles import ModelFileError
+    from facekit.predict import predict as run_predict
+
+    try:
+        models = _load_models(model or ["B"], project)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    if not json_out:
+        for lm in models:
+            console.print(f"model {lm.label}: {lm.path}", highlight=False)
+            if lm.note:
+                console.print(f"[yellow]warning:[/] {lm.note}", highlight=False)
+    try:
+        with progress_bar("predict", quiet=json_out) as bar:
+            results = run_predict(images, models, annotate, tta=tta, max_faces=max_faces,
+                                  model_dir=str(model_dir) if model_dir else None, progress=bar)
+    except ModelFileError as exc:
+        fail(str(exc))
+    if not results:
+        fail("no image files given")
+    if json_out:
+        print_json({"models": {lm.label: str(lm.path) for lm in models}, "images": [r.to_json() for r in results]})
+    else:
+        table = Table(show_lines=False)
+        table.add_column("image")
+        table.add_column("face", justify="right")
+        table.add_column("box x0,y0,x1,y1")
+        for lm in models:
+            table.add_column(f"{lm.label}: age", justify="right")
+            table.add_column(f"{lm.label}: gender (p)")
+        for r in results:
+            for i, f in enumerate(r.faces):
+                cells = []
+                for lm in models:
+                    p = f.predictions[lm.label]
+                    cells += [f"{p['age']:.1f}", f"{p['gender']} ({max(p['p_female'], 1 - p['p_female']):.2f})"]
+                table.add_row(Path(r.path).name if i == 0 else "", str(i + 1),
+                              ",".join(f"{v:.0f}" for v in f.box), *cells)
+        if table.row_count:
+            console.print(table)
+        for r in results:
+            if r.error:
+                err_console.print(f"[yellow]skipped:[/] {r.error}", highlight=False, soft_wrap=True)
+        for r in results:
+            if r.annotated:
+                console.print(f"annotated: {r.annotated}", highlight=False)
+    if not any(r.faces for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def evaluate(
+    models: Annotated[list[str], typer.Argument(help="A, B or .keras paths.")],
+    data: Annotated[Path, typer.Option(help="Labelled folder (UTKFace names).")],
+    tta: Annotated[bool, typer.Option("--tta", help="Also report horizontal-flip averaging.")] = False,
+    plots: Annotated[Path | None, typer.Option(help="Write scatter, MAE-by-band and worst-case sheets here.")]
+    = None,
+    worst: Annotated[int, typer.Option(help="How many worst predictions to list.")] = 10,
+    split: Annotated[str, typer.Option(help="all, or the template split's val / train part (as `facekit train` "
+                                       "splits the same folder): score held-out images.")] = "all",
+    val_split: Annotated[float, typer.Option(help="Validation fraction for --split.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Split seed for --split.")] = 0,
+    project: Annotated[str, typer.Option(help="Runs folder searched for A / B.")] = "runs",
+    json_out: JsonOpt = False,
+) -> None:
+    """Score models the way the lecturer does: cv2.imread / 255, no alignment, MAE and gender accuracy."""
+    from rich.table import Table
+
+    from facekit.evaluate import evaluate as run_evaluate
+    from facekit.evaluate import load_labelled, write_plots
+
+    try:
+        loaded = _load_models(models, project)
+        with progress_bar(f"read {data.name}", quiet=json_out) as bar:
+            labelled = load_labelled(data, progress=bar, split=split, val_split=val_split, seed=seed)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    report, preds = run_evaluate(loaded, labelled, tta=tta, worst=worst)
+    if plots:
+        report["plots"] = [str(p) for p in write_plots(report, preds, labelled, plots)]
+    if json_out:
+        print_json(report)
+        return
+    for w in report["warnings"]:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    if report["rejected"]:
+        console.print(f"{len(report['rejected'])} files not scored (name not labelled):", highlight=False)
+        for r in report["rejected"]:
+            console.print(f"  {r['file']}: {r['detail']}", markup=False, highlight=False)
+    for u in report["unreadable"]:
+        console.print(f"  unreadable: {u}", markup=False, highlight=False)
+    ms = report["models"]
+    table = Table(title=f"{report['images']} images from {data}")
+    table.add_column("")
+    for label in ms:
+        table.add_column(label, justify="right")
+    table.add_row("age MAE", *[f"{m['mae']:.2f}" for m in ms.values()])
+    table.add_row("gender accuracy", *[f"{m['gender_accuracy']:.1%}" for m in ms.values()])
+    if tta:
+        table.add_row("age MAE, flip TTA", *[f"{m['tta']['mae']:.2f}" for m in ms.values()])
+        table.add_row("gender accuracy, flip TTA", *[f"{m['tta']['gender_accuracy']:.1%}" for m in ms.values()])
+    from facekit.evaluate import BANDS
+
+    for band in BANDS:
+        vals = [m["mae_by_band"].get(band) for m in ms.values()]
+        if any(vals):
+            table.add_row(f"MAE {band} (n)", *[f"{v['mae']:.2f} ({v['n']})" if v else "-" for v in vals])
+    for g in ("male", "female"):
+        vals = [m["accuracy_by_gender"].get(g) for m in ms.values()]
+        table.add_row(f"accuracy {g}", *[f"{v['accuracy']:.1%}" if v else "-" for v in vals])
+    cells = []
+    for m in ms.values():
+        (mm, mf), (fm, ff) = m["confusion"]["matrix"]
+        cells.append(f"{mm}/{mf} | {fm}/{ff}")
+    table.add_row("confusion: true M as M/F | true F as M/F", *cells)
+    console.print(table)
+    for label, m in ms.items():
+        console.print(f"worst predictions of {label}:")
+        for w in m["worst"]:
+            console.print(f"  {w['file']}: true {w['true_age']} {'F' if w['true_gender'] else 'M'}, "
+                          f"predicted {w['pred_age']:.1f} (p female {w['p_female']:.2f})", highlight=False)
+    for p in report.get("plots", []):
+        console.print(f"plot: {p}", highlight=False)
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import sys
 import traceback
 
 
-def _producer(tensor):
+def producer(tensor):
     return tensor._keras_history[0]
 
 
@@ -24,7 +24,7 @@ def _feature_map_before_first_dense(model, keras):
     for _ in range(100):
         if len(t.shape) == 4:
             return dense.name, [int(t.shape[1]), int(t.shape[2])]
-        op = _producer(t)
+        op = producer(t)
         if isinstance(op, keras.layers.InputLayer):
             break
         t = op.input if not isinstance(op.input, list) else op.input[0]
@@ -38,7 +38,7 @@ def _all_layers(model, keras):
             yield from _all_layers(layer, keras)
 
 
-def _activation(layer):
+def layer_activation(layer):
     cfg = layer.get_config()
     act = cfg.get("activation")
     if isinstance(act, dict):
@@ -82,7 +82,7 @@ def probe(path, image_paths):
     out["inputs"] = [{"shape": list(t.shape), "dtype": str(t.dtype)} for t in model.inputs]
     out["outputs"] = []
     for name, t in zip(model.output_names, model.outputs):
-        out["outputs"].append({"name": name, "shape": list(t.shape), "layer": _activation(_producer(t))})
+        out["outputs"].append({"name": name, "shape": list(t.shape), "layer": layer_activation(producer(t))})
     out["layers"] = [{"name": layer.name, "class": type(layer).__name__, "module": type(layer).__module__}
                      for layer in _all_layers(model, keras)]
     out["first_dense"], out["first_dense_map"] = _feature_map_before_first_dense(model, keras)

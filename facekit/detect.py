@@ -87,16 +87,23 @@ class FaceFinder:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def find(self, rgb: np.ndarray) -> list[Face]:
+    def find(self, rgb: np.ndarray, thorough: bool = False) -> list[Face]:
         """All faces in an RGB uint8 image, left to right.
 
-        Padding rescues faces that fill the frame but shrinks small faces in
-        big photos below what the short-range detector sees, so an image where
-        the padded pass finds nothing is tried again as it is.
+        The border is a fraction of the shorter side: it rescues faces that fill
+        the frame, but shrinks small faces in big photos below what the
+        short-range detector sees. So an image where the padded pass finds
+        nothing is tried again as it is; ``thorough`` always runs both passes
+        and merges them (photos with several faces of different sizes).
         """
         h, w = rgb.shape[:2]
-        faces = self._find(rgb, int(round(self.pad_fraction * max(h, w))))
-        return faces or (self._find(rgb, 0) if self.pad_fraction > 0 else [])
+        faces = self._find(rgb, int(round(self.pad_fraction * min(h, w)))) if self.pad_fraction > 0 else []
+        if thorough or not faces:
+            for extra in self._find(rgb, 0):
+                if all(_iou(extra.box, f.box) < 0.4 for f in faces):
+                    faces.append(extra)
+        faces.sort(key=lambda f: f.box[0] + f.box[2])
+        return faces
 
     def _find(self, rgb: np.ndarray, pad: int) -> list[Face]:
         import mediapipe as mp
@@ -128,7 +135,6 @@ class FaceFinder:
                 faces.append(Face(box=best[0], score=best[1], points=points))
             else:
                 faces.append(Face(box=mesh_box, score=float("nan"), points=points))
-        faces.sort(key=lambda f: f.box[0] + f.box[2])
         return faces
 
 

@@ -1,0 +1,182 @@
+"""``facekit evaluate``: score models on a labelled folder exactly as the lecturer's test does.
+
+Images are read with ``cv2.imread`` (BGR) and divided by 255, with no
+alignment; labels come from the file names through the same parser as prep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from facekit.inference import LoadedModel, run
+from facekit.labels import Rejection, parse_name
+
+BANDS = ["0-10", "11-20", "21-30", "31-40", "41-50", "51-60", "61-70", "70+"]
+
+
+def eval_band(age: int) -> str:
+    """The bands the issue asks for: 0-10, 11-20, ..., 61-70, 70+ (70 itself counts in 61-70)."""
+    if age <= 10:
+        return "0-10"
+    if age > 70:
+        return "70+"
+    lo = (age - 1) // 10 * 10 + 1
+    return f"{lo}-{lo + 9}"
+
+
+@dataclass
+class LabelledSet:
+    x: np.ndarray  # (N, 128, 128, 3) float32, BGR / 255
+    ages: np.ndarray
+    genders: np.ndarray
+    names: list[str]
+    rejected: list[dict[str, str]] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    resized: list[str] = field(default_factory=list)
+
+
+def load_labelled(folder: str | Path, size: int = 128, progress: Callable[[int, int], None] | None = None,
+                  split: str = "all", val_split: float = 0.2, seed: int = 0) -> LabelledSet:
+    """Read a labelled folder like the lecturer; ``split`` keeps only the template split's
+    ``train`` or ``val`` part (as ``facekit train`` splits it), for scoring held-out images."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: not a directory")
+    if split not in ("all", "train", "val"):
+        raise ValueError(f"split must be all, train or val, got {split!r}")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if split != "all":
+        from facekit.split import template_split
+
+        files = [p for p in files if not isinstance(parse_name(p.name), Rejection)]
+        tr, va = template_split([p.name for p in files], val_split, seed)
+        files = [files[i] for i in (va if split == "val" else tr)]
+    images, ages, genders, names = [], [], [], []
+    rejected, unreadable, resized = [], [], []
+    for i, p in enumerate(files):
+        if progress:
+            progress(i + 1, len(files))
+        lab = parse_name(p.name)
+        if isinstance(lab, Rejection):
+            rejected.append({"file": p.name, "reason": lab.reason, "detail": lab.detail})
+            continue
+        img = cv2.imread(str(p))
+        if img is None:
+            unreadable.append(f"{p}: cv2.imread could not read it")
+            continue
+        if img.shape[:2] != (size, size):
+            img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+            resized.append(p.name)
+        images.append(img)
+        ages.append(lab.age)
+        genders.append(lab.gender)
+        names.append(p.name)
+    if not images:
+        raise ValueError(f"{folder}: no labelled image could be read ({len(rejected)} names rejected, "
+                         f"{len(unreadable)} unreadable)")
+    x = np.stack(images).astype(np.float32) / 255.0
+    return LabelledSet(x, np.array(ages), np.array(genders), names, rejected, unreadable, resized)
+
+
+def score(age_pred: np.ndarray, p_female: np.ndarray, data: LabelledSet, worst: int = 10) -> dict[str, Any]:
+    err = np.abs(age_pred - data.ages)
+    pred_g = (p_female >= 0.5).astype(int)
+    bands = np.array([eval_band(int(a)) for a in data.ages])
+    confusion = [[int(((data.genders == t) & (pred_g == p)).sum()) for p in (0, 1)] for t in (0, 1)]
+    order = np.argsort(-err)[:worst]
+    return {
+        "n": int(len(err)),
+        "mae": float(err.mean()),
+        "gender_accuracy": float((pred_g == data.genders).mean()),
+        "mae_by_band": {b: {"n": int((bands == b).sum()), "mae": float(err[bands == b].mean())}
+                        for b in BANDS if (bands == b).any()},
+        "accuracy_by_gender": {g: {"n": int((data.genders == v).sum()),
+                                   "accuracy": float((pred_g[data.genders == v] == v).mean())}
+                               for g, v in (("male", 0), ("female", 1)) if (data.genders == v).any()},
+        "confusion": {"rows_true_cols_pred": ["male", "female"], "matrix": confusion},
+        "worst": [{"file": data.names[i], "true_age": int(data.ages[i]), "pred_age": round(float(age_pred[i]), 1),
+                   "true_gender": int(data.genders[i]), "p_female": round(float(p_female[i]), 3)}
+                  for i in order],
+    }
+
+
+def evaluate(models: list[LoadedModel], data: LabelledSet, tta: bool = False, worst: int = 10,
+             ) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The report (JSON-ready) and each model's raw predictions (for plots)."""
+    preds = {lm.label: run(lm, data.x, tta=False) for lm in models}
+    report: dict[str, Any] = {
+        "images": len(data.names),
+        "rejected": data.rejected,
+        "unreadable": data.unreadable,
+        "resized": len(data.resized),
+        "warnings": [lm.note for lm in models if lm.note],
+        "models": {},
+    }
+    if data.resized:
+        report["warnings"].append(f"{len(data.resized)} images were not 128 x 128 and were resized (cv2 INTER_AREA)")
+    for lm in models:
+        entry = {"path": str(lm.path), **score(*preds[lm.label], data, worst)}
+        if tta:
+            tta_pred = run(lm, data.x, tta=True)
+            entry["tta"] = {k: v for k, v in score(*tta_pred, data, worst).items()
+                            if k in ("mae", "gender_accuracy", "mae_by_band", "accuracy_by_gender")}
+        report["models"][lm.label] = entry
+    return report, preds
+
+
+def write_plots(report: dict[str, Any], preds: dict[str, tuple[np.ndarray, np.ndarray]], data: LabelledSet,
+                out_dir: Path) -> list[Path]:
+    """Predicted-vs-true scatter, MAE by band, and a contact sheet of the worst cases per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from facekit.atomic import atomic_path
+    from facekit.report import _tile, save_grid
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
+    for label, (age, _) in preds.items():
+        ax.scatter(data.ages, age, s=6, alpha=0.5, label=f"{label} (MAE {report['models'][label]['mae']:.2f})")
+    ax.plot([0, 116], [0, 116], color="grey", lw=1)
+    ax.set(xlabel="true age", ylabel="predicted age", title="Predicted vs true age")
+    ax.legend()
+    written.append(_save_fig(fig, out_dir / "age_scatter.png", atomic_path, plt))
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    width = 0.8 / max(1, len(preds))
+    for k, label in enumerate(preds):
+        bands = report["models"][label]["mae_by_band"]
+        xs = [BANDS.index(b) + k * width for b in bands]
+        ax.bar(xs, [v["mae"] for v in bands.values()], width=width, label=label)
+    ax.set_xticks([i + width * (len(preds) - 1) / 2 for i in range(len(BANDS))], BANDS)
+    ax.set(xlabel="true age band", ylabel="MAE (years)", title="Age MAE by band")
+    ax.legend()
+    written.append(_save_fig(fig, out_dir / "mae_by_band.png", atomic_path, plt))
+    index = {n: i for i, n in enumerate(data.names)}
+    for label in preds:
+        tiles = []
+        for w in report["models"][label]["worst"]:
+            img = (data.x[index[w["file"]]][..., ::-1] * 255).round().astype(np.uint8)
+            g = "F" if w["p_female"] >= 0.5 else "M"
+            t = "F" if w["true_gender"] else "M"
+            tiles.append(_tile(img, f"{w['true_age']}{t} -> {w['pred_age']:.0f}{g}"))
+        if tiles:
+            written.append(save_grid(tiles, out_dir / f"worst_{label}.png", cols=5))
+    return written
+
+
+def _save_fig(fig: Any, dest: Path, atomic_path: Any, plt: Any) -> Path:
+    fig.tight_layout()
+    with atomic_path(dest) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return dest
+

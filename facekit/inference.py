@@ -1,0 +1,82 @@
+"""Loading trained models and running them: shared by predict, evaluate and benchmarks."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from facekit.recipe import EXPORT_NAMES
+
+
+@dataclass
+class LoadedModel:
+    path: Path
+    label: str  # short name for tables: A, B, or the file stem
+    model: keras.Model
+    age_index: int
+    gender_index: int
+    note: str | None = None  # e.g. outputs in an unexpected order
+
+
+def newest_model(kind: str, project: str | Path = "runs") -> Path:
+    """The most recently written age_gender_<kind>.keras under the runs folder."""
+    name = EXPORT_NAMES["scratch" if kind == "A" else "finetune"]
+    found = sorted(Path(project).glob(f"**/{name}"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        task = "scratch" if kind == "A" else "finetune"
+        raise FileNotFoundError(f"no {name} under {project}/; train one with `facekit train {task}` "
+                                "or pass --model PATH")
+    return found[-1]
+
+
+def resolve_model(spec: str, project: str | Path = "runs") -> Path:
+    """``A`` / ``B`` -> the newest trained file of that kind; anything else is a path."""
+    if spec.upper() in ("A", "B"):
+        return newest_model(spec.upper(), project)
+    path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model file")
+    return path
+
+
+def load(path: str | Path, label: str | None = None) -> LoadedModel:
+    """Load a .keras file and find which output is age and which gender (by name, else activation)."""
+    from facekit.check import output_roles
+    from facekit.contract_probe import layer_activation, producer
+
+    path = Path(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # optimizer-state notes from load_model are not the user's concern
+        model = keras.models.load_model(path)
+    outs = [{"name": n, "layer": layer_activation(producer(t))} for n, t in zip(model.output_names, model.outputs)]
+    roles, how = output_roles(outs)
+    if roles is None:
+        raise ValueError(f"{path}: cannot tell the age output from the gender output ({how})")
+    note = None
+    if roles != ["age", "gender"]:
+        note = f"{path.name}: outputs are in the order {roles} ({how}); scored by role, not position"
+    elif how != "by output names":
+        note = f"{path.name}: output names do not say which is age; assumed {roles} {how}"
+    if label is None:
+        stem = path.stem
+        label = stem[-1] if stem.startswith("age_gender_") and len(stem) == len("age_gender_A") else stem
+    return LoadedModel(path, label, model, roles.index("age"), roles.index("gender"), note)
+
+
+def run(lm: LoadedModel, x: np.ndarray, tta: bool = False, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Age in years and P(female) for a batch of model inputs (BGR, [0, 1]); ``tta`` averages with the mirror."""
+
+    def once(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = lm.model.predict(batch, batch_size=batch_size, verbose=0)
+        return (np.asarray(out[lm.age_index], np.float64).reshape(-1),
+                np.asarray(out[lm.gender_index], np.float64).reshape(-1))
+
+    age, gender = once(x)
+    if tta:
+        age2, gender2 = once(x[:, :, ::-1, :])
+        age, gender = (age + age2) / 2, (gender + gender2) / 2
+    return age, gender
