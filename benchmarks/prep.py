@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import TRAIN_VAL, save
-from facekit.prep import PrepOptions, list_images, map_files
+from facekit.imageio import list_files
+from facekit.prep import PrepOptions, map_files
 from facekit.template import load_template
 
 
@@ -31,7 +32,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     args = ap.parse_args()
     os.environ.setdefault("FACEKIT_MODEL_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "models"))
-    paths = [str(p) for p in list_images(args.data)][: args.limit]
+    paths = [str(p) for p in list_files(args.data)][: args.limit]
     serial, a1 = rate(paths, 1)
     parallel, a2 = rate(paths, args.workers)
     result = {

@@ -52,10 +52,13 @@ def run_probe(model: Path, images: list[Path], timeout: float = 600, backend: st
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if backend:
         env["KERAS_BACKEND"] = backend
-    proc = subprocess.run(
-        [sys.executable, "-c", src, str(model.resolve()), *[str(p.resolve()) for p in images]],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=Path(model).resolve().parent,
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", src, str(model.resolve()), *[str(p.resolve()) for p in images]],
+            capture_output=True, text=True, timeout=timeout, env=env, cwd=Path(model).resolve().parent,
+        )
+    except subprocess.TimeoutExpired:
+        return {"loaded": False, "load_error": f"loading and predicting took over {timeout:.0f} s"}
     marker = proc.stdout.rfind("@@PROBE@@")
     if marker < 0:
         return {"loaded": False, "load_error": f"probe process failed (exit {proc.returncode}): "
@@ -163,6 +166,8 @@ def check_model(path: str | Path, kind: str | None = None, images: list[Path] | 
 
 def sample_images(folder: Path, n: int = 32) -> list[Path]:
     """An even spread of up to n images of a folder, for check's sanity test."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    from facekit.imageio import list_files
+
+    files = list_files(folder)
     step = max(1, len(files) // n)
     return files[::step][:n]

@@ -14,6 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from facekit.imageio import list_files
 from facekit.inference import LoadedModel, run
 from facekit.labels import Rejection, parse_name
 
@@ -45,12 +46,9 @@ def load_labelled(folder: str | Path, size: int = 128, progress: Callable[[int, 
                   split: str = "all", val_split: float = 0.2, seed: int = 0) -> LabelledSet:
     """Read a labelled folder like the lecturer; ``split`` keeps only the template split's
     ``train`` or ``val`` part (as ``facekit train`` splits it), for scoring held-out images."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not a directory")
     if split not in ("all", "train", "val"):
         raise ValueError(f"split must be all, train or val, got {split!r}")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = list_files(folder)
     if split != "all":
         from facekit.split import template_split
 

@@ -62,6 +62,14 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.uint8)
 
 
+def list_files(folder: str | Path) -> list[Path]:
+    """Every regular, non-hidden file of a folder (not recursive), sorted by name, so runs are reproducible."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: not a directory")
+    return sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")), key=lambda p: p.name)
+
+
 def square_resize(rgb: np.ndarray, size: int = 128) -> np.ndarray:
     """Centre-crop to a square and resize: the fallback framing when no face is aligned."""
     h, w = rgb.shape[:2]

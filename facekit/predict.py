@@ -19,7 +19,7 @@ from facekit.align import align_face
 from facekit.atomic import atomic_path
 from facekit.dataset import to_model_input
 from facekit.detect import FaceFinder
-from facekit.imageio import ImageReadError, read_rgb
+from facekit.imageio import ImageReadError, list_files, read_rgb
 from facekit.inference import LoadedModel, run
 from facekit.template import Template, load_template
 
@@ -52,8 +52,7 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out.extend(sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES
-                              and not q.name.startswith(".")))
+            out.extend(q for q in list_files(p) if q.suffix.lower() in IMAGE_SUFFIXES)
         else:
             out.append(p)
     return out

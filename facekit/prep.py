@@ -25,7 +25,7 @@ import numpy as np
 from facekit import __version__
 from facekit.atomic import atomic_path, write_json
 from facekit.cache import SCHEMA_VERSION, CacheError, CacheWriter, read_attrs
-from facekit.imageio import ImageReadError, read_rgb, square_resize
+from facekit.imageio import ImageReadError, list_files, read_rgb, square_resize
 from facekit.labels import Label, Rejection, parse_name
 from facekit.template import Template, load_template
 
@@ -171,13 +171,6 @@ def map_files(
 # ---------------------------------------------------------------- parent side
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Every regular, non-hidden file in the folder, sorted by name (so runs are reproducible)."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not a directory")
-    return sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")), key=lambda p: p.name)
-
-
 def fingerprint(files: list[Path], options: PrepOptions, template: Template) -> str:
     """Changes whenever the folder's files, the options, the template or the schema change."""
     h = hashlib.sha256(json.dumps([SCHEMA_VERSION, asdict(options), template.digest()]).encode())
@@ -210,7 +203,7 @@ def prep(
     from facekit.report import build_report, contact_sheet, pairs_sheet
 
     folder = Path(folder)
-    files = list_images(folder)
+    files = list_files(folder)
     out = Path(out) if out else default_cache_path(folder)
     template = template or load_template()
     fp = fingerprint(files, options, template)
@@ -319,7 +312,7 @@ def derive_template(
     from facekit.template import template_from_points
 
     folder = Path(folder)
-    files = [p for p in list_images(folder) if isinstance(parse_name(p.name), Label)]
+    files = [p for p in list_files(folder) if isinstance(parse_name(p.name), Label)]
     if limit and limit < len(files):
         files = sorted(random.Random(seed).sample(files, limit))
     options = PrepOptions()

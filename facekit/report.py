@@ -139,12 +139,23 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"rejected names {c['rejected_names']}, repaired names {c['repaired_names']}, unreadable {c['unreadable']}",
         f"duplicate groups {c['duplicate_groups']} ({c['conflicting_duplicate_groups']} with conflicting labels)",
     ]
+    if report["rejections_by_reason"]:
+        by_reason = report["rejections_by_reason"].items()
+        lines.append("rejections by reason: " + ", ".join(f"{k} {v}" for k, v in by_reason))
     for r in report["rejected"][:10]:
         lines.append(f"  rejected  {r['file']}: {r['detail']}")
     for r in report["repaired"][:10]:
         lines.append(f"  repaired  {r['file']}: {', '.join(r['notes'])}")
     for r in report["unreadable"][:10]:
         lines.append(f"  unreadable {r['reason']}")
+    for name in report["no_face"][:10]:
+        lines.append(f"  no face   {name}")
+    for d in [d for d in report["duplicates"] if d["conflict"]][:5]:
+        labels = "; ".join(f"{f['file']} ({f['age']}, {'F' if f['gender'] else 'M'})" for f in d["files"])
+        lines.append(f"  conflicting duplicate: {labels}")
+    shown = {"rejected": 10, "unreadable": 10, "no_face": 10}
+    if any(len(report[k]) > n for k, n in shown.items()) or sum(d["conflict"] for d in report["duplicates"]) > 5:
+        lines.append("  (more in the report JSON)")
     h = report["histograms"]
     lines.append("age bands " + ", ".join(f"{k}: {v}" for k, v in h["age_band"].items()))
     lines.append(f"gender male {h['gender']['male']}, female {h['gender']['female']}; "

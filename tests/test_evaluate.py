@@ -18,15 +18,12 @@ runner = CliRunner()
 
 
 @pytest.fixture()
-def labelled(tmp_path: Path, chip_sample: list[Path]) -> Path:
-    d = tmp_path / "test"
-    d.mkdir()
-    for p in chip_sample[:10]:
-        shutil.copy(p, d / p.name)
-    shutil.copy(chip_sample[0], d / "39_1_20170116174525125.jpg.chip.jpg")  # three fields: not scored
-    big = Image.open(chip_sample[11]).resize((200, 200))
-    big.save(d / chip_sample[11].name)  # not 128 x 128: resized with a warning
-    return d
+def labelled(chip_folder: Path, chip_sample: list[Path]) -> Path:
+    """chip_folder's chips less one, plus a three-field name (not scored) and a 200 x 200 image (resized)."""
+    (chip_folder / chip_sample[10].name).unlink()
+    shutil.copy(chip_sample[0], chip_folder / "39_1_20170116174525125.jpg.chip.jpg")
+    Image.open(chip_sample[11]).resize((200, 200)).save(chip_folder / chip_sample[11].name)
+    return chip_folder
 
 
 def test_scores_equal_a_hand_computation(labelled: Path, tiny_models):

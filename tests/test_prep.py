@@ -40,6 +40,11 @@ def test_prep_builds_cache_and_report(messy_folder: Path, tmp_path: Path):
     assert dup and dup[0]["conflict"]
     assert json.loads(res.report_path.read_text())["counts"] == c
     assert res.samples_png.exists() and res.pairs_png.exists()
+    from facekit.report import summary_lines
+
+    text = "\n".join(summary_lines(res.report))
+    assert "missing-field 1" in text and "no face   40_0_0_20170116174525998" in text
+    assert "conflicting duplicate" in text
 
     data = read_cache(out)
     assert data.images.shape == (15, 128, 128, 3) and data.images.dtype == np.uint8

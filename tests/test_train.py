@@ -83,6 +83,12 @@ def test_full_freeze_and_output_order(tiny_cache, tmp_path):
     assert rep.passed and rep.output_order == ["gender", "age"]
 
 
+def test_ema_run_exports(tiny_cache, tmp_path):
+    res = train(quick_config("scratch", tiny_cache, tmp_path, ema=True))
+    assert res.model_path.exists() and res.metrics["epochs_run"] == 2
+    assert json.loads((res.run_dir / "args.json").read_text())["ema"] is True
+
+
 def test_jax_backend_trains_and_loads(tiny_cache, tmp_path):
     pytest.importorskip("jax")
     code = (
