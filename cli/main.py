@@ -119,6 +119,8 @@ def train(
     val_split: Annotated[float | None, typer.Option(help="Validation fraction of the template split (0.2).")] = None,
     seed: Annotated[int | None, typer.Option(help="Split and training seed (0: the course template's split).")]
     = None,
+    init_seed: Annotated[int | None, typer.Option(help="Seed for weights, shuffling and augmentation only "
+                                                  "(default: --seed), to repeat runs on one split.")] = None,
     full: Annotated[bool, typer.Option("--full", help="Train on all images for exactly --epochs "
                                        "(take the epoch count from a validation run's metrics.json).")] = False,
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs (0: off).")] = None,
@@ -157,7 +159,8 @@ def train(
     try:
         cfg = TrainConfig.for_task(
             task.value, cache=str(cache), epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-            augment=augment, val_split=val_split, seed=seed, full=full or None, patience=patience, ema=ema,
+            augment=augment, val_split=val_split, seed=seed, init_seed=init_seed, full=full or None,
+            patience=patience, ema=ema,
             output_order=output_order, precision=precision, workers=workers, limit=limit, steps_per_epoch=steps,
             project=project, name=name, model_dir=str(model_dir) if model_dir else None, **finetune_only,
         )

@@ -36,7 +36,8 @@ class TrainConfig:
     gender_weight: float = 1.0
     augment: str = "default"
     val_split: float = 0.2
-    seed: int = 0
+    seed: int = 0  # the split's seed (0: the course template's split); also initialisation unless init_seed is set
+    init_seed: int | None = None  # weights, shuffling and augmentation only, so seeds can vary on a fixed split
     full: bool = False  # train on everything (no validation) for exactly `epochs`
     patience: int = 12  # early stopping on `monitor`; 0 disables
     monitor: str = "val_age_mae"
@@ -87,6 +88,10 @@ class TrainConfig:
             raise ValueError("epochs and batch size must be at least 1")
         if not 0.0 <= self.val_split < 1.0:
             raise ValueError(f"val split must be in [0, 1), got {self.val_split}")
+
+    @property
+    def run_seed(self) -> int:
+        return self.seed if self.init_seed is None else self.init_seed
 
     @property
     def export_name(self) -> str:

@@ -126,7 +126,7 @@ def select(data: CacheData, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
     """Train and validation indices into the cache: the template split, or everything with --full."""
     idx = np.arange(len(data))
     if cfg.limit and cfg.limit < len(data):
-        idx = np.sort(np.random.default_rng(cfg.seed).choice(len(data), cfg.limit, replace=False))
+        idx = np.sort(np.random.default_rng(cfg.seed).choice(len(data), cfg.limit, replace=False))  # split-side
     if cfg.full:
         return idx, np.array([], dtype=np.int64)
     tr, va = template_split(list(data.filename[idx]), cfg.val_split, cfg.seed)
@@ -150,7 +150,7 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
         raise ValueError(f"{cfg.cache}: too few images to split ({len(tr)} train, {len(va)} validation)")
 
     train_batches = FaceBatches(data.images[tr], data.age[tr], data.gender[tr], cfg.batch_size,
-                                build_augment(cfg.augment), shuffle=True, sigma=cfg.sigma, seed=cfg.seed,
+                                build_augment(cfg.augment), shuffle=True, sigma=cfg.sigma, seed=cfg.run_seed,
                                 workers=cfg.workers, steps=cfg.steps_per_epoch)
     val_batches = None if cfg.full else FaceBatches(data.images[va], data.age[va], data.gender[va],
                                                     cfg.batch_size, None, sigma=cfg.sigma, workers=cfg.workers)
@@ -169,7 +169,7 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
         if initial_epoch >= cfg.epochs:
             raise ValueError(f"{run_dir}: already trained {initial_epoch} of {cfg.epochs} epochs")
     else:
-        keras.utils.set_random_seed(cfg.seed)
+        keras.utils.set_random_seed(cfg.run_seed)
         run_dir = new_run_dir(cfg.project, cfg.task, cfg.name)
         write_json(run_dir / "args.json", cfg.to_json())
         models = build_models(cfg)

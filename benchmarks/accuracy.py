@@ -1,0 +1,87 @@
+"""Accuracy of the default models over several seeds, scored the lecturer's way.
+
+    python -m benchmarks.accuracy [--seeds 0 1 2] [--tasks scratch finetune] [--cache cache/train_val.h5]
+                                  [--data ../shared/data/train_val] [--epochs N] [--tag NAME]
+
+Each seed trains with the defaults (only the initialisation/shuffling seed
+varies; the split stays the course template's), then scores the exported
+file on the held-out validation images read as ``cv2.imread / 255`` with no
+alignment (``facekit evaluate --split val``), with and without flip TTA.
+Writes benchmarks/results/accuracy[-TAG].json and .md with per-run rows and
+mean +- standard deviation per model. Meant for the GPU machine
+(../shared/docs/gpu.md): a full run on a 2-core CPU takes hours per model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from benchmarks.common import RESULTS, TRAIN_VAL, environment, save
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--tasks", nargs="+", default=["scratch", "finetune"], choices=["scratch", "finetune"])
+    ap.add_argument("--cache", default="cache/train_val.h5")
+    ap.add_argument("--data", type=Path, default=TRAIN_VAL, help="the raw folder the cache was built from")
+    ap.add_argument("--epochs", type=int, default=None, help="override the default epoch count (smoke runs)")
+    ap.add_argument("--limit", type=int, default=None, help="train on a subset (smoke runs only)")
+    ap.add_argument("--project", default="runs/accuracy")
+    ap.add_argument("--tag", default="")
+    args = ap.parse_args()
+
+    from facekit.evaluate import evaluate, load_labelled
+    from facekit.inference import load
+    from facekit.recipe import TrainConfig
+    from facekit.train import train
+
+    val = load_labelled(args.data, split="val")
+    rows = []
+    for task in args.tasks:
+        for seed in args.seeds:
+            cfg = TrainConfig.for_task(task, cache=args.cache, init_seed=seed, epochs=args.epochs, limit=args.limit,
+                                       project=args.project, name=f"{task}-seed{seed}")
+            res = train(cfg)
+            report, _ = evaluate([load(res.model_path, label="m")], val, tta=True)
+            m = report["models"]["m"]
+            rows.append({
+                "task": task, "seed": seed, "epochs_run": res.metrics["epochs_run"],
+                "best_epoch": res.metrics["best_epoch"], "train_seconds": res.metrics["train_seconds"],
+                "val_aligned_mae": res.metrics["val_age_mae"], "val_aligned_acc": res.metrics["val_gender_accuracy"],
+                "raw_mae": m["mae"], "raw_acc": m["gender_accuracy"],
+                "raw_tta_mae": m["tta"]["mae"], "raw_tta_acc": m["tta"]["gender_accuracy"],
+                "backend": res.metrics["backend"], "gpu": res.metrics["gpu"], "run_dir": str(res.run_dir),
+            })
+            print(rows[-1])
+    summary = {}
+    for task in args.tasks:
+        got = [r for r in rows if r["task"] == task]
+        summary[task] = {k: {"mean": statistics.fmean(r[k] for r in got),
+                             "sd": statistics.stdev(r[k] for r in got) if len(got) > 1 else 0.0}
+                         for k in ("raw_mae", "raw_acc", "raw_tta_mae", "raw_tta_acc", "train_seconds")}
+    name = "accuracy" + (f"-{args.tag}" if args.tag else "")
+    result = {"validation_images": len(val.names), "epochs_override": args.epochs, "limit": args.limit,
+              "rows": rows, "summary": summary}
+    print(f"wrote {save(name, result)}")
+    env = environment()
+    lines = [f"# {name}", "", f"{env['date']}, commit {env['commit']}, {env['machine']}",
+             f"backend {rows[0]['backend']}, GPU {rows[0]['gpu']}; {len(val.names)} validation images read as "
+             "cv2.imread / 255 (raw chips, no alignment)", "",
+             "| model | seeds | MAE | accuracy | MAE flip-TTA | accuracy flip-TTA | train s |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    def f(s: dict, k: str, pct: bool = False) -> str:
+        mul = 100 if pct else 1
+        return f"{s[k]['mean'] * mul:.2f} ± {s[k]['sd'] * mul:.2f}"
+
+    for task, s in summary.items():
+        lines.append(f"| {'A' if task == 'scratch' else 'B'} | {len(args.seeds)} | {f(s, 'raw_mae')} | "
+                     f"{f(s, 'raw_acc', True)} % | {f(s, 'raw_tta_mae')} | {f(s, 'raw_tta_acc', True)} % | "
+                     f"{s['train_seconds']['mean']:.0f} |")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
