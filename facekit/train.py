@@ -7,6 +7,7 @@ keeps its best model and history and can be resumed.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -31,8 +32,9 @@ from facekit.split import template_split
 class TrainingInterrupted(Exception):
     """Ctrl-C during training; the run folder still holds the best model so far."""
 
-    def __init__(self, run_dir: Path) -> None:
-        super().__init__(f"training interrupted; best model so far and history are in {run_dir}")
+    def __init__(self, run_dir: Path, saved: bool = True) -> None:
+        what = "best model so far and history are" if saved else "no epoch finished, so no model was saved; args are"
+        super().__init__(f"training interrupted; {what} in {run_dir}")
         self.run_dir = run_dir
 
 
@@ -155,8 +157,10 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
     val_batches = None if cfg.full else FaceBatches(data.images[va], data.age[va], data.gender[va],
                                                     cfg.batch_size, None, sigma=cfg.sigma, workers=cfg.workers)
     monitor = None if cfg.full else cfg.monitor
-    initial_epoch, best, best_epoch = 0, math.inf, None
+    initial_epoch, best, best_epoch, earlier_seconds = 0, math.inf, None, 0.0
     if resume:
+        if (run_dir / "metrics.json").exists():
+            earlier_seconds = float(json.loads((run_dir / "metrics.json").read_text()).get("train_seconds") or 0)
         history = read_history(run_dir / "history.csv")
         initial_epoch = len(history)
         model = keras.models.load_model(run_dir / "last.keras")
@@ -207,10 +211,11 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
     elapsed = time.perf_counter() - start
 
     history = read_history(run_dir / "history.csv")
-    if not model_path.exists():  # interrupted before the first epoch ended
-        save_export(models.export, model_path)
+    # Interrupted before the first epoch ended: no model is written, rather than an untrained
+    # file under the hand-in name.
+    saved = model_path.exists()
     metrics = {
-        "model": str(model_path),
+        "model": str(model_path) if saved else None,
         "task": cfg.task,
         "backbone": cfg.backbone if cfg.task == "finetune" else None,
         "epochs_run": len(history),
@@ -220,7 +225,7 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
         "val_gender_accuracy": save_best.best_logs.get("val_gender_accuracy"),
         "train_images": int(len(tr)),
         "val_images": int(len(va)),
-        "train_seconds": round(elapsed, 1),
+        "train_seconds": round(earlier_seconds + elapsed, 1),  # all sessions of the run
         "precision": policy,
         "interrupted": interrupted,
         **describe(),
@@ -236,5 +241,5 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
     metrics["plot_model"] = plot_note
     write_json(run_dir / "metrics.json", metrics)
     if interrupted:
-        raise TrainingInterrupted(run_dir)
+        raise TrainingInterrupted(run_dir, saved)
     return TrainResult(run_dir, model_path, metrics, notes)

@@ -55,6 +55,7 @@ def test_resume_continues_the_run(tiny_cache, tmp_path):
     args["epochs"] = 4
     (first.run_dir / "args.json").write_text(json.dumps(args))
     again = train(TrainConfig(), resume=first.run_dir)
+    assert again.metrics["train_seconds"] > first.metrics["train_seconds"]  # counts both sessions
     assert again.run_dir == first.run_dir and len(read_history(first.run_dir / "history.csv")) == 4
     assert [int(h["epoch"]) for h in read_history(first.run_dir / "history.csv")] == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="already trained"):
@@ -72,6 +73,18 @@ def test_interrupt_keeps_best_model_and_history(tiny_cache, tmp_path):
     run = info.value.run_dir
     assert (run / "age_gender_A.keras").exists() and len(read_history(run / "history.csv")) == 1
     assert json.loads((run / "metrics.json").read_text())["interrupted"] is True
+    assert "best model so far" in str(info.value)
+
+
+def test_interrupt_before_any_epoch_saves_no_model(tiny_cache, tmp_path):
+    class CtrlC(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted, match="no model was saved") as info:
+        train(quick_config("scratch", tiny_cache, tmp_path), callbacks=[CtrlC()])
+    assert not (info.value.run_dir / "age_gender_A.keras").exists()
+    assert json.loads((info.value.run_dir / "metrics.json").read_text())["model"] is None
 
 
 def test_full_freeze_and_output_order(tiny_cache, tmp_path):
