@@ -177,8 +177,9 @@ def train(
         print_json({"run_dir": str(result.run_dir), **result.metrics})
         return
     m = result.metrics
+    which = f"best epoch {m['best_epoch']}" if m["monitor"] else "no validation (--full): last epoch saved"
     console.print(f"[green]done[/] in {m['train_seconds']:.0f} s ({m['backend']}, {m['gpu'] or 'CPU'}): "
-                  f"{m['epochs_run']} epochs, best epoch {m['best_epoch']}")
+                  f"{m['epochs_run']} epochs, {which}")
     if m["val_age_mae"] is not None:
         console.print(f"validation: age MAE {m['val_age_mae']:.2f}, gender accuracy "
                       f"{m['val_gender_accuracy']:.1%} ({m['val_images']} images)")

@@ -23,6 +23,9 @@ class RichProgress(keras.callbacks.Callback):
         self.batch_task = None
 
     def on_train_begin(self, logs: Any = None) -> None:
+        # fit() knows the real count (a resumed run's args.json may differ from the command line).
+        self.epochs = (self.params or {}).get("epochs", self.epochs)
+        self.bar.update(self.epoch_task, total=self.epochs)
         self.bar.start()
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
