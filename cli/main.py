@@ -371,9 +371,9 @@ def evaluate(
     if tta:
         table.add_row("age MAE, flip TTA", *[f"{m['tta']['mae']:.2f}" for m in ms.values()])
         table.add_row("gender accuracy, flip TTA", *[f"{m['tta']['gender_accuracy']:.1%}" for m in ms.values()])
-    from facekit.evaluate import BANDS
+    from facekit.labels import AGE_BANDS
 
-    for band in BANDS:
+    for band in AGE_BANDS:
         vals = [m["mae_by_band"].get(band) for m in ms.values()]
         if any(vals):
             table.add_row(f"MAE {band} (n)", *[f"{v['mae']:.2f} ({v['n']})" if v else "-" for v in vals])

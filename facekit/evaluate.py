@@ -16,19 +16,7 @@ import numpy as np
 
 from facekit.imageio import list_files
 from facekit.inference import LoadedModel, run
-from facekit.labels import Rejection, parse_name
-
-BANDS = ["0-10", "11-20", "21-30", "31-40", "41-50", "51-60", "61-70", "70+"]
-
-
-def eval_band(age: int) -> str:
-    """The bands the issue asks for: 0-10, 11-20, ..., 61-70, 70+ (70 itself counts in 61-70)."""
-    if age <= 10:
-        return "0-10"
-    if age > 70:
-        return "70+"
-    lo = (age - 1) // 10 * 10 + 1
-    return f"{lo}-{lo + 9}"
+from facekit.labels import AGE_BANDS, Rejection, age_band, parse_name
 
 
 @dataclass
@@ -85,7 +73,7 @@ def load_labelled(folder: str | Path, size: int = 128, progress: Callable[[int, 
 def score(age_pred: np.ndarray, p_female: np.ndarray, data: LabelledSet, worst: int = 10) -> dict[str, Any]:
     err = np.abs(age_pred - data.ages)
     pred_g = (p_female >= 0.5).astype(int)
-    bands = np.array([eval_band(int(a)) for a in data.ages])
+    bands = np.array([age_band(int(a)) for a in data.ages])
     confusion = [[int(((data.genders == t) & (pred_g == p)).sum()) for p in (0, 1)] for t in (0, 1)]
     order = np.argsort(-err)[:worst]
     return {
@@ -93,7 +81,7 @@ def score(age_pred: np.ndarray, p_female: np.ndarray, data: LabelledSet, worst: 
         "mae": float(err.mean()),
         "gender_accuracy": float((pred_g == data.genders).mean()),
         "mae_by_band": {b: {"n": int((bands == b).sum()), "mae": float(err[bands == b].mean())}
-                        for b in BANDS if (bands == b).any()},
+                        for b in AGE_BANDS if (bands == b).any()},
         "accuracy_by_gender": {g: {"n": int((data.genders == v).sum()),
                                    "accuracy": float((pred_g[data.genders == v] == v).mean())}
                                for g, v in (("male", 0), ("female", 1)) if (data.genders == v).any()},
@@ -137,7 +125,7 @@ def write_plots(report: dict[str, Any], preds: dict[str, tuple[np.ndarray, np.nd
     import matplotlib.pyplot as plt
 
     from facekit.atomic import atomic_path
-    from facekit.report import _tile, save_grid
+    from facekit.report import save_grid, tile
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -152,9 +140,9 @@ def write_plots(report: dict[str, Any], preds: dict[str, tuple[np.ndarray, np.nd
     width = 0.8 / max(1, len(preds))
     for k, label in enumerate(preds):
         bands = report["models"][label]["mae_by_band"]
-        xs = [BANDS.index(b) + k * width for b in bands]
+        xs = [AGE_BANDS.index(b) + k * width for b in bands]
         ax.bar(xs, [v["mae"] for v in bands.values()], width=width, label=label)
-    ax.set_xticks([i + width * (len(preds) - 1) / 2 for i in range(len(BANDS))], BANDS)
+    ax.set_xticks([i + width * (len(preds) - 1) / 2 for i in range(len(AGE_BANDS))], AGE_BANDS)
     ax.set(xlabel="true age band", ylabel="MAE (years)", title="Age MAE by band")
     ax.legend()
     written.append(_save_fig(fig, out_dir / "mae_by_band.png", atomic_path, plt))
@@ -165,7 +153,7 @@ def write_plots(report: dict[str, Any], preds: dict[str, tuple[np.ndarray, np.nd
             img = (data.x[index[w["file"]]][..., ::-1] * 255).round().astype(np.uint8)
             g = "F" if w["p_female"] >= 0.5 else "M"
             t = "F" if w["true_gender"] else "M"
-            tiles.append(_tile(img, f"{w['true_age']}{t} -> {w['pred_age']:.0f}{g}"))
+            tiles.append(tile(img, f"{w['true_age']}{t} -> {w['pred_age']:.0f}{g}"))
         if tiles:
             written.append(save_grid(tiles, out_dir / f"worst_{label}.png", cols=5))
     return written

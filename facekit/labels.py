@@ -24,6 +24,19 @@ _DIGITS = re.compile(r"[0-9]+")
 _FIELDS = ("age", "gender", "race", "datetime")
 
 
+AGE_BANDS = ("0-10", "11-20", "21-30", "31-40", "41-50", "51-60", "61-70", "70+")
+
+
+def age_band(age: int) -> str:
+    """The age bands facekit reports everywhere: 0-10, 11-20, ..., 61-70, 70+ (70 counts in 61-70)."""
+    if age <= 10:
+        return AGE_BANDS[0]
+    if age > 70:
+        return AGE_BANDS[-1]
+    lo = (age - 1) // 10 * 10 + 1
+    return f"{lo}-{lo + 9}"
+
+
 @dataclass(frozen=True)
 class Label:
     """A parsed name; ``notes`` lists repairs made to accept it (empty for clean names)."""

@@ -13,12 +13,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from facekit.atomic import atomic_path
+from facekit.labels import AGE_BANDS, age_band
 
 CAPTION_H = 16
-
-
-def age_band(age: int) -> str:
-    return "70+" if age >= 70 else f"{age // 10 * 10}-{age // 10 * 10 + 9}"
 
 
 def find_duplicates(kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -52,7 +49,6 @@ def build_report(
     dups = find_duplicates(kept)
     ages = [r["age"] for r in kept]
     bands = collections.Counter(age_band(a) for a in ages)
-    band_order = sorted(bands, key=lambda b: int(b.rstrip("+").split("-")[0]))
     no_face = [r["file"] for r in kept if not r["aligned"]] if options.align else []
     return {
         "source_dir": str(folder.resolve()),
@@ -79,7 +75,7 @@ def build_report(
         "no_face": no_face + dropped,
         "duplicates": dups,
         "histograms": {
-            "age_band": {b: bands[b] for b in band_order},
+            "age_band": {b: bands[b] for b in AGE_BANDS if b in bands},
             "gender": {"male": sum(r["gender"] == 0 for r in kept), "female": sum(r["gender"] == 1 for r in kept)},
             "race": {str(k): v for k, v in sorted(collections.Counter(r["race"] for r in kept).items())},
             "age": {"min": min(ages), "max": max(ages), "mean": round(float(np.mean(ages)), 2),
@@ -88,7 +84,7 @@ def build_report(
     }
 
 
-def _tile(img: np.ndarray, caption: str) -> Image.Image:
+def tile(img: np.ndarray, caption: str) -> Image.Image:
     tile = Image.new("RGB", (img.shape[1], img.shape[0] + CAPTION_H), "white")
     tile.paste(Image.fromarray(img), (0, 0))
     ImageDraw.Draw(tile).text((4, img.shape[0] + 2), caption, fill="black")
@@ -115,7 +111,7 @@ def contact_sheet(cache: Path, dest: Path, n: int = 24, seed: int = 0, cols: int
         ages, genders = f["age"][idx], f["gender"][idx]
         aligned = f["aligned"][idx]
     tiles = [
-        _tile(img, f"{a} {'F' if g else 'M'}{'' if al else ' (unaligned)'}")
+        tile(img, f"{a} {'F' if g else 'M'}{'' if al else ' (unaligned)'}")
         for img, a, g, al in zip(images, ages, genders, aligned)
     ]
     return save_grid(tiles, dest, cols)
@@ -126,7 +122,7 @@ def pairs_sheet(pairs: list[tuple[np.ndarray, np.ndarray, str]], dest: Path, col
     tiles = []
     for orig, aligned, caption in pairs:
         both = np.concatenate([orig, aligned], axis=1)
-        tiles.append(_tile(both, f"original | aligned   {caption}"))
+        tiles.append(tile(both, f"original | aligned   {caption}"))
     return save_grid(tiles, dest, cols)
 
 
