@@ -32,6 +32,10 @@ class CacheError(Exception):
     """A cache that is missing, unreadable or of another schema, with what to do about it."""
 
 
+class SchemaMismatch(CacheError):
+    """A readable cache written with another schema version."""
+
+
 @dataclass
 class CacheData:
     images: np.ndarray
@@ -108,7 +112,7 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
         ) from None
     version = int(attrs.get("schema_version", 0))
     if version != SCHEMA_VERSION:
-        raise CacheError(
+        raise SchemaMismatch(
             f"{path}: cache schema version {version}, but this facekit reads version {SCHEMA_VERSION}; "
             "rebuild it with `facekit prep DIR --force`"
         )

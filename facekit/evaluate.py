@@ -119,13 +119,10 @@ def evaluate(models: list[LoadedModel], data: LabelledSet, tta: bool = False, wo
 def write_plots(report: dict[str, Any], preds: dict[str, tuple[np.ndarray, np.ndarray]], data: LabelledSet,
                 out_dir: Path) -> list[Path]:
     """Predicted-vs-true scatter, MAE by band, and a contact sheet of the worst cases per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from facekit.atomic import atomic_path
+    from facekit.figures import pyplot, save_figure
     from facekit.report import save_grid, tile
+
+    plt = pyplot()
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -135,7 +132,7 @@ def write_plots(report: dict[str, Any], preds: dict[str, tuple[np.ndarray, np.nd
     ax.plot([0, 116], [0, 116], color="grey", lw=1)
     ax.set(xlabel="true age", ylabel="predicted age", title="Predicted vs true age")
     ax.legend()
-    written.append(_save_fig(fig, out_dir / "age_scatter.png", atomic_path, plt))
+    written.append(save_figure(fig, out_dir / "age_scatter.png"))
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     width = 0.8 / max(1, len(preds))
     for k, label in enumerate(preds):
@@ -145,7 +142,7 @@ def write_plots(report: dict[str, Any], preds: dict[str, tuple[np.ndarray, np.nd
     ax.set_xticks([i + width * (len(preds) - 1) / 2 for i in range(len(AGE_BANDS))], AGE_BANDS)
     ax.set(xlabel="true age band", ylabel="MAE (years)", title="Age MAE by band")
     ax.legend()
-    written.append(_save_fig(fig, out_dir / "mae_by_band.png", atomic_path, plt))
+    written.append(save_figure(fig, out_dir / "mae_by_band.png"))
     index = {n: i for i, n in enumerate(data.names)}
     for label in preds:
         tiles = []
@@ -157,12 +154,4 @@ def write_plots(report: dict[str, Any], preds: dict[str, tuple[np.ndarray, np.nd
         if tiles:
             written.append(save_grid(tiles, out_dir / f"worst_{label}.png", cols=5))
     return written
-
-
-def _save_fig(fig: Any, dest: Path, atomic_path: Any, plt: Any) -> Path:
-    fig.tight_layout()
-    with atomic_path(dest) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return dest
 

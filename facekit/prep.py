@@ -24,7 +24,7 @@ import numpy as np
 
 from facekit import __version__
 from facekit.atomic import atomic_path, write_json
-from facekit.cache import SCHEMA_VERSION, CacheError, CacheWriter, read_attrs
+from facekit.cache import SCHEMA_VERSION, CacheError, CacheWriter, SchemaMismatch, read_attrs
 from facekit.imageio import ImageReadError, list_files, read_rgb, square_resize
 from facekit.labels import Label, Rejection, parse_name
 from facekit.template import Template, load_template
@@ -289,9 +289,9 @@ def _existing_fingerprint(path: Path) -> str | None:
     """
     try:
         attrs = read_attrs(path)
-    except CacheError as exc:
-        if "schema version" in str(exc):
-            raise
+    except SchemaMismatch:
+        raise
+    except CacheError:
         return None
     return str(attrs.get("fingerprint"))
 

@@ -52,11 +52,9 @@ def read_history(path: Path) -> list[dict[str, float]]:
 
 def plot_curves(history: list[dict[str, float]], run_dir: Path) -> list[Path]:
     """The four learning curves the course asks for, one PNG each."""
-    import matplotlib
+    from facekit.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     written = []
     if not history:
         return written
@@ -69,12 +67,7 @@ def plot_curves(history: list[dict[str, float]], run_dir: Path) -> list[Path]:
         ax.set(title=title, xlabel="epoch", ylabel=ylabel)
         ax.grid(alpha=0.3)
         ax.legend()
-        fig.tight_layout()
-        dest = run_dir / f"{stem}.png"
-        with atomic_path(dest) as tmp:
-            fig.savefig(tmp, format="png")
-        plt.close(fig)
-        written.append(dest)
+        written.append(save_figure(fig, run_dir / f"{stem}.png"))
     return written
 
 
