@@ -15,10 +15,9 @@ mean +- standard deviation per model. Meant for the GPU machine
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 
-from benchmarks.common import RESULTS, TRAIN_VAL, environment, save
+from benchmarks.common import RESULTS, TRAIN_VAL, environment, mean_sd, save, train_and_score
 
 
 def main() -> None:
@@ -33,10 +32,8 @@ def main() -> None:
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
 
-    from facekit.evaluate import evaluate, load_labelled
-    from facekit.inference import load
+    from facekit.evaluate import load_labelled
     from facekit.recipe import TrainConfig
-    from facekit.train import train
 
     val = load_labelled(args.data, split="val")
     rows = []
@@ -44,23 +41,12 @@ def main() -> None:
         for seed in args.seeds:
             cfg = TrainConfig.for_task(task, cache=args.cache, init_seed=seed, epochs=args.epochs, limit=args.limit,
                                        project=args.project, name=f"{task}-seed{seed}")
-            res = train(cfg)
-            report, _ = evaluate([load(res.model_path, label="m")], val, tta=True)
-            m = report["models"]["m"]
-            rows.append({
-                "task": task, "seed": seed, "epochs_run": res.metrics["epochs_run"],
-                "best_epoch": res.metrics["best_epoch"], "train_seconds": res.metrics["train_seconds"],
-                "val_aligned_mae": res.metrics["val_age_mae"], "val_aligned_acc": res.metrics["val_gender_accuracy"],
-                "raw_mae": m["mae"], "raw_acc": m["gender_accuracy"],
-                "raw_tta_mae": m["tta"]["mae"], "raw_tta_acc": m["tta"]["gender_accuracy"],
-                "backend": res.metrics["backend"], "gpu": res.metrics["gpu"], "run_dir": str(res.run_dir),
-            })
+            rows.append({"task": task, "seed": seed, **train_and_score(cfg, val)})
             print(rows[-1])
     summary = {}
     for task in args.tasks:
         got = [r for r in rows if r["task"] == task]
-        summary[task] = {k: {"mean": statistics.fmean(r[k] for r in got),
-                             "sd": statistics.stdev(r[k] for r in got) if len(got) > 1 else 0.0}
+        summary[task] = {k: mean_sd([r[k] for r in got])
                          for k in ("raw_mae", "raw_acc", "raw_tta_mae", "raw_tta_acc", "train_seconds")}
     name = "accuracy" + (f"-{args.tag}" if args.tag else "")
     result = {"validation_images": len(val.names), "epochs_override": args.epochs, "limit": args.limit,

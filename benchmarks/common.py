@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +53,44 @@ def save(name: str, result: dict[str, Any]) -> Path:
 
 def dumps(data: Any) -> str:
     return json.dumps(data, indent=2)
+
+
+def score_model(path: str | Path, val: Any, built_in_flip: bool = False,
+                output_order: str = "age,gender") -> dict[str, Any]:
+    """Scores of an exported file on held-out raw chips: as it is, with flip averaging of the outputs,
+    and with flip averaging built into the graph (features averaged, same weights; what --tta exports)."""
+    from facekit.evaluate import evaluate
+    from facekit.inference import load
+    from facekit.models import export_from_train
+
+    lm = load(path, label="m")
+    report, _ = evaluate([lm], val, tta=True)
+    m = report["models"]["m"]
+    graph = lm if built_in_flip else replace(lm, label="g", model=export_from_train(lm.model, output_order, tta=True))
+    g = evaluate([graph], val)[0]["models"][graph.label]
+    return {"raw_mae": m["mae"], "raw_acc": m["gender_accuracy"],
+            "raw_tta_mae": m["tta"]["mae"], "raw_tta_acc": m["tta"]["gender_accuracy"],
+            "raw_graph_tta_mae": g["mae"], "raw_graph_tta_acc": g["gender_accuracy"]}
+
+
+def train_and_score(cfg: Any, val: Any) -> dict[str, Any]:
+    """Train one config and score its exported file (``score_model``).
+
+    Shared by the accuracy and ablation benchmarks so both report the same columns.
+    """
+    from facekit.train import train
+
+    res = train(cfg)
+    return {
+        "epochs_run": res.metrics["epochs_run"], "best_epoch": res.metrics["best_epoch"],
+        "train_seconds": res.metrics["train_seconds"],
+        "val_aligned_mae": res.metrics["val_age_mae"], "val_aligned_acc": res.metrics["val_gender_accuracy"],
+        **score_model(res.model_path, val, cfg.tta, cfg.output_order),
+        "backend": res.metrics["backend"], "gpu": res.metrics["gpu"], "run_dir": str(res.run_dir),
+    }
+
+
+def mean_sd(values: list[float]) -> dict[str, float]:
+    import statistics
+
+    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0}

@@ -126,6 +126,15 @@ def train(
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs (0: off).")] = None,
     ema: Annotated[bool | None, typer.Option("--ema/--no-ema", help="Exponential moving average of weights.")]
     = None,
+    mix: Annotated[str | None, typer.Option(help="Batch mixing: none, mixup or cutmix.")] = None,
+    mix_alpha: Annotated[float | None, typer.Option(help="Beta(a, a) for --mix (default 0.2 mixup, "
+                                                    "1.0 cutmix).")] = None,
+    mean_variance: Annotated[bool | None, typer.Option("--mean-variance/--no-mean-variance",
+                                                       help="Add the mean-variance age loss.")] = None,
+    sigma: Annotated[float | None, typer.Option(help="Width in years of the Gaussian age target (default 2).")]
+    = None,
+    tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Build flip averaging into the exported "
+                                             "model (built-in layers; twice the inference cost).")] = None,
     backbone: Annotated[str | None, typer.Option(help="finetune: backbone name (see `facekit backbones`).")]
     = None,
     weights: Annotated[str | None, typer.Option(help="finetune: imagenet, none or a weights file.")] = None,
@@ -160,7 +169,8 @@ def train(
         cfg = TrainConfig.for_task(
             task.value, cache=str(cache), epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
             augment=augment, val_split=val_split, seed=seed, init_seed=init_seed, full=full or None,
-            patience=patience, ema=ema,
+            patience=patience, ema=ema, mix=mix, mix_alpha=mix_alpha, mean_variance=mean_variance, sigma=sigma,
+            tta=tta,
             output_order=output_order, precision=precision, workers=workers, limit=limit, steps_per_epoch=steps,
             project=project, name=name, model_dir=str(model_dir) if model_dir else None, **finetune_only,
         )

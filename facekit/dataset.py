@@ -16,6 +16,8 @@ import keras
 import numpy as np
 
 N_AGES = 117  # ages 0..116, UTKFace's range
+MIXES = ("none", "mixup", "cutmix")
+DEFAULT_MIX_ALPHA = {"mixup": 0.2, "cutmix": 1.0}
 
 
 def age_distributions(ages: np.ndarray, sigma: float) -> np.ndarray:
@@ -28,6 +30,31 @@ def age_distributions(ages: np.ndarray, sigma: float) -> np.ndarray:
 def to_model_input(rgb_uint8: np.ndarray) -> np.ndarray:
     """RGB uint8 (..., H, W, 3) -> what cv2.imread(path) / 255.0 gives: BGR float32 in [0, 1]."""
     return rgb_uint8[..., ::-1].astype(np.float32) / 255.0
+
+
+def mix_batch(x: np.ndarray, targets: dict[str, np.ndarray], mix: str, alpha: float,
+              rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Mixup or CutMix of a batch with a shuffled copy of itself; every target is mixed by the same weight.
+
+    The age distribution is mixed as a distribution, so the model learns a
+    two-peaked target rather than the average age of two faces; the ``age``
+    target (metrics only) is the mixed mean.
+    """
+    lam = float(rng.beta(alpha, alpha))
+    perm = rng.permutation(len(x))
+    if mix == "mixup":
+        x = lam * x + (1.0 - lam) * x[perm]
+    else:
+        h, w = x.shape[1:3]
+        ch, cw = int(round(h * np.sqrt(1.0 - lam))), int(round(w * np.sqrt(1.0 - lam)))
+        cy, cx = int(rng.integers(h)), int(rng.integers(w))
+        y0, y1 = max(cy - ch // 2, 0), min(cy + (ch + 1) // 2, h)
+        x0, x1 = max(cx - cw // 2, 0), min(cx + (cw + 1) // 2, w)
+        x = x.copy()
+        x[:, y0:y1, x0:x1] = x[perm, y0:y1, x0:x1]
+        lam = 1.0 - (y1 - y0) * (x1 - x0) / (h * w)  # the pasted area actually used
+    return x.astype(np.float32), {k: (lam * v + (1.0 - lam) * v[perm]).astype(np.float32)
+                                  for k, v in targets.items()}
 
 
 class FaceBatches(keras.utils.PyDataset):
@@ -45,12 +72,19 @@ class FaceBatches(keras.utils.PyDataset):
         seed: int = 0,
         workers: int = 1,
         steps: int | None = None,
+        mix: str = "none",
+        mix_alpha: float | None = None,
     ) -> None:
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max(4, 2 * workers))
         if not len(images) == len(ages) == len(genders):
             raise ValueError("images, ages and genders differ in length")
         if len(images) == 0:
             raise ValueError("no images to batch")
+        if mix not in MIXES:
+            raise ValueError(f"mix must be one of {', '.join(MIXES)}, got {mix!r}")
+        self.mix = mix
+        self.mix_alpha = DEFAULT_MIX_ALPHA.get(mix, 0.0) if mix_alpha is None else mix_alpha
+        self.seed = seed
         self.images, self.ages, self.genders = images, ages.astype(np.float32), genders.astype(np.float32)
         self.batch_size, self.augment, self.shuffle, self.sigma = batch_size, augment, shuffle, sigma
         self.rng = np.random.default_rng(seed)
@@ -76,11 +110,17 @@ class FaceBatches(keras.utils.PyDataset):
             aug = self._thread_augment()
             batch = np.stack([aug(image=img)["image"] for img in batch])
         ages = self.ages[idx]
-        return to_model_input(batch), {
+        targets = {
             "age": ages[:, None],
             "age_dist": age_distributions(ages, self.sigma),
             "gender": self.genders[idx][:, None],
         }
+        x = to_model_input(batch)
+        if self.mix != "none" and len(idx) > 1:
+            # Seeded by (seed, epoch, batch), not the shared generator, so worker threads stay reproducible.
+            x, targets = mix_batch(x, targets, self.mix, self.mix_alpha,
+                                   np.random.default_rng([self.seed, self.epoch, i]))
+        return x, targets
 
     def _thread_augment(self) -> A.Compose:
         """Each worker thread gets its own pipeline copy: albumentations keeps RNG state per pipeline."""

@@ -103,9 +103,67 @@ def build_finetune(spec: Backbone, weights: str | None, internal_size: int = INP
     return _assemble(inp, features, hidden, dropout, output_order, "age_gender_B", backbone)
 
 
-def export_from_train(train: keras.Model, output_order: str = "age,gender") -> keras.Model:
-    """The deployable two-output model over the layers of a (possibly reloaded) training model."""
-    age, gender = train.get_layer("age").output, train.get_layer("gender").output
+HEAD_LAYERS = ("head_drop0", "head_fc", "head_drop")  # between the pooled features and the two heads, if present
+
+
+def flip_horizontal(x, name: str = "flip"):
+    """Mirror images left-right with built-in layers only (no Lambda, nothing custom).
+
+    Width and channels are folded into one axis, which a frozen 1 x 1
+    convolution permutes; multiplying by 0 and 1 is exact in float32. A
+    convolution rather than a Dense keeps Model A's "first fully connected
+    layer sees < 10 x 10" rule true.
+    """
+    h, w, c = (int(d) for d in x.shape[1:])
+    y = layers.Reshape((h, 1, w * c), name=f"{name}_fold")(x)
+    mirror = layers.Conv2D(w * c, 1, use_bias=False, trainable=False, name=f"{name}_mirror", dtype="float32")
+    y = mirror(y)
+    kernel = np.zeros((1, 1, w * c, w * c), np.float32)
+    for col in range(w):
+        for ch in range(c):
+            kernel[0, 0, col * c + ch, (w - 1 - col) * c + ch] = 1.0
+    mirror.set_weights([kernel])
+    return layers.Reshape((h, w, c), name=f"{name}_unfold")(y)
+
+
+def _flip_averaged_heads(train: keras.Model):
+    """Age and gender from the mean of the pooled features of the image and its mirror image.
+
+    The trunk's layers are re-called on the mirrored input (shared weights,
+    one flat graph), so the exported file is ordinary built-in layers and the
+    heads stay the same single sigmoid unit and expectation layer. Averaging
+    features rather than outputs keeps each head's activation the last op.
+    """
+    pooled = train.get_layer("pool").output
+    mirrored = flip_horizontal(train.inputs[0])
+    previous = train.layers[0]
+    for layer in train.layers[1:]:
+        # A nested model (B's backbone) reports its own inner input, so only plain layers are checked.
+        if not isinstance(layer, keras.Model) and layer.input._keras_history[0] is not previous:
+            raise ValueError(f"{train.name}: layer {layer.name!r} does not follow {previous.name!r}; flip "
+                             "averaging expects a trunk that is a chain of layers up to 'pool'")
+        mirrored, previous = layer(mirrored), layer
+        if layer.name == "pool":
+            break
+    x = layers.Average(name="flip_average")([pooled, mirrored])
+    names = {layer.name for layer in train.layers}
+    for name in HEAD_LAYERS:
+        if name in names:
+            x = train.get_layer(name)(x)
+    age = train.get_layer("age")(train.get_layer("age_dist")(train.get_layer("age_logits")(x)))
+    return age, train.get_layer("gender")(x)
+
+
+def export_from_train(train: keras.Model, output_order: str = "age,gender", tta: bool = False) -> keras.Model:
+    """The deployable two-output model over the layers of a (possibly reloaded) training model.
+
+    ``tta`` builds the flip averaging into the graph, so the lecturer's plain
+    ``predict`` gets it.
+    """
+    if tta:
+        age, gender = _flip_averaged_heads(train)
+    else:
+        age, gender = train.get_layer("age").output, train.get_layer("gender").output
     outputs = [age, gender] if output_order == "age,gender" else [gender, age]
     name = train.name.removesuffix("_train")
     return keras.Model(train.inputs, outputs, name=name)

@@ -42,6 +42,10 @@ class TrainConfig:
     patience: int = 12  # early stopping on `monitor`; 0 disables
     monitor: str = "val_age_mae"
     ema: bool = False
+    mix: str = "none"  # none, mixup or cutmix
+    mix_alpha: float | None = None  # Beta(alpha, alpha) mixing weight; None: 0.2 for mixup, 1.0 for cutmix
+    mean_variance: bool = False  # add the mean-variance age loss (Pan et al., 2018)
+    tta: bool = False  # build flip averaging into the exported graph
     dropout: float = 0.3
     hidden: int = 256
     widths: tuple[int, ...] = (32, 64, 128, 256, 384)  # Model A's five stages
@@ -72,12 +76,15 @@ class TrainConfig:
         """Fail on a bad option before any data is read or model built."""
         from facekit.augment import STRENGTHS
         from facekit.backbones import get_backbone
+        from facekit.dataset import MIXES
         from facekit.models import OUTPUT_ORDERS
 
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.task == "finetune":
             get_backbone(self.backbone)
+        if self.mix not in MIXES:
+            raise ValueError(f"mix must be one of {', '.join(MIXES)}, got {self.mix!r}")
         if self.augment not in STRENGTHS:
             raise ValueError(f"augment must be one of {', '.join(STRENGTHS)}, got {self.augment!r}")
         if self.output_order not in OUTPUT_ORDERS:

@@ -23,6 +23,7 @@ from facekit.backbones import get_backbone, resolve_weights
 from facekit.cache import CacheData, read_cache
 from facekit.dataset import FaceBatches
 from facekit.device import describe, set_precision
+from facekit.losses import MEAN_WEIGHT, DistributionVariance
 from facekit.models import AgeGenderModels, build_finetune, build_scratch, export_from_train
 from facekit.recipe import TrainConfig
 from facekit.runs import new_run_dir, plot_curves, plot_model, read_history, write_summary
@@ -106,11 +107,17 @@ def compile_train(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, ep
     opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=cfg.weight_decay, use_ema=cfg.ema,
                                  ema_momentum=0.999)
     opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    loss: dict[str, Any] = {"age_dist": keras.losses.CategoricalCrossentropy(),
+                            "gender": keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing)}
+    weights = {"age_dist": cfg.age_weight, "gender": cfg.gender_weight}
+    if cfg.mean_variance:
+        loss["age_dist"] = DistributionVariance()
+        loss["age"] = keras.losses.MeanSquaredError()
+        weights["age"] = cfg.age_weight * MEAN_WEIGHT / 2  # the paper's mean loss is half the squared error
     model.compile(
         optimizer=opt,
-        loss={"age_dist": keras.losses.CategoricalCrossentropy(),
-              "gender": keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing)},
-        loss_weights={"age_dist": cfg.age_weight, "gender": cfg.gender_weight},
+        loss=loss,
+        loss_weights=weights,
         metrics={"age": [keras.metrics.MeanAbsoluteError(name="mae")],
                  "gender": [keras.metrics.BinaryAccuracy(name="accuracy")]},
     )
@@ -118,10 +125,14 @@ def compile_train(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, ep
 
 def build_models(cfg: TrainConfig) -> AgeGenderModels:
     if cfg.task == "scratch":
-        return build_scratch(tuple(cfg.widths), cfg.hidden, cfg.dropout, cfg.output_order)
-    spec = get_backbone(cfg.backbone)
-    weights = resolve_weights(spec, cfg.weights, cfg.model_dir)
-    return build_finetune(spec, weights, cfg.internal_size, cfg.hidden, cfg.dropout, cfg.output_order)
+        models = build_scratch(tuple(cfg.widths), cfg.hidden, cfg.dropout, cfg.output_order)
+    else:
+        spec = get_backbone(cfg.backbone)
+        weights = resolve_weights(spec, cfg.weights, cfg.model_dir)
+        models = build_finetune(spec, weights, cfg.internal_size, cfg.hidden, cfg.dropout, cfg.output_order)
+    if cfg.tta:
+        models.export = export_from_train(models.train, cfg.output_order, tta=True)
+    return models
 
 
 def select(data: CacheData, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -153,7 +164,8 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
 
     train_batches = FaceBatches(data.images[tr], data.age[tr], data.gender[tr], cfg.batch_size,
                                 build_augment(cfg.augment), shuffle=True, sigma=cfg.sigma, seed=cfg.run_seed,
-                                workers=cfg.workers, steps=cfg.steps_per_epoch)
+                                workers=cfg.workers, steps=cfg.steps_per_epoch, mix=cfg.mix,
+                                mix_alpha=cfg.mix_alpha)
     val_batches = None if cfg.full else FaceBatches(data.images[va], data.age[va], data.gender[va],
                                                     cfg.batch_size, None, sigma=cfg.sigma, workers=cfg.workers)
     monitor = None if cfg.full else cfg.monitor
@@ -164,7 +176,7 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
         history = read_history(run_dir / "history.csv")
         initial_epoch = len(history)
         model = keras.models.load_model(run_dir / "last.keras")
-        export = export_from_train(model, cfg.output_order)
+        export = export_from_train(model, cfg.output_order, cfg.tta)
         models = AgeGenderModels(model, export)
         if monitor and history:
             vals = [h.get(monitor, math.inf) for h in history]

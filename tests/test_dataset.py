@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from facekit.augment import STRENGTHS, build_augment
-from facekit.dataset import N_AGES, FaceBatches, age_distributions, to_model_input
+from facekit.dataset import N_AGES, FaceBatches, age_distributions, mix_batch, to_model_input
 
 
 def test_model_input_is_bgr_over_255():
@@ -44,3 +44,42 @@ def test_every_strength_builds():
             assert aug(image=np.zeros((128, 128, 3), np.uint8))["image"].shape == (128, 128, 3)
     with pytest.raises(ValueError, match="strength"):
         build_augment("wild")
+
+
+def _constant_batch(n=8, size=32):
+    """Image i is filled with the value i, and a 'probe' target carries the same i, so the partner and
+    weight used for each image can be read back from the pixels and compared with the mixed targets."""
+    ages = np.random.default_rng(3).integers(1, 90, n).astype(np.float32)
+    values = np.arange(n, dtype=np.float32)
+    x = np.broadcast_to(values[:, None, None, None], (n, size, size, 3)).copy()
+    return x, {"age": ages[:, None], "age_dist": age_distributions(ages, 2.0), "probe": values[:, None],
+               "gender": (values[:, None] % 2).astype(np.float32)}
+
+
+@pytest.mark.parametrize("mix", ["mixup", "cutmix"])
+def test_mixing_mixes_images_and_targets_alike(mix):
+    x, t = _constant_batch()
+    for seed in range(6):
+        mx, mt = mix_batch(x, t, mix, 1.0, np.random.default_rng(seed))
+        assert mx.shape == x.shape and mx.dtype == np.float32
+        # Pixels and targets share one weight and one partner per image.
+        np.testing.assert_allclose(mx.mean(axis=(1, 2, 3)), mt["probe"][:, 0], atol=1e-4)
+        np.testing.assert_allclose(mt["age_dist"].sum(1), 1.0, rtol=1e-5)
+        mean = (mt["age_dist"] * np.arange(N_AGES)).sum(1)
+        np.testing.assert_allclose(mean, mt["age"][:, 0], atol=0.05)  # the age target is the mixture's mean
+        assert ((mt["gender"] >= 0) & (mt["gender"] <= 1)).all()
+        if mix == "cutmix":  # a pasted box: each pixel is wholly one image or the other
+            assert all(len(np.unique(img)) <= 2 for img in mx)
+
+
+def test_mixed_batches_are_reproducible(tiny_cache):
+    from facekit.cache import read_cache
+
+    data = read_cache(tiny_cache)
+    make = lambda: FaceBatches(data.images, data.age, data.gender, 8, None, mix="cutmix", seed=4)  # noqa: E731
+    a, b = make()[0], make()[0]
+    np.testing.assert_array_equal(a[0], b[0])
+    plain = FaceBatches(data.images, data.age, data.gender, 8, None, seed=4)[0]
+    assert not np.array_equal(a[0], plain[0])
+    with pytest.raises(ValueError, match="mix must be"):
+        FaceBatches(data.images, data.age, data.gender, 8, None, mix="blend")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from facekit.backbones import REGISTRY, get_backbone, resolve_weights
-from facekit.models import build_finetune, build_scratch, input_adapter
+from facekit.models import build_finetune, build_scratch, export_from_train, flip_horizontal, input_adapter
 
 REQUIRED = {"mobilenet_075", "mobilenetv2_035", "efficientnetb0", "efficientnetv2b0", "resnet50", "convnext_tiny"}
 
@@ -65,3 +65,33 @@ def test_offline_imagenet_weights_and_internal_resolution():
     assert resolve_weights(spec, "none") is None
     with pytest.raises(FileNotFoundError):
         resolve_weights(spec, "/nope/weights.h5")
+
+
+def test_flip_layer_is_an_exact_mirror():
+    x = np.random.default_rng(1).uniform(0, 1, (2, 128, 128, 3)).astype("float32")
+    inp = keras.Input((128, 128, 3))
+    out = keras.Model(inp, flip_horizontal(inp)).predict(x, verbose=0)
+    np.testing.assert_array_equal(out, x[:, :, ::-1])
+
+
+@pytest.mark.parametrize("task", ["scratch", "finetune"])
+def test_flip_averaging_export(task):
+    m = (build_scratch((8, 8, 8, 8, 8), hidden=16) if task == "scratch"
+         else build_finetune(get_backbone("mobilenetv2_035"), None, internal_size=144))
+    tta = export_from_train(m.train, tta=True)
+    assert list(tta.output_names) == ["age", "gender"]
+    assert tta.get_layer("gender").get_config()["activation"] == "sigmoid"  # still a single sigmoid unit last
+    x = np.random.default_rng(2).uniform(0, 1, (3, 128, 128, 3)).astype("float32")
+    age, gender = tta.predict(x, verbose=0)
+    age_m, gender_m = tta.predict(x[:, :, ::-1], verbose=0)
+    np.testing.assert_allclose(age, age_m, rtol=1e-4)  # a mirror image gets the same answer
+    np.testing.assert_allclose(gender, gender_m, rtol=1e-4)
+    # It is the heads applied to the mean of the pooled features of both views.
+    feat = keras.Model(m.train.inputs, m.train.get_layer("pool").output)
+    f = (feat.predict(x, verbose=0) + feat.predict(x[:, :, ::-1], verbose=0)) / 2
+    for name in ("head_drop0", "head_fc", "head_drop"):
+        if any(layer.name == name for layer in m.train.layers):
+            f = m.train.get_layer(name)(f)
+    expected = m.train.get_layer("age")(m.train.get_layer("age_dist")(m.train.get_layer("age_logits")(f)))
+    np.testing.assert_allclose(age, keras.ops.convert_to_numpy(expected), rtol=1e-4, atol=1e-4)
+    assert "flip_mirror" not in {layer.name for layer in m.export.layers}  # the plain export is left as it was

@@ -116,3 +116,21 @@ def test_jax_backend_trains_and_loads(tiny_cache, tmp_path):
     assert json.loads((model.parent / "metrics.json").read_text())["backend"] == "jax"
     for backend in ("jax", "tensorflow"):  # a JAX-trained file loads on both
         assert check_model(model, images=sorted(TRAIN_VAL.iterdir())[:2], backend=backend).passed
+
+
+def test_mixing_mean_variance_and_flip_export(tiny_cache, tmp_path):
+    cfg = quick_config("scratch", tiny_cache, tmp_path, mix="cutmix", mean_variance=True, tta=True, epochs=1,
+                       patience=0, name="levers")
+    first = train(cfg)
+    rep = check_model(first.model_path, images=sorted(TRAIN_VAL.iterdir())[:4])  # the lecturer's plain load_model
+    assert rep.passed, [c for c in rep.checks if c.ok is False]
+    assert any(c.name.startswith("feature map") and c.ok for c in rep.checks)  # the 4 x 4 map is still found
+    assert "flip_mirror" in {layer.name for layer in keras.models.load_model(first.model_path).layers}
+    hist = read_history(first.run_dir / "history.csv")
+    assert "age_loss" in hist[0]  # the mean half of the mean-variance loss trains the age output
+    args = json.loads((first.run_dir / "args.json").read_text())
+    args["epochs"] = 2
+    (first.run_dir / "args.json").write_text(json.dumps(args))
+    again = train(TrainConfig(), resume=first.run_dir)  # last.keras carries the custom training loss
+    assert again.metrics["epochs_run"] == 2
+    assert "flip_mirror" in {layer.name for layer in keras.models.load_model(again.model_path).layers}

@@ -1,0 +1,153 @@
+"""One lever at a time against the defaults, scored the lecturer's way on held-out raw chips.
+
+    python -m benchmarks.ablation [--task finetune|scratch] [--variants NAME ...] [--seeds 0 ...]
+                                  [--epochs N] [--tag NAME]
+
+Each variant is the default recipe with one change (``VARIANTS``). Every run
+trains on the template split's 4,000 images and is scored on the 1,000
+held-out chips read as ``cv2.imread / 255``, with and without flip averaging.
+Rows are merged into benchmarks/results/ablation[-TAG].json by (task, variant,
+seed), so a long ablation can run in pieces and a rerun replaces its row; the
+.md table beside it shows each variant's mean and its change against
+``baseline`` over the seeds present. ``--epochs`` shortens every run alike
+(a CPU-sized ablation); the tag should say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import RESULTS, ROOT, TRAIN_VAL, environment, mean_sd, save, score_model, train_and_score
+
+RAW_CACHE = "cache/train_val_raw.h5"  # prep --no-align: the chips as they are, for aligned-vs-raw training
+
+# name -> (what changes, TrainConfig overrides)
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "baseline": ("the defaults", {}),
+    "aug-light": ("augmentation: flip and a small shift only", {"augment": "light"}),
+    "aug-strong": ("augmentation: every range x 1.5", {"augment": "strong"}),
+    "aug-none": ("no augmentation", {"augment": "none"}),
+    "ema": ("EMA of the weights (momentum 0.999), validated and exported with them", {"ema": True}),
+    "mixup": ("mixup (alpha 0.2) on images, age distributions and gender", {"mix": "mixup"}),
+    "cutmix": ("cutmix (alpha 1.0), targets mixed by area", {"mix": "cutmix"}),
+    "sigma-1": ("age distribution width 1 year (default 2)", {"sigma": 1.0}),
+    "sigma-3": ("age distribution width 3 years (default 2)", {"sigma": 3.0}),
+    "mean-variance": ("adds the mean-variance loss (0.2 x mean, 0.05 x variance)", {"mean_variance": True}),
+    "gender-weight-3": ("gender loss weighted x 3", {"gender_weight": 3.0}),
+    "age-weight-0.5": ("age loss weighted x 0.5", {"age_weight": 0.5}),
+    "internal-160": ("B only: backbone runs at 160 x 160 (bilinear upsampling in the graph)", {"internal_size": 160}),
+    "internal-192": ("B only: backbone runs at 192 x 192", {"internal_size": 192}),
+    "raw-chips": ("trained on the chips as they are (prep --no-align) instead of aligned crops",
+                  {"cache": RAW_CACHE}),
+}
+
+
+def ensure_raw_cache(data: Path) -> None:
+    if (ROOT / RAW_CACHE).exists():
+        return
+    from facekit.prep import PrepOptions, prep
+
+    prep(data, ROOT / RAW_CACHE, PrepOptions(align=False))
+
+
+def _pm(st: dict[str, Any], k: str, mul: float = 1.0) -> str:
+    if st[k] is None:  # a column added after this row was scored (see --rescore)
+        return "-"
+    sd = f" ± {st[k]['sd'] * mul:.2f}" if len(st["seeds"]) > 1 else ""
+    return f"{st[k]['mean'] * mul:.2f}{sd}"
+
+
+def _delta(st: dict[str, Any], base: dict[str, Any] | None, k: str, mul: float = 1.0) -> str:
+    if base is None or base[k] is None or st[k] is None:
+        return "-"
+    return f"{(st[k]['mean'] - base[k]['mean']) * mul:+.2f}"
+
+
+def table(result: dict[str, Any]) -> list[str]:
+    """Markdown rows: each variant's mean over its seeds and the change against the baseline's mean."""
+    lines = []
+    for task in sorted({r["task"] for r in result["rows"]}):
+        rows = [r for r in result["rows"] if r["task"] == task]
+        stats = {}
+        for name in dict.fromkeys(r["variant"] for r in rows):
+            got = [r for r in rows if r["variant"] == name]
+            stats[name] = {k: mean_sd([r[k] for r in got]) if all(k in r for r in got) else None for k in
+                           ("raw_mae", "raw_acc", "raw_tta_mae", "raw_tta_acc", "raw_graph_tta_mae",
+                            "raw_graph_tta_acc", "train_seconds", "best_epoch")}
+            stats[name]["seeds"] = sorted(r["seed"] for r in got)
+        base = stats.get("baseline")
+        lines += ["", f"### {'Model A (scratch)' if task == 'scratch' else 'Model B (finetune)'}", "",
+                  "| variant | change | seeds | MAE | Δ MAE | accuracy % | Δ acc | MAE flip-TTA | acc flip-TTA % "
+                  "| MAE in-graph flip | acc in-graph flip % | best epoch | train s |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for name, s in stats.items():
+            b = None if name == "baseline" else base
+            what = VARIANTS.get(name, ("?", {}))[0]
+            lines.append(f"| {name} | {what} | {','.join(map(str, s['seeds']))} | {_pm(s, 'raw_mae')} | "
+                         f"{_delta(s, b, 'raw_mae')} | {_pm(s, 'raw_acc', 100)} | {_delta(s, b, 'raw_acc', 100)} | "
+                         f"{_pm(s, 'raw_tta_mae')} | {_pm(s, 'raw_tta_acc', 100)} | {_pm(s, 'raw_graph_tta_mae')} | "
+                         f"{_pm(s, 'raw_graph_tta_acc', 100)} | {s['best_epoch']['mean']:.0f} | "
+                         f"{s['train_seconds']['mean']:.0f} |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default="finetune", choices=["scratch", "finetune"])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--epochs", type=int, default=None, help="shorten every run alike (CPU-sized ablations)")
+    ap.add_argument("--cache", default="cache/train_val.h5")
+    ap.add_argument("--data", type=Path, default=TRAIN_VAL, help="the raw folder the cache was built from")
+    ap.add_argument("--project", default="runs/ablation")
+    ap.add_argument("--tag", default="")
+    ap.add_argument("--rescore", action="store_true",
+                    help="re-score every row's saved model (no training), e.g. after adding a column")
+    args = ap.parse_args()
+
+    from facekit.evaluate import load_labelled
+    from facekit.recipe import TrainConfig
+
+    name = "ablation" + (f"-{args.tag}" if args.tag else "")
+    path = RESULTS / f"{name}.json"
+    result = json.loads(path.read_text()) if path.exists() else {"rows": []}
+    val = load_labelled(args.data, split="val")
+    if args.rescore:
+        for row in result["rows"]:
+            args_json = json.loads((Path(row["run_dir"]) / "args.json").read_text())
+            model = Path(row["run_dir"]) / ("age_gender_A.keras" if row["task"] == "scratch" else "age_gender_B.keras")
+            row.update(score_model(model, val, args_json.get("tta", False), args_json["output_order"]))
+        write(name, result, val, args.epochs)
+        return
+    for variant in args.variants:
+        overrides = {"cache": args.cache, **VARIANTS[variant][1]}
+        if overrides["cache"] == RAW_CACHE:
+            ensure_raw_cache(args.data)
+        for seed in args.seeds:
+            cfg = TrainConfig.for_task(args.task, init_seed=seed, epochs=args.epochs, project=args.project,
+                                       name=f"{name}-{args.task}-{variant}-seed{seed}", **overrides)
+            row = {"task": args.task, "variant": variant, "seed": seed, "epochs": cfg.epochs,
+                   "commit": environment()["commit"], **train_and_score(cfg, val)}
+            print(row, flush=True)
+            result["rows"] = [r for r in result["rows"]
+                              if (r["task"], r["variant"], r["seed"]) != (args.task, variant, seed)] + [row]
+            write(name, result, val, args.epochs)
+
+
+def write(name: str, result: dict[str, Any], val: Any, epochs: int | None) -> None:
+    result.update(validation_images=len(val.names), epochs_override=epochs)
+    save(name, {k: v for k, v in result.items() if k in ("rows", "validation_images", "epochs_override")})
+    env = environment()
+    last = result["rows"][-1]
+    head = [f"# {name}", "", f"Updated {env['date']}, {env['machine']}; backend {last['backend']}, "
+            f"GPU {last['gpu']}; epochs {epochs or 'default'}. Scored on the {len(val.names)} "
+            "held-out validation chips read as cv2.imread / 255 (raw, no alignment). Each row's commit "
+            "is in the JSON."]
+    (RESULTS / f"{name}.md").write_text("\n".join(head + table(result)) + "\n")
+
+
+if __name__ == "__main__":
+    main()

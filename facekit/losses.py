@@ -1,0 +1,36 @@
+"""Training-only losses. They never reach an exported file: exports are compiled with built-ins
+(``train.save_export``), so the lecturer's plain ``load_model`` never meets them."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from facekit.dataset import N_AGES
+
+MEAN_WEIGHT, VARIANCE_WEIGHT = 0.2, 0.05  # lambda_1, lambda_2 of the mean-variance loss paper
+
+
+@keras.saving.register_keras_serializable(package="facekit")
+class DistributionVariance(keras.losses.Loss):
+    """Cross-entropy to the soft age target plus ``weight`` x the variance of the predicted distribution.
+
+    The variance half of the mean-variance loss (Pan et al., CVPR 2018): it
+    rewards a confident, narrow age distribution. The mean half is a plain
+    squared error on the ``age`` output, so it needs nothing custom.
+    """
+
+    def __init__(self, weight: float = VARIANCE_WEIGHT, name: str = "distribution_variance", **kwargs) -> None:
+        super().__init__(name=name, **kwargs)
+        self.weight = weight
+
+    def call(self, y_true, y_pred):
+        ages = ops.arange(N_AGES, dtype="float32")
+        p = ops.cast(y_pred, "float32")
+        ce = -ops.sum(ops.cast(y_true, "float32") * ops.log(ops.clip(p, 1e-7, 1.0)), axis=-1)
+        mean = ops.sum(p * ages, axis=-1, keepdims=True)
+        variance = ops.sum(p * ops.square(ages - mean), axis=-1)
+        return ce + self.weight * variance
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "weight": self.weight}

@@ -1,0 +1,22 @@
+"""The ablation table's arithmetic: means over seeds and changes against the baseline."""
+
+from benchmarks.ablation import table
+
+
+def _row(variant, seed, mae, acc, **extra):
+    return {"task": "finetune", "variant": variant, "seed": seed, "raw_mae": mae, "raw_acc": acc,
+            "raw_tta_mae": mae - 0.1, "raw_tta_acc": acc, "train_seconds": 100.0, "best_epoch": 10, **extra}
+
+
+def test_ablation_table_means_and_deltas():
+    graph = {"raw_graph_tta_mae": 5.5, "raw_graph_tta_acc": 0.92}
+    rows = [_row("baseline", 0, 6.0, 0.90), _row("baseline", 1, 5.8, 0.92),
+            _row("mixup", 0, 5.5, 0.93, **graph), _row("mixup", 1, 5.7, 0.93, **graph)]
+    lines = table({"rows": rows})
+    base = next(line for line in lines if line.startswith("| baseline"))
+    mix = next(line for line in lines if line.startswith("| mixup"))
+    cells = [c.strip() for c in mix.split("|")[1:-1]]
+    assert cells[2] == "0,1" and cells[3] == "5.60 ± 0.14" and cells[4] == "-0.30"  # 5.6 against 5.9
+    assert cells[5] == "93.00 ± 0.00" and cells[6] == "+2.00"
+    assert cells[9] == "5.50 ± 0.00"
+    assert [c.strip() for c in base.split("|")[1:-1]][9] == "-"  # scored before the column existed

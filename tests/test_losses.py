@@ -1,0 +1,21 @@
+import numpy as np
+import pytest
+from keras import ops
+
+from facekit.dataset import N_AGES, age_distributions
+from facekit.losses import DistributionVariance
+
+
+def test_variance_term_adds_to_cross_entropy():
+    target = age_distributions(np.array([30.0]), 2.0)
+    sharp = np.zeros((1, N_AGES), np.float32)
+    sharp[0, 30] = 1.0
+    wide = age_distributions(np.array([30.0]), 5.0)
+    loss = DistributionVariance(weight=0.05)
+    ce_sharp = -np.sum(target * np.log(np.clip(sharp, 1e-7, 1)))
+    assert float(ops.convert_to_numpy(loss(target, sharp))) == pytest.approx(ce_sharp, rel=1e-4)  # variance 0
+    ce_wide = -np.sum(target * np.log(np.clip(wide, 1e-7, 1)))
+    var_wide = float(np.sum(wide * (np.arange(N_AGES) - 30.0) ** 2))
+    assert var_wide == pytest.approx(25.0, rel=1e-3)
+    assert float(ops.convert_to_numpy(loss(target, wide))) == pytest.approx(ce_wide + 0.05 * var_wide, rel=1e-4)
+    assert DistributionVariance.from_config(loss.get_config()).weight == 0.05
