@@ -40,6 +40,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "age-weight-0.5": ("age loss weighted x 0.5", {"age_weight": 0.5}),
     "internal-160": ("B only: backbone runs at 160 x 160 (bilinear upsampling in the graph)", {"internal_size": 160}),
     "internal-192": ("B only: backbone runs at 192 x 192", {"internal_size": 192}),
+    "distill": ("A only: targets blended half-and-half with a Model B teacher's predictions (--teacher)",
+                {"teacher": "<teacher>"}),
     "raw-chips": ("trained on the chips as they are (prep --no-align) instead of aligned crops",
                   {"cache": RAW_CACHE}),
 }
@@ -104,6 +106,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=TRAIN_VAL, help="the raw folder the cache was built from")
     ap.add_argument("--project", default="runs/ablation")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--teacher", help="for the distill variant: a Model B trained on the same split")
     ap.add_argument("--rescore", action="store_true",
                     help="re-score every row's saved model (no training), e.g. after adding a column")
     args = ap.parse_args()
@@ -124,6 +127,10 @@ def main() -> None:
         return
     for variant in args.variants:
         overrides = {"cache": args.cache, **VARIANTS[variant][1]}
+        if overrides.get("teacher") == "<teacher>":
+            if not args.teacher:
+                ap.error("the distill variant needs --teacher PATH")
+            overrides["teacher"] = args.teacher
         if overrides["cache"] == RAW_CACHE:
             ensure_raw_cache(args.data)
         for seed in args.seeds:

@@ -133,6 +133,10 @@ def train(
                                                        help="Add the mean-variance age loss.")] = None,
     sigma: Annotated[float | None, typer.Option(help="Width in years of the Gaussian age target (default 2).")]
     = None,
+    teacher: Annotated[Path | None, typer.Option(help="Distil from this trained model (e.g. Model B into A); "
+                                                 "it must come from the same split.")] = None,
+    distill_weight: Annotated[float | None, typer.Option(help="Share of the teacher in the targets "
+                                                         "(default 0.5).")] = None,
     tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Build flip averaging into the exported "
                                              "model (built-in layers; twice the inference cost).")] = None,
     backbone: Annotated[str | None, typer.Option(help="finetune: backbone name (see `facekit backbones`).")]
@@ -170,7 +174,7 @@ def train(
             task.value, cache=str(cache), epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
             augment=augment, val_split=val_split, seed=seed, init_seed=init_seed, full=full or None,
             patience=patience, ema=ema, mix=mix, mix_alpha=mix_alpha, mean_variance=mean_variance, sigma=sigma,
-            tta=tta,
+            tta=tta, teacher=str(teacher) if teacher else None, distill_weight=distill_weight,
             output_order=output_order, precision=precision, workers=workers, limit=limit, steps_per_epoch=steps,
             project=project, name=name, model_dir=str(model_dir) if model_dir else None, **finetune_only,
         )

@@ -74,6 +74,8 @@ class FaceBatches(keras.utils.PyDataset):
         steps: int | None = None,
         mix: str = "none",
         mix_alpha: float | None = None,
+        soft: tuple[np.ndarray, np.ndarray] | None = None,
+        soft_weight: float = 0.5,
     ) -> None:
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max(4, 2 * workers))
         if not len(images) == len(ages) == len(genders):
@@ -83,6 +85,9 @@ class FaceBatches(keras.utils.PyDataset):
         if mix not in MIXES:
             raise ValueError(f"mix must be one of {', '.join(MIXES)}, got {mix!r}")
         self.mix = mix
+        if soft is not None and not len(soft[0]) == len(soft[1]) == len(images):
+            raise ValueError("soft targets and images differ in length")
+        self.soft, self.soft_weight = soft, soft_weight  # a teacher's (age distribution, P(female)) per image
         self.mix_alpha = DEFAULT_MIX_ALPHA.get(mix, 0.0) if mix_alpha is None else mix_alpha
         self.seed = seed
         self.images, self.ages, self.genders = images, ages.astype(np.float32), genders.astype(np.float32)
@@ -115,6 +120,10 @@ class FaceBatches(keras.utils.PyDataset):
             "age_dist": age_distributions(ages, self.sigma),
             "gender": self.genders[idx][:, None],
         }
+        if self.soft is not None:  # distillation: blend the teacher's view into the targets
+            w = self.soft_weight
+            targets["age_dist"] = ((1 - w) * targets["age_dist"] + w * self.soft[0][idx]).astype(np.float32)
+            targets["gender"] = ((1 - w) * targets["gender"] + w * self.soft[1][idx][:, None]).astype(np.float32)
         x = to_model_input(batch)
         if self.mix != "none" and len(idx) > 1:
             # Seeded by (seed, epoch, batch), not the shared generator, so worker threads stay reproducible.

@@ -46,6 +46,8 @@ class TrainConfig:
     mix_alpha: float | None = None  # Beta(alpha, alpha) mixing weight; None: 0.2 for mixup, 1.0 for cutmix
     mean_variance: bool = False  # add the mean-variance age loss (Pan et al., 2018)
     tta: bool = False  # build flip averaging into the exported graph
+    teacher: str | None = None  # distil from this trained .keras file (its predictions blended into the targets)
+    distill_weight: float = 0.5  # share of the teacher in each target
     dropout: float = 0.3
     hidden: int = 256
     widths: tuple[int, ...] = (32, 64, 128, 256, 384)  # Model A's five stages
@@ -85,6 +87,10 @@ class TrainConfig:
             get_backbone(self.backbone)
         if self.mix not in MIXES:
             raise ValueError(f"mix must be one of {', '.join(MIXES)}, got {self.mix!r}")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ValueError(f"distill weight must be in [0, 1], got {self.distill_weight}")
+        if self.teacher is not None and not Path(self.teacher).is_file():
+            raise ValueError(f"{self.teacher}: teacher model not found")
         if self.augment not in STRENGTHS:
             raise ValueError(f"augment must be one of {', '.join(STRENGTHS)}, got {self.augment!r}")
         if self.output_order not in OUTPUT_ORDERS:

@@ -23,6 +23,7 @@ from facekit.backbones import get_backbone, resolve_weights
 from facekit.cache import CacheData, read_cache
 from facekit.dataset import FaceBatches
 from facekit.device import describe, set_precision
+from facekit.distill import check_teacher_split, teacher_targets
 from facekit.losses import MEAN_WEIGHT, DistributionVariance
 from facekit.models import AgeGenderModels, build_finetune, build_scratch, export_from_train
 from facekit.recipe import TrainConfig
@@ -162,10 +163,16 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
     if len(tr) == 0 or (not cfg.full and len(va) == 0):
         raise ValueError(f"{cfg.cache}: too few images to split ({len(tr)} train, {len(va)} validation)")
 
+    soft = None
+    if cfg.teacher:
+        check_teacher_split(Path(cfg.teacher), cfg.full, cfg.seed, cfg.val_split)
+        targets = teacher_targets(cfg.teacher, data.images[tr], cfg.sigma)
+        soft = (targets.age_dist, targets.p_female)
+        notes.append(f"distilling from {cfg.teacher} ({targets.source}), weight {cfg.distill_weight}")
     train_batches = FaceBatches(data.images[tr], data.age[tr], data.gender[tr], cfg.batch_size,
                                 build_augment(cfg.augment), shuffle=True, sigma=cfg.sigma, seed=cfg.run_seed,
                                 workers=cfg.workers, steps=cfg.steps_per_epoch, mix=cfg.mix,
-                                mix_alpha=cfg.mix_alpha)
+                                mix_alpha=cfg.mix_alpha, soft=soft, soft_weight=cfg.distill_weight)
     val_batches = None if cfg.full else FaceBatches(data.images[va], data.age[va], data.gender[va],
                                                     cfg.batch_size, None, sigma=cfg.sigma, workers=cfg.workers)
     monitor = None if cfg.full else cfg.monitor

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -9,10 +10,14 @@ runner = CliRunner()
 
 def test_train_and_check_through_the_cli(tiny_cache, tmp_path):
     res = runner.invoke(app, ["train", "scratch", "--cache", str(tiny_cache), "--epochs", "1", "--batch-size", "8",
-                              "--steps", "1", "--workers", "1", "--project", str(tmp_path), "--json"])
+                              "--steps", "1", "--workers", "1", "--project", str(tmp_path), "--json",
+                              "--mix", "mixup", "--mix-alpha", "0.4", "--mean-variance", "--sigma", "3", "--tta"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["task"] == "scratch" and out["epochs_run"] == 1
+    args = json.loads((Path(out["run_dir"]) / "args.json").read_text())
+    assert (args["mix"], args["mix_alpha"], args["mean_variance"], args["sigma"], args["tta"]) == (
+        "mixup", 0.4, True, 3.0, True)
     chk = runner.invoke(app, ["check", out["model"], "--json"])
     assert chk.exit_code == 0, chk.output
     assert json.loads(chk.stdout)[0]["passed"] is True
@@ -28,6 +33,10 @@ def test_train_bad_inputs(tmp_path):
     assert res.exit_code == 1 and "no such cache" in res.stderr
     res = runner.invoke(app, ["train", "finetune", "--cache", str(tmp_path / "none.h5"), "--backbone", "vgg99"])
     assert res.exit_code == 1 and "unknown backbone" in res.stderr
+    res = runner.invoke(app, ["train", "scratch", "--mix", "blend"])
+    assert res.exit_code == 1 and "mix must be one of none, mixup, cutmix" in res.stderr
+    res = runner.invoke(app, ["train", "scratch", "--teacher", str(tmp_path / "b.keras")])
+    assert res.exit_code == 1 and "teacher model not found" in res.stderr
 
 
 def test_check_cli_failure_exit_code(tmp_path):
