@@ -139,6 +139,7 @@ def main() -> None:
             row = {"task": args.task, "variant": variant, "seed": seed, "epochs": cfg.epochs,
                    "commit": environment()["commit"], **train_and_score(cfg, val)}
             print(row, flush=True)
+            result = json.loads(path.read_text()) if path.exists() else {"rows": []}  # others may have written
             result["rows"] = [r for r in result["rows"]
                               if (r["task"], r["variant"], r["seed"]) != (args.task, variant, seed)] + [row]
             write(name, result, val, args.epochs)
