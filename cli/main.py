@@ -261,10 +261,9 @@ def backbones(json_out: JsonOpt = False) -> None:
 
 
 def _load_models(specs: list[str], project: str):
-    from facekit.inference import load, resolve_model
+    from facekit.inference import load_all, resolve_model
 
-    paths = [resolve_model(s, project) for s in specs]
-    return [load(p) for p in paths]
+    return load_all([resolve_model(s, project) for s in specs])
 
 
 @app.command()

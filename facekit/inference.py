@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,18 @@ def load(path: str | Path, label: str | None = None) -> LoadedModel:
         stem = path.stem
         label = stem[-1] if stem.startswith("age_gender_") and len(stem) == len("age_gender_A") else stem
     return LoadedModel(path, label, model, roles.index("age"), roles.index("gender"), note)
+
+
+def load_all(paths: list[Path]) -> list[LoadedModel]:
+    """Load several files for side-by-side tables; two files with one short name (two runs' B)
+    are told apart by their run folder, so neither column overwrites the other."""
+    models = [load(p) for p in paths]
+    for _ in range(2):
+        counts = Counter(m.label for m in models)
+        for i, m in enumerate(models):
+            if counts[m.label] > 1:
+                m.label = f"{m.label} ({m.path.parent.name})" if "(" not in m.label else f"{m.label} #{i + 1}"
+    return models
 
 
 def run(lm: LoadedModel, x: np.ndarray, tta: bool = False, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:

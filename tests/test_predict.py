@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from facekit.inference import load, newest_model, resolve_model
+from facekit.inference import load, load_all, newest_model, resolve_model
 from facekit.predict import predict
 from facekit_cli.main import app
 
@@ -52,6 +52,17 @@ def test_folder_odd_inputs_and_annotation(photos: Path, loaded, tmp_path: Path):
     assert "no face found" in results["blank.jpg"].error and "blank.jpg" in results["blank.jpg"].error
     assert "not an image" in results["broken.jpg"].error
     assert Path(results["group.jpg"].annotated).is_file() and results["blank.jpg"].annotated is None
+
+
+def test_same_named_models_keep_their_own_columns(tiny_models, tmp_path):
+    other = tmp_path / "b_other" / "age_gender_B.keras"
+    other.parent.mkdir()
+    other.write_bytes(tiny_models["B"].read_bytes())
+    twin = tmp_path / "twin" / "b_other" / "age_gender_B.keras"
+    twin.parent.mkdir(parents=True)
+    twin.write_bytes(tiny_models["B"].read_bytes())
+    labels = [m.label for m in load_all([tiny_models["A"], tiny_models["B"], other, twin])]
+    assert labels == ["A", "B (exp)", "B (b_other) #3", "B (b_other) #4"]
 
 
 def test_model_resolution(tiny_models):
