@@ -138,7 +138,7 @@ def train(
     distill_weight: Annotated[float | None, typer.Option(help="Share of the teacher in the targets "
                                                          "(default 0.5).")] = None,
     tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Build flip averaging into the exported "
-                                             "model (built-in layers; twice the inference cost).")] = None,
+                                             "model (default on; built-in layers; twice the inference cost).")] = None,
     backbone: Annotated[str | None, typer.Option(help="finetune: backbone name (see `facekit backbones`).")]
     = None,
     weights: Annotated[str | None, typer.Option(help="finetune: imagenet, none or a weights file.")] = None,
@@ -274,7 +274,8 @@ def predict(
     = None,
     annotate: Annotated[Path | None, typer.Option(help="Write annotated copies of the images into this folder.")]
     = None,
-    tta: Annotated[bool, typer.Option("--tta", help="Average each face with its mirror image.")] = False,
+    tta: Annotated[bool, typer.Option("--tta", help="Average each face with its mirror image "
+                                         "(models trained with the default --tta do it inside already).")] = False,
     max_faces: Annotated[int, typer.Option(help="Most faces to find per image.")] = 20,
     project: Annotated[str, typer.Option(help="Runs folder searched for A / B.")] = "runs",
     model_dir: ModelDirOpt = None,

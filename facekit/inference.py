@@ -22,6 +22,11 @@ class LoadedModel:
     gender_index: int
     note: str | None = None  # e.g. outputs in an unexpected order
 
+    @property
+    def flip_built_in(self) -> bool:
+        """Trained with --tta: the graph already averages each image with its mirror."""
+        return any(layer.name == "flip_average" for layer in self.model.layers)
+
 
 def newest_model(kind: str, project: str | Path = "runs") -> Path:
     """The most recently written age_gender_<kind>.keras under the runs folder."""
@@ -89,7 +94,7 @@ def run(lm: LoadedModel, x: np.ndarray, tta: bool = False, batch_size: int = 64)
                 np.asarray(out[lm.gender_index], np.float64).reshape(-1))
 
     age, gender = once(x)
-    if tta:
+    if tta and not lm.flip_built_in:  # a second mirror pass would give the same answer at twice the cost
         age2, gender2 = once(x[:, :, ::-1, :])
         age, gender = (age + age2) / 2, (gender + gender2) / 2
     return age, gender

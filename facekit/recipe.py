@@ -45,7 +45,7 @@ class TrainConfig:
     mix: str = "none"  # none, mixup or cutmix
     mix_alpha: float | None = None  # Beta(alpha, alpha) mixing weight; None: 0.2 for mixup, 1.0 for cutmix
     mean_variance: bool = False  # add the mean-variance age loss (Pan et al., 2018)
-    tta: bool = False  # build flip averaging into the exported graph
+    tta: bool = True  # build flip averaging into the exported graph (measured: B 5.85 -> 5.67 MAE)
     teacher: str | None = None  # distil from this trained .keras file (its predictions blended into the targets)
     distill_weight: float = 0.5  # share of the teacher in each target
     dropout: float = 0.3

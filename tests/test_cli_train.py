@@ -11,13 +11,13 @@ runner = CliRunner()
 def test_train_and_check_through_the_cli(tiny_cache, tmp_path):
     res = runner.invoke(app, ["train", "scratch", "--cache", str(tiny_cache), "--epochs", "1", "--batch-size", "8",
                               "--steps", "1", "--workers", "1", "--project", str(tmp_path), "--json",
-                              "--mix", "mixup", "--mix-alpha", "0.4", "--mean-variance", "--sigma", "3", "--tta"])
+                              "--mix", "mixup", "--mix-alpha", "0.4", "--mean-variance", "--sigma", "3", "--no-tta"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["task"] == "scratch" and out["epochs_run"] == 1
     args = json.loads((Path(out["run_dir"]) / "args.json").read_text())
     assert (args["mix"], args["mix_alpha"], args["mean_variance"], args["sigma"], args["tta"]) == (
-        "mixup", 0.4, True, 3.0, True)
+        "mixup", 0.4, True, 3.0, False)
     chk = runner.invoke(app, ["check", out["model"], "--json"])
     assert chk.exit_code == 0, chk.output
     assert json.loads(chk.stdout)[0]["passed"] is True

@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 
 from facekit.check import check_model
+from facekit.inference import load, run
 from facekit.recipe import TrainConfig
 from facekit.runs import CURVES, read_history
 from facekit.train import TrainingInterrupted, train
@@ -39,6 +41,11 @@ def test_train_export_and_check(task, tiny_cache, tmp_path):
     assert rep.output_order == ["age", "gender"]
     if task == "scratch":
         assert any(c.name.startswith("feature map") and c.ok for c in rep.checks)
+    lm = load(res.model_path)
+    assert lm.flip_built_in  # the default export averages each image with its mirror inside the graph
+    x = np.random.default_rng(0).uniform(0, 1, (2, 128, 128, 3)).astype("float32")
+    np.testing.assert_allclose(run(lm, x)[0], run(lm, x[:, :, ::-1])[0], rtol=1e-4)
+    np.testing.assert_array_equal(run(lm, x, tta=True)[0], run(lm, x)[0])  # no second mirror pass
 
 
 def test_best_model_is_the_exported_one(tiny_cache, tmp_path):
