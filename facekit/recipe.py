@@ -120,6 +120,7 @@ class TrainConfig:
         data = json.loads(Path(path).read_text())
         known = {f.name for f in fields(cls)}
         data = {k: v for k, v in data.items() if k in known}
+        data.setdefault("tta", False)  # runs from before the option existed exported without it
         if "widths" in data:
             data["widths"] = tuple(data["widths"])
         return cls(**data)
