@@ -24,26 +24,28 @@ from benchmarks.common import RESULTS, ROOT, TRAIN_VAL, environment, mean_sd, sa
 
 RAW_CACHE = "cache/train_val_raw.h5"  # prep --no-align: the chips as they are, for aligned-vs-raw training
 
-# name -> (what changes, TrainConfig overrides)
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "baseline": ("the defaults (exported without the in-graph flip; see its own columns)", {}),
-    "aug-light": ("augmentation: flip and a small shift only", {"augment": "light"}),
-    "aug-strong": ("augmentation: every range x 1.5", {"augment": "strong"}),
-    "aug-none": ("no augmentation", {"augment": "none"}),
-    "ema": ("EMA of the weights (momentum 0.999), validated and exported with them", {"ema": True}),
-    "mixup": ("mixup (alpha 0.2) on images, age distributions and gender", {"mix": "mixup"}),
-    "cutmix": ("cutmix (alpha 1.0), targets mixed by area", {"mix": "cutmix"}),
-    "sigma-1": ("age distribution width 1 year (default 2)", {"sigma": 1.0}),
-    "sigma-3": ("age distribution width 3 years (default 2)", {"sigma": 3.0}),
-    "mean-variance": ("adds the mean-variance loss (0.2 x mean, 0.05 x variance)", {"mean_variance": True}),
-    "gender-weight-3": ("gender loss weighted x 3", {"gender_weight": 3.0}),
-    "age-weight-0.5": ("age loss weighted x 0.5", {"age_weight": 0.5}),
-    "internal-160": ("B only: backbone runs at 160 x 160 (bilinear upsampling in the graph)", {"internal_size": 160}),
-    "internal-192": ("B only: backbone runs at 192 x 192", {"internal_size": 192}),
-    "distill": ("A only: targets blended half-and-half with a Model B teacher's predictions (--teacher)",
-                {"teacher": "<teacher>"}),
+BOTH, A_ONLY, B_ONLY = ("scratch", "finetune"), ("scratch",), ("finetune",)
+
+# name -> (what changes, TrainConfig overrides, the tasks it applies to)
+VARIANTS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
+    "baseline": ("the defaults (exported without the in-graph flip; see its own columns)", {}, BOTH),
+    "aug-light": ("augmentation: flip and a small shift only", {"augment": "light"}, BOTH),
+    "aug-strong": ("augmentation: every range x 1.5", {"augment": "strong"}, BOTH),
+    "aug-none": ("no augmentation", {"augment": "none"}, BOTH),
+    "ema": ("EMA of the weights (momentum 0.999), validated and exported with them", {"ema": True}, BOTH),
+    "mixup": ("mixup (alpha 0.2) on images, age distributions and gender", {"mix": "mixup"}, BOTH),
+    "cutmix": ("cutmix (alpha 1.0), targets mixed by area", {"mix": "cutmix"}, BOTH),
+    "sigma-1": ("age distribution width 1 year (default 2)", {"sigma": 1.0}, BOTH),
+    "sigma-3": ("age distribution width 3 years (default 2)", {"sigma": 3.0}, BOTH),
+    "mean-variance": ("adds the mean-variance loss (0.2 x mean, 0.05 x variance)", {"mean_variance": True}, BOTH),
+    "gender-weight-3": ("gender loss weighted x 3", {"gender_weight": 3.0}, BOTH),
+    "age-weight-0.5": ("age loss weighted x 0.5", {"age_weight": 0.5}, BOTH),
+    "internal-160": ("backbone runs at 160 x 160 (bilinear upsampling in the graph)", {"internal_size": 160}, B_ONLY),
+    "internal-192": ("backbone runs at 192 x 192", {"internal_size": 192}, B_ONLY),
+    "distill": ("targets blended half-and-half with a Model B teacher's predictions (--teacher)",
+                {"teacher": "<teacher>"}, A_ONLY),
     "raw-chips": ("trained on the chips as they are (prep --no-align) instead of aligned crops",
-                  {"cache": RAW_CACHE}),
+                  {"cache": RAW_CACHE}, BOTH),
 }
 
 
@@ -99,7 +101,8 @@ def table(result: dict[str, Any]) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="finetune", choices=["scratch", "finetune"])
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS),
+                    help="default: every variant that applies to --task (distill only with --teacher)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--epochs", type=int, default=None, help="shorten every run alike (CPU-sized ablations)")
     ap.add_argument("--cache", default="cache/train_val.h5")
@@ -125,7 +128,11 @@ def main() -> None:
             row.update(score_model(model, val, args_json.get("tta", False), args_json["output_order"]))
         write(name, result, val, args.epochs)
         return
-    for variant in args.variants:
+    variants = args.variants or [v for v, (_, o, tasks) in VARIANTS.items()
+                                 if args.task in tasks and (args.teacher or "teacher" not in o)]
+    for variant in variants:
+        if args.task not in VARIANTS[variant][2]:
+            ap.error(f"variant {variant} applies to {' and '.join(VARIANTS[variant][2])} only")
         # Exported without built-in flip averaging, so MAE is the plain network's; every row also reports
         # the in-graph flip (same weights), which is how the defaults export.
         overrides = {"cache": args.cache, "tta": False, **VARIANTS[variant][1]}
