@@ -126,6 +126,8 @@ def train(
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs (0: off).")] = None,
     ema: Annotated[bool | None, typer.Option("--ema/--no-ema", help="Exponential moving average of weights.")]
     = None,
+    ema_momentum: Annotated[float | None, typer.Option(help="EMA momentum per step (default: a half-life of "
+                                                       "one epoch).")] = None,
     mix: Annotated[str | None, typer.Option(help="Batch mixing: none, mixup or cutmix.")] = None,
     mix_alpha: Annotated[float | None, typer.Option(help="Beta(a, a) for --mix (default 0.2 mixup, "
                                                     "1.0 cutmix).")] = None,
@@ -173,7 +175,8 @@ def train(
         cfg = TrainConfig.for_task(
             task.value, cache=str(cache), epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
             augment=augment, val_split=val_split, seed=seed, init_seed=init_seed, full=full or None,
-            patience=patience, ema=ema, mix=mix, mix_alpha=mix_alpha, mean_variance=mean_variance, sigma=sigma,
+            patience=patience, ema=ema, ema_momentum=ema_momentum, mix=mix, mix_alpha=mix_alpha,
+            mean_variance=mean_variance, sigma=sigma,
             tta=tta, teacher=str(teacher) if teacher else None, distill_weight=distill_weight,
             output_order=output_order, precision=precision, workers=workers, limit=limit, steps_per_epoch=steps,
             project=project, name=name, model_dir=str(model_dir) if model_dir else None, **finetune_only,

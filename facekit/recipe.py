@@ -42,6 +42,7 @@ class TrainConfig:
     patience: int = 12  # early stopping on `monitor`; 0 disables
     monitor: str = "val_age_mae"
     ema: bool = False
+    ema_momentum: float | None = None  # None: a half-life of one epoch
     mix: str = "none"  # none, mixup or cutmix
     mix_alpha: float | None = None  # Beta(alpha, alpha) mixing weight; None: 0.2 for mixup, 1.0 for cutmix
     mean_variance: bool = False  # add the mean-variance age loss (Pan et al., 2018)

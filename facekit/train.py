@@ -105,8 +105,11 @@ def compile_train(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, ep
         initial_learning_rate=cfg.lr * 0.01 if warm else cfg.lr, decay_steps=max(1, total - warm), alpha=0.01,
         warmup_target=cfg.lr if warm else None, warmup_steps=warm,
     )
+    # Keras's EMA has no warm-up, so a fixed 0.999 still carried half the random initial weights
+    # after 10 epochs of 63 steps (measured: 26.5 MAE). By default the average has a half-life of one epoch.
+    momentum = cfg.ema_momentum or 0.5 ** (1 / max(1, steps_per_epoch))
     opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=cfg.weight_decay, use_ema=cfg.ema,
-                                 ema_momentum=0.999)
+                                 ema_momentum=momentum)
     opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     loss: dict[str, Any] = {"age_dist": keras.losses.CategoricalCrossentropy(),
                             "gender": keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing)}

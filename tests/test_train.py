@@ -14,7 +14,7 @@ from facekit.check import check_model
 from facekit.inference import load, run
 from facekit.recipe import TrainConfig
 from facekit.runs import CURVES, read_history
-from facekit.train import TrainingInterrupted, train
+from facekit.train import TrainingInterrupted, build_models, compile_train, train
 from tests.conftest import TRAIN_VAL, quick_config
 
 RUN_FILES = {"args.json", "history.csv", "metrics.json", "last.keras", "summary.txt",
@@ -107,6 +107,14 @@ def test_ema_run_exports(tiny_cache, tmp_path):
     res = train(quick_config("scratch", tiny_cache, tmp_path, ema=True))
     assert res.model_path.exists() and res.metrics["epochs_run"] == 2
     assert json.loads((res.run_dir / "args.json").read_text())["ema"] is True
+
+
+def test_ema_half_life_is_one_epoch(tiny_cache, tmp_path):
+    model = build_models(quick_config("scratch", tiny_cache, tmp_path)).train
+    compile_train(model, quick_config("scratch", tiny_cache, tmp_path, ema=True), steps_per_epoch=63, epochs=10)
+    assert model.optimizer.ema_momentum ** 63 == pytest.approx(0.5)  # a fixed 0.999 kept half the start after 10
+    compile_train(model, quick_config("scratch", tiny_cache, tmp_path, ema=True, ema_momentum=0.9), 63, 10)
+    assert model.optimizer.ema_momentum == 0.9
 
 
 def test_jax_backend_trains_and_loads(tiny_cache, tmp_path):
