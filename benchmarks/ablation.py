@@ -51,6 +51,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
 }
 
 
+SCORE_KEYS = ("raw_mae", "raw_acc", "raw_tta_mae", "raw_tta_acc", "raw_graph_tta_mae", "raw_graph_tta_acc")
+
+
 def ensure_raw_cache(data: Path) -> None:
     if (ROOT / RAW_CACHE).exists():
         return
@@ -80,9 +83,8 @@ def table(result: dict[str, Any]) -> list[str]:
         stats = {}
         for name in dict.fromkeys(r["variant"] for r in rows):
             got = [r for r in rows if r["variant"] == name]
-            stats[name] = {k: mean_sd([r[k] for r in got]) if all(k in r for r in got) else None for k in
-                           ("raw_mae", "raw_acc", "raw_tta_mae", "raw_tta_acc", "raw_graph_tta_mae",
-                            "raw_graph_tta_acc", "train_seconds", "best_epoch")}
+            stats[name] = {k: mean_sd([r[k] for r in got]) if all(k in r for r in got) else None
+                           for k in (*SCORE_KEYS, "train_seconds", "best_epoch")}
             stats[name]["seeds"] = sorted(r["seed"] for r in got)
         base = stats.get("baseline")
         lines += ["", f"### {'Model A (scratch)' if task == 'scratch' else 'Model B (finetune)'}", "",
@@ -113,7 +115,7 @@ def main() -> None:
     ap.add_argument("--tag", default="")
     ap.add_argument("--teacher", help="for the distill variant: a Model B trained on the same split")
     ap.add_argument("--rescore", action="store_true",
-                    help="re-score every row's saved model (no training), e.g. after adding a column")
+                    help="score the saved model of every row that lacks a score column (no training)")
     args = ap.parse_args()
 
     from facekit.evaluate import load_labelled
@@ -125,6 +127,8 @@ def main() -> None:
     val = load_labelled(args.data, split="val")
     if args.rescore:
         for row in result["rows"]:
+            if all(k in row for k in SCORE_KEYS):
+                continue
             args_json = json.loads((Path(row["run_dir"]) / "args.json").read_text())
             model = Path(row["run_dir"]) / ("age_gender_A.keras" if row["task"] == "scratch" else "age_gender_B.keras")
             row.update(score_model(model, val, args_json.get("tta", False), args_json["output_order"]))
