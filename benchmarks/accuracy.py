@@ -6,7 +6,9 @@
 Each seed trains with the defaults (only the initialisation/shuffling seed
 varies; the split stays the course template's), then scores the exported
 file on the held-out validation images read as ``cv2.imread / 255`` with no
-alignment (``facekit evaluate --split val``), with and without flip TTA.
+alignment (``facekit evaluate --split val``). The defaults build flip
+averaging into the exported graph, so the plain MAE column is what the
+lecturer's code gets.
 Writes benchmarks/results/accuracy[-TAG].json and .md with per-run rows and
 mean +- standard deviation per model. Meant for the GPU machine
 (../shared/docs/gpu.md): a full run on a 2-core CPU takes hours per model.

@@ -2,7 +2,7 @@
 
     python -m benchmarks.predict_speed [--model-a PATH] [--model-b PATH] [--images 50]
 
-Without model files it builds the default architectures (speed does not
+Without model files it builds the default recipes' exports (speed does not
 depend on the weights). Each chip is predicted one at a time, as a user
 calling predict on single photos would. Writes benchmarks/results/predict_speed.json.
 """
@@ -19,13 +19,13 @@ from benchmarks.common import TRAIN_VAL, save
 
 
 def default_models(tmp: Path) -> dict[str, Path]:
-    from facekit.backbones import DEFAULT_BACKBONE, get_backbone
-    from facekit.models import build_finetune, build_scratch
-    from facekit.train import save_export
+    """Exports of the default recipes (flip averaging and internal size included), untrained."""
+    from facekit.recipe import TrainConfig
+    from facekit.train import build_models, save_export
 
     paths = {"A": tmp / "age_gender_A.keras", "B": tmp / "age_gender_B.keras"}
-    save_export(build_scratch().export, paths["A"])
-    save_export(build_finetune(get_backbone(DEFAULT_BACKBONE), None).export, paths["B"])
+    for kind, task in (("A", "scratch"), ("B", "finetune")):
+        save_export(build_models(TrainConfig.for_task(task, weights="none")).export, paths[kind])
     return paths
 
 
