@@ -42,6 +42,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
     "mean-variance": ("adds the mean-variance loss (0.2 x mean, 0.05 x variance)", {"mean_variance": True}, BOTH),
     "gender-weight-3": ("gender loss weighted x 3", {"gender_weight": 3.0}, BOTH),
     "age-weight-0.5": ("age loss weighted x 0.5", {"age_weight": 0.5}, BOTH),
+    "internal-128": ("backbone at the input's 128 x 128 (the default before cpu10)", {"internal_size": 128}, B_ONLY),
     "internal-160": ("backbone runs at 160 x 160 (bilinear upsampling in the graph)", {"internal_size": 160}, B_ONLY),
     "internal-192": ("backbone runs at 192 x 192", {"internal_size": 192}, B_ONLY),
     "distill": ("targets blended half-and-half with a Model B teacher's predictions (--teacher)",

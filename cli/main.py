@@ -145,7 +145,7 @@ def train(
     = None,
     weights: Annotated[str | None, typer.Option(help="finetune: imagenet, none or a weights file.")] = None,
     internal_size: Annotated[int | None, typer.Option(help="finetune: resolution inside the model "
-                                                      "(input stays 128).")] = None,
+                                                      "(default 160; the input stays 128).")] = None,
     freeze_epochs: Annotated[int | None, typer.Option(help="finetune: epochs with the backbone frozen first.")]
     = None,
     output_order: Annotated[str | None, typer.Option(help="age,gender or gender,age.")] = None,
