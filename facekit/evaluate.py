@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from facekit.imageio import list_files
-from facekit.inference import LoadedModel, run
+from facekit.inference import LoadedModel, flip_average, run
 from facekit.labels import AGE_BANDS, Rejection, age_band, parse_name
 
 
@@ -109,7 +109,7 @@ def evaluate(models: list[LoadedModel], data: LabelledSet, tta: bool = False, wo
     for lm in models:
         entry = {"path": str(lm.path), **score(*preds[lm.label], data, worst)}
         if tta:
-            tta_pred = run(lm, data.x, tta=True)
+            tta_pred = flip_average(lm, data.x, preds[lm.label])
             entry["tta"] = {k: v for k, v in score(*tta_pred, data, worst).items()
                             if k in ("mae", "gender_accuracy", "mae_by_band", "accuracy_by_gender")}
         report["models"][lm.label] = entry

@@ -75,26 +75,43 @@ def load(path: str | Path, label: str | None = None) -> LoadedModel:
 
 def load_all(paths: list[Path]) -> list[LoadedModel]:
     """Load several files for side-by-side tables; two files with one short name (two runs' B)
-    are told apart by their run folder, so neither column overwrites the other."""
+    are told apart by their run folder, then by position, so neither column overwrites the other."""
     models = [load(p) for p in paths]
-    for _ in range(2):
-        counts = Counter(m.label for m in models)
-        for i, m in enumerate(models):
-            if counts[m.label] > 1:
-                m.label = f"{m.label} ({m.path.parent.name})" if "(" not in m.label else f"{m.label} #{i + 1}"
+
+    def repeated() -> set[str]:
+        return {label for label, n in Counter(m.label for m in models).items() if n > 1}
+
+    clash = repeated()
+    for m in models:
+        if m.label in clash:
+            m.label = f"{m.label} ({m.path.parent.name})"
+    clash = repeated()
+    for i, m in enumerate(models):
+        if m.label in clash:
+            m.label = f"{m.label} #{i + 1}"
     return models
 
 
 def run(lm: LoadedModel, x: np.ndarray, tta: bool = False, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Age in years and P(female) for a batch of model inputs (BGR, [0, 1]); ``tta`` averages with the mirror."""
+    plain = _predict(lm, x, batch_size)
+    return flip_average(lm, x, plain, batch_size) if tta else plain
 
-    def once(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = lm.model.predict(batch, batch_size=batch_size, verbose=0)
-        return (np.asarray(out[lm.age_index], np.float64).reshape(-1),
-                np.asarray(out[lm.gender_index], np.float64).reshape(-1))
 
-    age, gender = once(x)
-    if tta and not lm.flip_built_in:  # a second mirror pass would give the same answer at twice the cost
-        age2, gender2 = once(x[:, :, ::-1, :])
-        age, gender = (age + age2) / 2, (gender + gender2) / 2
-    return age, gender
+def flip_average(lm: LoadedModel, x: np.ndarray, plain: tuple[np.ndarray, np.ndarray],
+                 batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """``plain`` (the model's answers on ``x``) averaged with its answers on the mirror images.
+
+    Takes the plain answers rather than recomputing them, so a caller that
+    reports both pays for one extra pass, not two.
+    """
+    if lm.flip_built_in:  # a second mirror pass would give the same answer at twice the cost
+        return plain
+    age2, gender2 = _predict(lm, x[:, :, ::-1, :], batch_size)
+    return (plain[0] + age2) / 2, (plain[1] + gender2) / 2
+
+
+def _predict(lm: LoadedModel, batch: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    out = lm.model.predict(batch, batch_size=batch_size, verbose=0)
+    return (np.asarray(out[lm.age_index], np.float64).reshape(-1),
+            np.asarray(out[lm.gender_index], np.float64).reshape(-1))
