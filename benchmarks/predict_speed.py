@@ -20,12 +20,13 @@ from benchmarks.common import TRAIN_VAL, save
 
 def default_models(tmp: Path) -> dict[str, Path]:
     """Exports of the default recipes (flip averaging and internal size included), untrained."""
+    from facekit.export import save_hand_in
     from facekit.recipe import TrainConfig
-    from facekit.train import build_models, save_export
+    from facekit.train import build_models
 
     paths = {"A": tmp / "age_gender_A.keras", "B": tmp / "age_gender_B.keras"}
     for kind, task in (("A", "scratch"), ("B", "finetune")):
-        save_export(build_models(TrainConfig.for_task(task, weights="none")).export, paths[kind])
+        save_hand_in(build_models(TrainConfig.for_task(task, weights="none")).export, paths[kind])
     return paths
 
 

@@ -24,6 +24,39 @@ ModelDirOpt = Annotated[
 ]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", "-w", help="Worker processes (default: all cores).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of text.")]
+KerasOpt = Annotated[str | None, typer.Option(
+    "--keras", help="Keras versions to load the file with too, each in an isolated environment created with "
+    "pip on first use (in ~/.cache/facekit/keras-envs, or $FACEKIT_KERAS_ENVS); 'none': this environment's "
+    "Keras only. Default: 3.8,3.10,3.13 (the oldest supported and Colab's since 2025).")]
+
+
+def _keras_versions(text: str | None) -> tuple[str, ...]:
+    from facekit.contract import CHECK_KERAS
+    from facekit.keras_envs import parse_specs
+
+    if text is None:
+        return CHECK_KERAS
+    try:
+        return parse_specs(text)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def _print_check(report) -> None:
+    console.print(f"[bold]{report.path}[/] (Model {report.kind or '?'})", highlight=False)
+    for c in report.checks:
+        mark = "[yellow]SKIP[/]" if c.untested else {True: "[green]PASS[/]", False: "[red]FAIL[/]",
+                                                     None: "[blue]INFO[/]"}[c.ok]
+        console.print(f"  {mark} {c.name}: ", end="", highlight=False)
+        console.print(c.detail, markup=False, highlight=False)
+    if report.passed:
+        verdict = "[green]meets the contract[/]"
+    elif all(c.ok is not False for c in report.checks):
+        verdict = (f"[yellow]NOT VERIFIED[/]: {len(report.untested)} Keras version(s) could not be tested; "
+                   "nothing failed where it could be tested")
+    else:
+        verdict = "[red]does NOT meet the contract[/]"
+    console.print("  verdict: " + verdict)
 
 
 @app.command()
@@ -157,6 +190,10 @@ def train(
     name: Annotated[str | None, typer.Option(help="Run name (default exp, exp2, ...).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder (its args.json wins).")]
     = None,
+    check_after: Annotated[bool, typer.Option("--check/--no-check", help="Run `facekit check` on the hand-in "
+                                              "file at the end (recorded in metrics.json).")] = True,
+    check_keras: Annotated[str | None, typer.Option(help="Keras versions that check loads the file with "
+                                                    "(default 3.8,3.10,3.13; 'none': this Keras only).")] = None,
     model_dir: ModelDirOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -179,7 +216,8 @@ def train(
             mean_variance=mean_variance, sigma=sigma,
             tta=tta, teacher=str(teacher) if teacher else None, distill_weight=distill_weight,
             output_order=output_order, precision=precision, workers=workers, limit=limit, steps_per_epoch=steps,
-            project=project, name=name, model_dir=str(model_dir) if model_dir else None, **finetune_only,
+            project=project, name=name, model_dir=str(model_dir) if model_dir else None,
+            check_keras=_keras_versions(check_keras) if check_keras is not None else None, **finetune_only,
         )
     except (TypeError, ValueError) as exc:
         fail(str(exc))
@@ -190,8 +228,20 @@ def train(
         fail(str(exc), code=130)
     except (FileNotFoundError, ValueError, CacheError) as exc:
         fail(str(exc))
+    report = None
+    if check_after:
+        from facekit.check import check_run
+
+        # A resumed run keeps its args.json; an explicit --check-keras still wins for this check.
+        versions = _keras_versions(check_keras) if check_keras is not None else None
+        with err_console.status("checking the hand-in file", spinner="dots") as spin:
+            report = check_run(result.run_dir, versions,
+                               status=None if json_out else lambda msg: spin.update(f"check: {msg}"))
+        result.metrics["check"] = report.to_json()
     if json_out:
         print_json({"run_dir": str(result.run_dir), **result.metrics})
+        if report is not None and not report.passed:
+            raise typer.Exit(1)
         return
     m = result.metrics
     which = f"best epoch {m['best_epoch']}" if m["monitor"] else "no validation (--full): last epoch saved"
@@ -203,6 +253,11 @@ def train(
     console.print(f"model: {result.model_path}\nrun folder: {result.run_dir}")
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
+    if report is not None:
+        _print_check(report)
+        if not report.passed:
+            fail(f"{result.model_path} did not pass `facekit check` (above); the run folder is complete, "
+                 "but this file may not score on the lecturer's machine")
 
 
 @app.command()
@@ -215,31 +270,34 @@ def check(
                                               "A adds the feature-map rule.")] = None,
     backend: Annotated[str | None, typer.Option(help="Keras backend to load with (tensorflow, jax, torch; "
                                                 "default: KERAS_BACKEND or tensorflow).")] = None,
+    keras_versions: KerasOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Verify the lecturer's contract: loads without facekit, input, outputs, gender unit, A's map rule."""
+    """Verify the lecturer's contract, on the lecturer's Keras: loads without facekit on this and older Keras
+    versions with the same predictions, float32, input, outputs, gender unit, A's map rule."""
     from facekit.check import check_model, sample_images
 
+    versions = _keras_versions(keras_versions)
     if data is not None and not data.is_dir():
         fail(f"{data}: not a directory")
-    images = sample_images(data, samples) if data else []
+    try:
+        images = sample_images(data, samples) if data else []
+    except ValueError as exc:
+        fail(str(exc))
     reports = []
     for path in models:
         try:
-            reports.append(check_model(path, kind.value if kind else None, images, backend=backend))
+            with err_console.status(f"checking {path}", spinner="dots") as spin:
+                reports.append(check_model(path, kind.value if kind else None, images, backend=backend,
+                                           keras_versions=versions,
+                                           status=lambda msg: spin.update(f"check: {msg}")))
         except FileNotFoundError as exc:
             fail(str(exc))
     if json_out:
         print_json([r.to_json() for r in reports])
     else:
         for r in reports:
-            console.print(f"[bold]{r.path}[/] (Model {r.kind or '?'})")
-            for c in r.checks:
-                mark = {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: "[blue]INFO[/]"}[c.ok]
-                console.print(f"  {mark} {c.name}: ", end="")
-                console.print(c.detail, markup=False, highlight=False)
-            console.print("  verdict: " + ("[green]meets the contract[/]" if r.passed
-                                           else "[red]does NOT meet the contract[/]"))
+            _print_check(r)
     if not all(r.passed for r in reports):
         raise typer.Exit(1)
 

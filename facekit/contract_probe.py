@@ -2,9 +2,12 @@
 
 It loads a .keras file the way the lecturer's test does, plain
 ``keras.models.load_model`` with no custom objects, and prints one JSON
-object describing the model and its outputs on the given images, which it
-reads like the lecturer: ``cv2.imread(path) / 255.0``. Standard library, numpy,
-keras and cv2 only.
+object describing the model and its outputs on a batch of inputs (a ``.npy``
+file the caller wrote from images read like the lecturer,
+``facekit.contract``), so every Keras version gets bit-identical inputs.
+Standard library, numpy and keras only: it also runs in the bare
+environments of other Keras versions (``facekit.keras_envs``), and must keep
+to what Keras 3.0 already had.
 """
 
 import json
@@ -46,27 +49,16 @@ def layer_activation(layer):
     return {"class": type(layer).__name__, "activation": act, "units": cfg.get("units")}
 
 
-def _predict(model, image_paths, out):
-    import cv2
+def _predict(model, inputs_path, out):
     import numpy as np
 
-    batch, used, unread = [], [], []
-    for p in image_paths:
-        img = cv2.imread(p)
-        if img is None:
-            unread.append(p)
-            continue
-        batch.append(img / 255.0)
-        used.append(p)
-    out["unread_images"] = unread
-    if batch:
-        preds = model.predict(np.stack(batch).astype("float32"), verbose=0)
-        preds = preds if isinstance(preds, (list, tuple)) else [preds]
-        out["images"] = used
-        out["predictions"] = [np.asarray(p, dtype="float64").reshape(len(used), -1).tolist() for p in preds]
+    x = np.load(inputs_path)
+    preds = model.predict(x, verbose=0)
+    preds = preds if isinstance(preds, (list, tuple)) else [preds]
+    out["predictions"] = [np.asarray(p, dtype="float64").reshape(len(x), -1).tolist() for p in preds]
 
 
-def probe(path, image_paths):
+def probe(path, inputs_path=None):
     out = {"loaded": False}
     try:
         import keras
@@ -86,9 +78,9 @@ def probe(path, image_paths):
     out["layers"] = [{"name": layer.name, "class": type(layer).__name__, "module": type(layer).__module__}
                      for layer in _all_layers(model, keras)]
     out["first_dense"], out["first_dense_map"] = _feature_map_before_first_dense(model, keras)
-    if image_paths:
+    if inputs_path:
         try:
-            _predict(model, image_paths, out)
+            _predict(model, inputs_path, out)
         except Exception as exc:
             out["predict_error"] = f"{type(exc).__name__}: {exc}"[:2000]
     out["facekit_imported"] = any(m == "facekit" or m.startswith("facekit.") for m in sys.modules)
@@ -97,7 +89,7 @@ def probe(path, image_paths):
 
 if __name__ == "__main__":
     try:
-        result = probe(sys.argv[1], sys.argv[2:])
+        result = probe(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
     except Exception:
         result = {"loaded": False, "load_error": traceback.format_exc()}
     sys.stdout.write("\n@@PROBE@@" + json.dumps(result) + "\n")

@@ -15,7 +15,8 @@ import albumentations as A
 import keras
 import numpy as np
 
-N_AGES = 117  # ages 0..116, UTKFace's range
+from facekit.contract import N_AGES, rgb_to_input
+
 MIXES = ("none", "mixup", "cutmix")
 DEFAULT_MIX_ALPHA = {"mixup": 0.2, "cutmix": 1.0}
 
@@ -25,11 +26,6 @@ def age_distributions(ages: np.ndarray, sigma: float) -> np.ndarray:
     grid = np.arange(N_AGES, dtype=np.float32)
     d = np.exp(-0.5 * ((grid[None, :] - ages[:, None].astype(np.float32)) / sigma) ** 2)
     return (d / d.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def to_model_input(rgb_uint8: np.ndarray) -> np.ndarray:
-    """RGB uint8 (..., H, W, 3) -> what cv2.imread(path) / 255.0 gives: BGR float32 in [0, 1]."""
-    return rgb_uint8[..., ::-1].astype(np.float32) / 255.0
 
 
 def mix_batch(x: np.ndarray, targets: dict[str, np.ndarray], mix: str, alpha: float,
@@ -124,7 +120,7 @@ class FaceBatches(keras.utils.PyDataset):
             w = self.soft_weight
             targets["age_dist"] = ((1 - w) * targets["age_dist"] + w * self.soft[0][idx]).astype(np.float32)
             targets["gender"] = ((1 - w) * targets["gender"] + w * self.soft[1][idx][:, None]).astype(np.float32)
-        x = to_model_input(batch)
+        x = rgb_to_input(batch)
         if self.mix != "none" and len(idx) > 1:
             # Seeded by (seed, epoch, batch), not the shared generator, so worker threads stay reproducible.
             x, targets = mix_batch(x, targets, self.mix, self.mix_alpha,

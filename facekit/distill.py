@@ -14,7 +14,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from facekit.dataset import age_distributions, to_model_input
+from facekit.contract import rgb_to_input
+from facekit.dataset import age_distributions
 
 
 @dataclass
@@ -56,7 +57,7 @@ def teacher_targets(teacher: str | Path, images_rgb: np.ndarray, sigma: float = 
     probe = keras.Model(lm.model.inputs, outputs)
     genders, ages = [], []
     for start in range(0, len(images_rgb), batch_size):
-        g, a = probe.predict(to_model_input(images_rgb[start:start + batch_size]), verbose=0)
+        g, a = probe.predict(rgb_to_input(images_rgb[start:start + batch_size]), verbose=0)
         genders.append(np.asarray(g, np.float32).reshape(-1))
         ages.append(np.asarray(a, np.float32))
     p_female, age = np.concatenate(genders), np.concatenate(ages)

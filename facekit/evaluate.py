@@ -14,6 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from facekit.contract import INPUT_SIZE, MAX_AGE, bgr_to_input, read_bgr
 from facekit.imageio import list_files
 from facekit.inference import LoadedModel, flip_average, run
 from facekit.labels import AGE_BANDS, Rejection, age_band, parse_name
@@ -30,7 +31,7 @@ class LabelledSet:
     resized: list[str] = field(default_factory=list)
 
 
-def load_labelled(folder: str | Path, size: int = 128, progress: Callable[[int, int], None] | None = None,
+def load_labelled(folder: str | Path, size: int = INPUT_SIZE, progress: Callable[[int, int], None] | None = None,
                   split: str = "all", val_split: float = 0.2, seed: int = 0) -> LabelledSet:
     """Read a labelled folder like the lecturer; ``split`` keeps only the template split's
     ``train`` or ``val`` part (as ``facekit train`` splits it), for scoring held-out images."""
@@ -52,7 +53,7 @@ def load_labelled(folder: str | Path, size: int = 128, progress: Callable[[int, 
         if isinstance(lab, Rejection):
             rejected.append({"file": p.name, "reason": lab.reason, "detail": lab.detail})
             continue
-        img = cv2.imread(str(p))
+        img = read_bgr(p)
         if img is None:
             unreadable.append(f"{p}: cv2.imread could not read it")
             continue
@@ -66,7 +67,7 @@ def load_labelled(folder: str | Path, size: int = 128, progress: Callable[[int, 
     if not images:
         raise ValueError(f"{folder}: no labelled image could be read ({len(rejected)} names rejected, "
                          f"{len(unreadable)} unreadable)")
-    x = np.stack(images).astype(np.float32) / 255.0
+    x = bgr_to_input(np.stack(images))
     return LabelledSet(x, np.array(ages), np.array(genders), names, rejected, unreadable, resized)
 
 
@@ -129,7 +130,7 @@ def write_plots(report: dict[str, Any], preds: dict[str, tuple[np.ndarray, np.nd
     fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
     for label, (age, _) in preds.items():
         ax.scatter(data.ages, age, s=6, alpha=0.5, label=f"{label} (MAE {report['models'][label]['mae']:.2f})")
-    ax.plot([0, 116], [0, 116], color="grey", lw=1)
+    ax.plot([0, MAX_AGE], [0, MAX_AGE], color="grey", lw=1)
     ax.set(xlabel="true age", ylabel="predicted age", title="Predicted vs true age")
     ax.legend()
     written.append(save_figure(fig, out_dir / "age_scatter.png"))

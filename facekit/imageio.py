@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from facekit.contract import INPUT_SIZE
+
 Image.MAX_IMAGE_PIXELS = 100_000_000  # a face photo never needs more; guards against decompression bombs
 
 
@@ -70,7 +72,7 @@ def list_files(folder: str | Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")), key=lambda p: p.name)
 
 
-def square_resize(rgb: np.ndarray, size: int = 128) -> np.ndarray:
+def square_resize(rgb: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
     """Centre-crop to a square and resize: the fallback framing when no face is aligned."""
     h, w = rgb.shape[:2]
     side = min(h, w)

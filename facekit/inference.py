@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from facekit.recipe import EXPORT_NAMES
+from facekit.contract import HAND_IN_NAMES, KIND_TASKS
 
 
 @dataclass
@@ -30,11 +30,10 @@ class LoadedModel:
 
 def newest_model(kind: str, project: str | Path = "runs") -> Path:
     """The most recently written age_gender_<kind>.keras under the runs folder."""
-    name = EXPORT_NAMES["scratch" if kind == "A" else "finetune"]
+    name = HAND_IN_NAMES[KIND_TASKS[kind]]
     found = sorted(Path(project).glob(f"**/{name}"), key=lambda p: p.stat().st_mtime)
     if not found:
-        task = "scratch" if kind == "A" else "finetune"
-        raise FileNotFoundError(f"no {name} under {project}/; train one with `facekit train {task}` "
+        raise FileNotFoundError(f"no {name} under {project}/; train one with `facekit train {KIND_TASKS[kind]}` "
                                 "or pass --model PATH")
     return found[-1]
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-MAX_AGE = 116
+from facekit.contract import MAX_AGE
+
 N_RACES = 5
 
 # Known extensions, longest first so ".jpg.chip.jpg" wins over ".jpg".

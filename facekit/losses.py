@@ -1,12 +1,12 @@
 """Training-only losses. They never reach an exported file: exports are compiled with built-ins
-(``train.save_export``), so the lecturer's plain ``load_model`` never meets them."""
+(``export.save_hand_in``), so the lecturer's plain ``load_model`` never meets them."""
 
 from __future__ import annotations
 
 import keras
 from keras import ops
 
-from facekit.dataset import N_AGES
+from facekit.contract import N_AGES
 
 MEAN_WEIGHT, VARIANCE_WEIGHT = 0.2, 0.05  # lambda_1, lambda_2 of the mean-variance loss paper
 

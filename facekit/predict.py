@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from facekit.align import align_face
 from facekit.atomic import atomic_path
-from facekit.dataset import to_model_input
+from facekit.contract import rgb_to_input
 from facekit.detect import FaceFinder
 from facekit.imageio import ImageReadError, list_files, read_rgb
 from facekit.inference import LoadedModel, run
@@ -73,7 +73,7 @@ def predict_image(path: Path, models: list[LoadedModel], finder: FaceFinder, tem
     faces = finder.find(rgb, thorough=True)
     if not faces:
         return ImageResult(str(path), error=f"{path}: no face found"), rgb
-    x = to_model_input(np.stack([align_face(rgb, f.points, template) for f in faces]))
+    x = rgb_to_input(np.stack([align_face(rgb, f.points, template) for f in faces]))
     per_model = {lm.label: run(lm, x, tta=tta) for lm in models}
     results = [
         FaceResult(f.box, f.score, {label: describe(age[i], gen[i]) for label, (age, gen) in per_model.items()})

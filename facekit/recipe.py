@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from facekit.backbones import DEFAULT_BACKBONE
+from facekit.contract import CHECK_KERAS, DEFAULT_OUTPUT_ORDER, HAND_IN_NAMES, INPUT_SIZE, OUTPUT_ORDERS
 
-TASKS = ("scratch", "finetune")
-EXPORT_NAMES = {"scratch": "age_gender_A.keras", "finetune": "age_gender_B.keras"}
+TASKS = tuple(HAND_IN_NAMES)
 
 
 @dataclass
@@ -54,10 +54,11 @@ class TrainConfig:
     widths: tuple[int, ...] = (32, 64, 128, 256, 384)  # Model A's five stages
     backbone: str = DEFAULT_BACKBONE
     weights: str = "imagenet"
-    internal_size: int = 128
+    internal_size: int = INPUT_SIZE
     freeze_epochs: int = 0
-    output_order: str = "age,gender"
+    output_order: str = DEFAULT_OUTPUT_ORDER
     precision: str = "auto"
+    check_keras: tuple[str, ...] = CHECK_KERAS  # Keras versions `facekit check` loads the hand-in file with
     workers: int = 4  # loader threads
     limit: int | None = None  # use a random subset of this many cached images (quick runs, tests)
     steps_per_epoch: int | None = None  # cap batches per epoch (quick runs, tests)
@@ -81,7 +82,6 @@ class TrainConfig:
         from facekit.augment import STRENGTHS
         from facekit.backbones import get_backbone
         from facekit.dataset import MIXES
-        from facekit.models import OUTPUT_ORDERS
 
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
@@ -110,11 +110,12 @@ class TrainConfig:
 
     @property
     def export_name(self) -> str:
-        return EXPORT_NAMES[self.task]
+        return HAND_IN_NAMES[self.task]
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["widths"] = list(self.widths)
+        d["check_keras"] = list(self.check_keras)
         return d
 
     @classmethod
@@ -123,6 +124,7 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         data = {k: v for k, v in data.items() if k in known}
         data.setdefault("tta", False)  # runs from before the option existed exported without it
-        if "widths" in data:
-            data["widths"] = tuple(data["widths"])
+        for key in ("widths", "check_keras"):
+            if key in data:
+                data[key] = tuple(data[key])
         return cls(**data)

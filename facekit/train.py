@@ -24,6 +24,7 @@ from facekit.cache import CacheData, read_cache
 from facekit.dataset import FaceBatches
 from facekit.device import describe, set_precision
 from facekit.distill import check_teacher_split, teacher_targets
+from facekit.export import save_hand_in
 from facekit.losses import MEAN_WEIGHT, DistributionVariance
 from facekit.models import AgeGenderModels, build_finetune, build_scratch, export_from_train
 from facekit.recipe import TrainConfig
@@ -65,7 +66,7 @@ class SaveBest(keras.callbacks.Callback):
             self.best = float(value) if value is not None else self.best
             self.best_epoch = epoch + 1
             self.best_logs = {k: float(v) for k, v in logs.items()}
-            save_export(self.export, self.dest)
+            save_hand_in(self.export, self.dest)
 
 
 class SaveLast(keras.callbacks.Callback):
@@ -78,23 +79,6 @@ class SaveLast(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         with atomic_path(self.dest) as tmp:
             self.model.save(tmp)
-
-
-def save_export(model: keras.Model, dest: Path) -> None:
-    """Save the exported model compiled with built-in losses and metrics, so evaluate() works after loading.
-
-    Plain SGD has no per-weight slots, so the loaded file's optimizer matches
-    the saved one and load_model prints no "skipping optimizer variables"
-    warning in the lecturer's notebook.
-    """
-    names = list(model.output_names)
-    model.compile(
-        optimizer="sgd",
-        loss={n: ("mae" if n == "age" else "binary_crossentropy") for n in names},
-        metrics={n: (["mae"] if n == "age" else ["accuracy"]) for n in names},
-    )
-    with atomic_path(dest) as tmp:
-        model.save(tmp)
 
 
 def compile_train(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, epochs: int,

@@ -73,8 +73,8 @@ def quick_config(task: str, cache: Path, project: Path, **kw):
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Untrained but complete exported models in a runs folder: A, B and B with swapped outputs."""
     from facekit.backbones import get_backbone
+    from facekit.export import save_hand_in
     from facekit.models import build_finetune, build_scratch, export_from_train
-    from facekit.train import save_export
 
     runs = tmp_path_factory.mktemp("runs")
     a = build_scratch(widths=(8, 8, 16, 16, 16), hidden=16)
@@ -84,7 +84,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "B": runs / "finetune" / "exp" / "age_gender_B.keras",
         "B_swapped": runs / "swapped" / "age_gender_B_swapped.keras",
     }
-    save_export(a.export, paths["A"])
-    save_export(b.export, paths["B"])
-    save_export(export_from_train(b.train, "gender,age"), paths["B_swapped"])
+    save_hand_in(a.export, paths["A"])
+    save_hand_in(b.export, paths["B"])
+    save_hand_in(export_from_train(b.train, "gender,age"), paths["B_swapped"])
     return {**paths, "runs": runs}

@@ -11,14 +11,20 @@ runner = CliRunner()
 def test_train_and_check_through_the_cli(tiny_cache, tmp_path):
     res = runner.invoke(app, ["train", "scratch", "--cache", str(tiny_cache), "--epochs", "1", "--batch-size", "8",
                               "--steps", "1", "--workers", "1", "--project", str(tmp_path), "--json",
-                              "--mix", "mixup", "--mix-alpha", "0.4", "--mean-variance", "--sigma", "3", "--no-tta"])
+                              "--mix", "mixup", "--mix-alpha", "0.4", "--mean-variance", "--sigma", "3", "--no-tta",
+                              "--check-keras", "3.8"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["task"] == "scratch" and out["epochs_run"] == 1
+    # The hand-in file was checked at the end of the run, on Keras 3.8 too, and the result recorded.
+    assert out["check"]["passed"] is True
+    assert any(c["name"] == "loads on Keras 3.8" and c["ok"] for c in out["check"]["checks"])
+    metrics = json.loads((Path(out["run_dir"]) / "metrics.json").read_text())
+    assert metrics["check"] == out["check"]
     args = json.loads((Path(out["run_dir"]) / "args.json").read_text())
     assert (args["mix"], args["mix_alpha"], args["mean_variance"], args["sigma"], args["tta"]) == (
         "mixup", 0.4, True, 3.0, False)
-    chk = runner.invoke(app, ["check", out["model"], "--json"])
+    chk = runner.invoke(app, ["check", out["model"], "--json", "--keras", "none"])
     assert chk.exit_code == 0, chk.output
     assert json.loads(chk.stdout)[0]["passed"] is True
 
@@ -46,7 +52,7 @@ def test_check_cli_failure_exit_code(tmp_path):
     x = keras.layers.GlobalAveragePooling2D()(inp)
     keras.Model(inp, [keras.layers.Dense(1, name="age")(x),
                       keras.layers.Dense(1, activation="sigmoid", name="gender")(x)]).save(tmp_path / "m_B.keras")
-    res = runner.invoke(app, ["check", str(tmp_path / "m_B.keras")])
+    res = runner.invoke(app, ["check", str(tmp_path / "m_B.keras"), "--keras", "none"])
     assert res.exit_code == 1 and "FAIL" in res.stdout and "does NOT meet" in res.stdout
 
 

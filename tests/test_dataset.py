@@ -2,13 +2,14 @@ import numpy as np
 import pytest
 
 from facekit.augment import STRENGTHS, build_augment
-from facekit.dataset import N_AGES, FaceBatches, age_distributions, mix_batch, to_model_input
+from facekit.contract import N_AGES, rgb_to_input
+from facekit.dataset import FaceBatches, age_distributions, mix_batch
 
 
 def test_model_input_is_bgr_over_255():
     rgb = np.zeros((1, 2, 2, 3), np.uint8)
     rgb[..., 0] = 255  # pure red
-    x = to_model_input(rgb)
+    x = rgb_to_input(rgb)
     assert x.dtype == np.float32 and x[0, 0, 0].tolist() == [0.0, 0.0, 1.0]  # red is last in BGR
 
 
@@ -27,7 +28,7 @@ def test_batches_from_real_crops(tiny_cache):
     plain = FaceBatches(data.images, data.age, data.gender, batch_size=10)
     x, y = plain[0]
     assert len(plain) == 3 and x.shape == (10, 128, 128, 3)
-    np.testing.assert_allclose(x, to_model_input(data.images[:10]))
+    np.testing.assert_allclose(x, rgb_to_input(data.images[:10]))
     assert y["age"][:, 0].tolist() == data.age[:10].tolist() and y["age_dist"].shape == (10, N_AGES)
     aug = FaceBatches(data.images, data.age, data.gender, batch_size=10, augment=build_augment("strong"),
                       workers=2, steps=1)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from facekit.cache import read_cache
-from facekit.dataset import N_AGES, FaceBatches, to_model_input
+from facekit.contract import N_AGES, rgb_to_input
+from facekit.dataset import FaceBatches
 from facekit.distill import check_teacher_split, teacher_targets
 from facekit.train import train
 from tests.conftest import quick_config
@@ -19,7 +20,7 @@ def test_teacher_targets_use_its_age_distribution(tiny_models, tiny_cache):
     assert soft.source == "age_dist layer" and soft.age_dist.shape == (5, N_AGES)
     np.testing.assert_allclose(soft.age_dist.sum(1), 1.0, rtol=1e-5)
     model = keras.models.load_model(tiny_models["B_swapped"])
-    gender, age = model.predict(to_model_input(images), verbose=0)
+    gender, age = model.predict(rgb_to_input(images), verbose=0)
     np.testing.assert_allclose(soft.p_female, gender[:, 0], rtol=1e-5)
     np.testing.assert_allclose((soft.age_dist * np.arange(N_AGES)).sum(1), age[:, 0], rtol=1e-3)
 

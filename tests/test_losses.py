@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from keras import ops
 
-from facekit.dataset import N_AGES, age_distributions
+from facekit.contract import N_AGES
+from facekit.dataset import age_distributions
 from facekit.losses import DistributionVariance
 
 

@@ -1,0 +1,147 @@
+"""Isolated Python environments with other Keras versions, to load a hand-in file where it will be judged.
+
+Each is a virtual environment with ``keras==X.*`` and JAX on CPU (the smallest
+backend to install; the lecturer's file does not care which backend loads it),
+numpy and h5py, created with pip on first use under facekit's cache directory
+and reused afterwards. Creation goes to a temporary folder that is renamed
+into place only when pip succeeded, under a file lock, so two processes never
+share a half-built environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_VAR = "FACEKIT_KERAS_ENVS"  # where the environments live; default ~/.cache/facekit/keras-envs
+MARKER = "facekit-keras-env.json"  # written last: an environment without it is incomplete
+PACKAGES = ("jax[cpu]", "numpy", "h5py")
+PIP_TIMEOUT = 900.0
+_SPEC = re.compile(r"^3\.\d+(\.\d+)?$")
+
+
+class KerasEnvError(Exception):
+    """An environment for a Keras version could not be created (no network, no such version, pip failed)."""
+
+
+@dataclass(frozen=True)
+class KerasEnv:
+    spec: str  # as asked: "3.8" (latest 3.8.x) or "3.13.2" (exactly)
+    keras: str  # the version installed
+    python: Path
+
+
+def parse_specs(text: str) -> tuple[str, ...]:
+    """'3.8,3.10, 3.13.2' -> ('3.8', '3.10', '3.13.2'); 'none' or '' -> (). Raises ValueError on anything else."""
+    text = text.strip()
+    if text.lower() in ("", "none"):
+        return ()
+    specs = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [s for s in specs if not _SPEC.match(s)]
+    if bad:
+        raise ValueError(f"Keras versions must look like 3.8 or 3.13.2 (Keras 3 only), got {', '.join(bad)}")
+    return specs
+
+
+def requirement(spec: str) -> str:
+    """'3.8' -> 'keras==3.8.*' (the newest patch release); '3.13.2' -> 'keras==3.13.2'."""
+    return f"keras=={spec}.*" if spec.count(".") == 1 else f"keras=={spec}"
+
+
+def env_root(root: str | Path | None = None) -> Path:
+    if root:
+        return Path(root)
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "facekit" / "keras-envs"
+
+
+def _python_in(env_dir: Path) -> Path:
+    return env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def _env_dir(spec: str, root: Path) -> Path:
+    # Wheels differ per Python version, so an environment belongs to one interpreter version.
+    return root / f"keras-{spec}-py{sys.version_info.major}{sys.version_info.minor}"
+
+
+def existing(spec: str, root: str | Path | None = None) -> KerasEnv | None:
+    """The ready environment for ``spec``, or None."""
+    env_dir = _env_dir(spec, env_root(root))
+    try:
+        info = json.loads((env_dir / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    python = _python_in(env_dir)
+    return KerasEnv(spec, info.get("keras", "?"), python) if python.exists() else None
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory lock; the rename below still keeps half-built envs out
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run(cmd: list[str], what: str, timeout: float) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired as exc:
+        raise KerasEnvError(f"{what} took over {timeout:.0f} s") from exc
+    except OSError as exc:
+        raise KerasEnvError(f"{what} could not start: {exc}") from exc
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip() and "WARNING:" not in ln]
+        raise KerasEnvError(f"{what} failed: {' '.join(lines[-3:])[-600:] or f'exit {proc.returncode}'}")
+    return proc.stdout
+
+
+def ensure(spec: str, root: str | Path | None = None, timeout: float = PIP_TIMEOUT) -> KerasEnv:
+    """The environment for ``spec``, created with pip if it does not exist yet (needs the package index)."""
+    root = env_root(root)
+    found = existing(spec, root)
+    if found:
+        return found
+    env_dir = _env_dir(spec, root)
+    with _locked(root / f".{env_dir.name}.lock"):
+        found = existing(spec, root)  # another process may have built it while this one waited
+        if found:
+            return found
+        build = Path(tempfile.mkdtemp(prefix=f".{env_dir.name}.", dir=root))
+        try:
+            _run([sys.executable, "-m", "venv", "--clear", str(build)], "creating a virtual environment", 300)
+            python = _python_in(build)
+            _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                  requirement(spec), *PACKAGES], f"pip install {requirement(spec)} {' '.join(PACKAGES)}", timeout)
+            version = _run([str(python), "-c", "import importlib.metadata as m; print(m.version('keras'))"],
+                           "reading the installed Keras version", 60).strip()
+            (build / MARKER).write_text(json.dumps({"spec": spec, "keras": version, "packages": PACKAGES}))
+            if env_dir.exists():
+                shutil.rmtree(env_dir)  # a leftover without its marker
+            os.replace(build, env_dir)
+        finally:
+            shutil.rmtree(build, ignore_errors=True)
+    found = existing(spec, root)
+    if found is None:
+        raise KerasEnvError(f"the Keras {spec} environment in {env_dir} is incomplete after creation")
+    return found

@@ -1,0 +1,75 @@
+"""Hand-in files load on the lecturer's older Keras, in isolated environments built from the package index,
+and predict what this environment predicts.
+
+The first run creates the environments (about 35 s each) under facekit's cache directory; later runs reuse them.
+"""
+
+import keras
+import pytest
+from typer.testing import CliRunner
+
+from facekit import keras_envs
+from facekit.check import SAME_BACKEND_TOL, check_model
+from facekit.compat import version_tuple
+from facekit.train import train
+from facekit_cli.main import app
+from tests.conftest import TRAIN_VAL, quick_config
+
+VERSIONS = ("3.8", "3.13")  # the oldest supported and Colab's since early 2026
+
+
+@pytest.fixture(scope="module")
+def fresh_exports(tiny_cache, tmp_path_factory):
+    """Tiny A and B trained for a few steps with this environment's Keras and exported the facekit way."""
+    project = tmp_path_factory.mktemp("runs")
+    return [train(quick_config(task, tiny_cache, project)).model_path for task in ("scratch", "finetune")]
+
+
+def test_fresh_exports_load_and_agree_on_older_keras(fresh_exports):
+    chips = sorted(TRAIN_VAL.iterdir())[:6]
+    for path in fresh_exports:
+        # The base probe runs on JAX as the other environments do, so the bound is the same-backend one.
+        rep = check_model(path, images=chips, backend="jax", keras_versions=VERSIONS)
+        assert rep.passed, [(c.name, c.detail) for c in rep.checks if c.ok is False or c.untested]
+        found = {c.name: c.detail for c in rep.checks if c.name.startswith("loads on Keras")}
+        assert set(found) == {f"loads on Keras {v}" for v in VERSIONS}
+        for spec, detail in zip(VERSIONS, found.values()):
+            assert f"Keras {spec}." in detail and "same outputs" in detail and "across backends" not in detail
+        assert SAME_BACKEND_TOL == {"age": 1e-4, "gender": 1e-4}
+
+
+@pytest.mark.skipif(version_tuple(keras.__version__) < (3, 15), reason="this Keras writes no 3.15-only keys")
+def test_a_plain_save_of_this_keras_fails_there(tmp_path):
+    inp = keras.Input((128, 128, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inp))
+    path = tmp_path / "plain_B.keras"
+    keras.Model(inp, [keras.layers.Dense(1, name="age")(x),
+                      keras.layers.Dense(1, activation="sigmoid", name="gender")(x)]).save(path)
+    rep = check_model(path, keras_versions=("3.8",))
+    failed = {c.name: c.detail for c in rep.checks if c.ok is False}
+    assert "input_axes" in failed["loads on Keras 3.8"] and "config readable by Keras 3.8" in failed
+
+
+def test_an_untested_version_is_never_a_pass(monkeypatch, tiny_models):
+    def offline(spec, root=None, timeout=0):
+        raise keras_envs.KerasEnvError("pip install keras==3.8.* failed: no network")
+
+    monkeypatch.setattr(keras_envs, "ensure", offline)
+    rep = check_model(tiny_models["A"], keras_versions=("3.8",))
+    assert not rep.passed and [c.name for c in rep.untested] == ["loads on Keras 3.8"]
+    assert "NOT TESTED" in rep.untested[0].detail and "--keras none" in rep.untested[0].detail
+    res = CliRunner().invoke(app, ["check", str(tiny_models["A"]), "--keras", "3.8"])
+    assert res.exit_code == 1 and "SKIP" in res.stdout and "NOT VERIFIED" in res.stdout
+
+
+def test_environment_specs(tmp_path):
+    assert keras_envs.parse_specs("3.8, 3.10,3.13.2") == ("3.8", "3.10", "3.13.2")
+    assert keras_envs.parse_specs("none") == ()
+    with pytest.raises(ValueError, match="Keras 3 only"):
+        keras_envs.parse_specs("2.15,3.8")
+    assert keras_envs.requirement("3.8") == "keras==3.8.*" and keras_envs.requirement("3.13.2") == "keras==3.13.2"
+    assert keras_envs.existing("3.8", tmp_path) is None  # nothing half-built counts: the marker comes last
+    (tmp_path / "keras-3.8-py0").mkdir()
+    assert keras_envs.existing("3.8", tmp_path) is None
+    res = CliRunner().invoke(app, ["check", "x_A.keras", "--keras", "3,8"])
+    assert res.exit_code == 1 and "must look like 3.8" in res.stderr
