@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from facekit.contract import CHECK_KERAS
 from facekit_cli.ui import console, err_console, fail, print_json, progress_bar
 
 app = typer.Typer(
@@ -27,11 +28,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 KerasOpt = Annotated[str | None, typer.Option(
     "--keras", help="Keras versions to load the file with too, each in an isolated environment created with "
     "pip on first use (in ~/.cache/facekit/keras-envs, or $FACEKIT_KERAS_ENVS); 'none': this environment's "
-    "Keras only. Default: 3.8,3.10,3.13 (the oldest supported and Colab's since 2025).")]
+    f"Keras only. Default: {','.join(CHECK_KERAS)} (the oldest supported and Colab's since 2025).")]
 
 
 def _keras_versions(text: str | None) -> tuple[str, ...]:
-    from facekit.contract import CHECK_KERAS
     from facekit.keras_envs import parse_specs
 
     if text is None:
@@ -193,7 +193,8 @@ def train(
     check_after: Annotated[bool, typer.Option("--check/--no-check", help="Run `facekit check` on the hand-in "
                                               "file at the end (recorded in metrics.json).")] = True,
     check_keras: Annotated[str | None, typer.Option(help="Keras versions that check loads the file with "
-                                                    "(default 3.8,3.10,3.13; 'none': this Keras only).")] = None,
+                                                    f"(default {','.join(CHECK_KERAS)}; 'none': this Keras "
+                                                    "only).")] = None,
     model_dir: ModelDirOpt = None,
     json_out: JsonOpt = False,
 ) -> None:

@@ -11,11 +11,12 @@ from typer.testing import CliRunner
 from facekit import keras_envs
 from facekit.check import SAME_BACKEND_TOL, check_model
 from facekit.compat import version_tuple
+from facekit.contract import CHECK_KERAS, OLDEST_KERAS
 from facekit.train import train
 from facekit_cli.main import app
 from tests.conftest import TRAIN_VAL, quick_config
 
-VERSIONS = ("3.8", "3.13")  # the oldest supported and Colab's since early 2026
+VERSIONS = ("3.5", "3.8", "3.13")  # the oldest supported, Colab's until mid-2025 and since early 2026
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,7 @@ def test_fresh_exports_load_and_agree_on_older_keras(fresh_exports):
         for spec, detail in zip(VERSIONS, found.values()):
             assert f"Keras {spec}." in detail and "same outputs" in detail and "across backends" not in detail
         assert SAME_BACKEND_TOL == {"age": 1e-4, "gender": 1e-4}
+    assert OLDEST_KERAS in VERSIONS and OLDEST_KERAS in CHECK_KERAS and "3.13" in CHECK_KERAS  # Colab's
 
 
 @pytest.mark.skipif(version_tuple(keras.__version__) < (3, 15), reason="this Keras writes no 3.15-only keys")
@@ -47,7 +49,7 @@ def test_a_plain_save_of_this_keras_fails_there(tmp_path):
                       keras.layers.Dense(1, activation="sigmoid", name="gender")(x)]).save(path)
     rep = check_model(path, keras_versions=("3.8",))
     failed = {c.name: c.detail for c in rep.checks if c.ok is False}
-    assert "input_axes" in failed["loads on Keras 3.8"] and "config readable by Keras 3.8" in failed
+    assert "input_axes" in failed["loads on Keras 3.8"] and f"config readable by Keras {OLDEST_KERAS}" in failed
 
 
 def test_an_untested_version_is_never_a_pass(monkeypatch, tiny_models):
