@@ -25,6 +25,7 @@ import numpy as np
 from facekit import __version__
 from facekit.atomic import atomic_path, write_json
 from facekit.cache import SCHEMA_VERSION, CacheError, CacheWriter, SchemaMismatch, read_attrs
+from facekit.contract import INPUT_SIZE
 from facekit.imageio import ImageReadError, list_files, read_rgb, square_resize
 from facekit.labels import Label, Rejection, parse_name
 from facekit.template import Template, load_template
@@ -205,7 +206,8 @@ def prep(
     folder = Path(folder)
     files = list_files(folder)
     out = Path(out) if out else default_cache_path(folder)
-    template = template or load_template()
+    # Crops are the model's input size whatever chips the template was derived from.
+    template = (template or load_template()).at_size(INPUT_SIZE)
     fp = fingerprint(files, options, template)
     report_path = sidecar(out, ".report.json")
     if out.exists() and not force and _existing_fingerprint(out) == fp and report_path.exists():

@@ -37,6 +37,13 @@ class Template:
             "meta": self.meta,
         }
 
+    def at_size(self, size: int) -> Template:
+        """The same framing for a size x size crop (a template derived from 200 px chips frames 128 px crops)."""
+        if size == self.size:
+            return self
+        return Template(size, (self.points * (size / self.size)).astype(np.float32),
+                        {**self.meta, "scaled_from": self.size})
+
     def digest(self) -> str:
         """Identifies the template in cache fingerprints: a new template invalidates old caches."""
         blob = json.dumps({"size": self.size, "points": self.to_json()["points"]}).encode()

@@ -21,6 +21,7 @@ from facekit.atomic import atomic_path, write_json
 from facekit.augment import build_augment
 from facekit.backbones import get_backbone, resolve_weights
 from facekit.cache import CacheData, read_cache
+from facekit.contract import INPUT_SHAPE
 from facekit.dataset import FaceBatches
 from facekit.device import describe, set_precision
 from facekit.distill import check_teacher_split, teacher_targets
@@ -146,6 +147,9 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
     data = read_cache(cfg.cache)
     if data.attrs.get("channel_order") != "RGB":
         raise ValueError(f"{cfg.cache}: channel order {data.attrs.get('channel_order')!r}, expected RGB")
+    if data.images.shape[1:] != INPUT_SHAPE:
+        raise ValueError(f"{cfg.cache}: crops of {data.images.shape[1:]}, the models take {INPUT_SHAPE}; "
+                         "rebuild the cache with `facekit prep --force`")
     tr, va = select(data, cfg)
     if len(tr) == 0 or (not cfg.full and len(va) == 0):
         raise ValueError(f"{cfg.cache}: too few images to split ({len(tr)} train, {len(va)} validation)")

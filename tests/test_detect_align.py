@@ -8,7 +8,7 @@ import pytest
 from facekit.align import align_face, similarity_transform, transform_points
 from facekit.detect import FaceFinder, main_face
 from facekit.imageio import read_rgb
-from facekit.template import load_template
+from facekit.template import Template, load_template
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +74,14 @@ def test_no_face(finder: FaceFinder):
     flat = np.full((128, 128, 3), 127, np.uint8)
     assert finder.find(flat) == []
     assert main_face([], flat.shape) is None
+
+
+def test_a_template_of_other_chips_still_frames_model_sized_crops():
+    from facekit.contract import INPUT_SIZE
+
+    t = load_template()
+    big = Template(200, t.points * (200 / t.size), {})
+    again = big.at_size(INPUT_SIZE)
+    assert again.size == INPUT_SIZE and again.meta["scaled_from"] == 200
+    np.testing.assert_allclose(again.points, t.points, atol=1e-4)
+    assert t.at_size(t.size) is t
