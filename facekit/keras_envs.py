@@ -11,6 +11,7 @@ share a half-built environment.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -26,6 +27,8 @@ ENV_VAR = "FACEKIT_KERAS_ENVS"  # where the environments live; default ~/.cache/
 MARKER = "facekit-keras-env.json"  # written last: an environment without it is incomplete
 PACKAGES = ("jax[cpu]", "numpy", "h5py")
 PIP_TIMEOUT = 900.0
+_OFFLINE = ("NewConnectionError", "Network is unreachable", "Temporary failure in name resolution",
+            "Failed to establish a new connection", "ProxyError")
 _SPEC = re.compile(r"^3\.\d+(\.\d+)?$")
 
 
@@ -111,8 +114,12 @@ def _run(cmd: list[str], what: str, timeout: float) -> str:
     except OSError as exc:
         raise KerasEnvError(f"{what} could not start: {exc}") from exc
     if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip() and "WARNING:" not in ln]
-        raise KerasEnvError(f"{what} failed: {' '.join(lines[-3:])[-600:] or f'exit {proc.returncode}'}")
+        lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+        errors = [ln for ln in lines if ln.startswith("ERROR:")][-1:] or [ln for ln in lines
+                                                                           if "WARNING:" not in ln][-3:]
+        offline = any(sign in ln for ln in lines for sign in _OFFLINE)
+        reason = ("no connection to the package index; " if offline else "") + " ".join(errors)[-600:]
+        raise KerasEnvError(f"{what} failed: {reason or f'exit {proc.returncode}'}")
     return proc.stdout
 
 
@@ -129,10 +136,19 @@ def ensure(spec: str, root: str | Path | None = None, timeout: float = PIP_TIMEO
             return found
         build = Path(tempfile.mkdtemp(prefix=f".{env_dir.name}.", dir=root))
         try:
-            _run([sys.executable, "-m", "venv", "--clear", str(build)], "creating a virtual environment", 300)
             python = _python_in(build)
-            _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                  requirement(spec), *PACKAGES], f"pip install {requirement(spec)} {' '.join(PACKAGES)}", timeout)
+            packages = [requirement(spec), *PACKAGES]
+            if importlib.util.find_spec("pip") is not None:
+                # This environment's pip installs into the new one: no ensurepip needed (Colab's Python lacks
+                # it, so a plain `python -m venv` fails there), and no pip bootstrap per environment.
+                _run([sys.executable, "-m", "venv", "--clear", "--without-pip", str(build)],
+                     "creating a virtual environment", 300)
+                pip = [sys.executable, "-m", "pip", "--python", str(python)]
+            else:  # e.g. a uv-made environment without pip: the new one brings its own
+                _run([sys.executable, "-m", "venv", "--clear", str(build)], "creating a virtual environment", 300)
+                pip = [str(python), "-m", "pip"]
+            _run([*pip, "install", "--quiet", "--disable-pip-version-check", *packages],
+                 f"pip install {' '.join(packages)}", timeout)
             version = _run([str(python), "-c", "import importlib.metadata as m; print(m.version('keras'))"],
                            "reading the installed Keras version", 60).strip()
             (build / MARKER).write_text(json.dumps({"spec": spec, "keras": version, "packages": PACKAGES}))

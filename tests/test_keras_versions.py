@@ -75,3 +75,13 @@ def test_environment_specs(tmp_path):
     assert keras_envs.existing("3.8", tmp_path) is None
     res = CliRunner().invoke(app, ["check", "x_A.keras", "--keras", "3,8"])
     assert res.exit_code == 1 and "must look like 3.8" in res.stderr
+
+
+def test_an_environment_is_built_once_and_reused(tmp_path):
+    env = keras_envs.ensure("3.8", tmp_path)  # a fresh root: really built, with this interpreter's pip
+    assert env.keras.startswith("3.8.") and env.python.exists()
+    assert keras_envs.ensure("3.8", tmp_path) == env == keras_envs.existing("3.8", tmp_path)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == [env.python.parent.parent.name]
+    with pytest.raises(keras_envs.KerasEnvError, match="No matching distribution"):
+        keras_envs.ensure("3.99", tmp_path)
+    assert keras_envs.existing("3.99", tmp_path) is None  # nothing half-built left behind
