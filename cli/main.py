@@ -304,6 +304,40 @@ def check(
 
 
 @app.command()
+def merge(
+    models: Annotated[list[Path], typer.Argument(help="Two or more hand-in files of one kind (e.g. runs with "
+                                                 "different --init-seed).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The merged file (a .keras name, e.g. "
+                                      "age_gender_B.keras).")],
+    output_order: Annotated[str | None, typer.Option(help="age,gender (default) or gender,age.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Join several trained models into one hand-in file that averages them (built-in layers only)."""
+    from facekit.contract import DEFAULT_OUTPUT_ORDER, hand_in_kind
+    from facekit.ensemble import merge_files
+    from facekit.export import save_hand_in
+
+    if out.suffix != ".keras":
+        fail(f"{out}: the merged file must end in .keras")
+    kinds = {k for k in (hand_in_kind(p) for p in models) if k}
+    if len(kinds) > 1:
+        fail("members of Model A and Model B cannot be merged: Model A must stay a network trained from scratch")
+    try:
+        with err_console.status(f"merging {len(models)} models", spinner="dots"):
+            model = merge_files(models, output_order or DEFAULT_OUTPUT_ORDER)
+            save_hand_in(model, out)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    size = out.stat().st_size / 2**20
+    if json_out:
+        print_json({"out": str(out), "members": [str(p) for p in models], "megabytes": round(size, 2)})
+        return
+    console.print(f"[green]merged[/] {len(models)} models into {out} ({size:.1f} MB): age is their mean, "
+                  "P(female) the sigmoid of their mean logit", highlight=False)
+    console.print(f"next: facekit check {out} --data DIR", highlight=False)
+
+
+@app.command()
 def backbones(json_out: JsonOpt = False) -> None:
     """List the ImageNet backbones `train finetune --backbone` accepts."""
     from dataclasses import asdict

@@ -20,3 +20,24 @@ def test_ablation_table_means_and_deltas():
     assert cells[5] == "93.00 ± 0.00" and cells[6] == "+2.00"
     assert cells[9] == "5.50 ± 0.00"
     assert [c.strip() for c in base.split("|")[1:-1]][9] == "-"  # scored before the column existed
+
+
+def test_ensemble_benchmark_runs_on_two_quick_runs(tiny_cache, tmp_path, monkeypatch):
+    import json
+    import sys
+
+    import benchmarks.common
+    import benchmarks.ensemble
+    from facekit.cache import read_attrs
+    from facekit.train import train
+    from tests.conftest import quick_config
+
+    runs = [train(quick_config("scratch", tiny_cache, tmp_path, init_seed=s, name=f"s{s}")).run_dir for s in (0, 1)]
+    monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
+    monkeypatch.setattr(benchmarks.ensemble, "RESULTS", tmp_path)
+    data = read_attrs(tiny_cache)["source_dir"]
+    monkeypatch.setattr(sys, "argv", ["ensemble", *map(str, runs), "--data", data, "--tag", "t"])
+    benchmarks.ensemble.main()
+    rows = json.loads((tmp_path / "ensemble-t.json").read_text())["rows"]
+    assert [r["members"] for r in rows] == [1, 2] and rows[1]["megabytes"] > rows[0]["megabytes"]
+    assert "| 2 |" in (tmp_path / "ensemble-t.md").read_text()

@@ -1,0 +1,74 @@
+"""What k members in one file are worth: MAE, accuracy, file size and inference time for k = 1..K.
+
+    python -m benchmarks.ensemble RUN_DIR RUN_DIR [RUN_DIR ...] [--data ../shared/data/train_val] [--tag NAME]
+
+Each RUN_DIR is a finished training run of one task on one split (for example
+the seeds of ``benchmarks.accuracy``: runs/accuracy/finetune/finetune-seed0 ...).
+The first k runs' hand-in files are merged (``facekit merge``: mean age,
+sigmoid of the mean gender logit, built-in layers) for every k, and each
+merged file is scored on the split's held-out chips read as the lecturer
+reads them. A run whose split differs is refused: its "held-out" chips would
+be another run's training images. Writes benchmarks/results/ensemble[-TAG].json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import RESULTS, TRAIN_VAL, environment, save
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", type=Path, nargs="+")
+    ap.add_argument("--data", type=Path, default=TRAIN_VAL)
+    ap.add_argument("--tag", default="")
+    args = ap.parse_args()
+
+    from facekit.ensemble import merge_files
+    from facekit.evaluate import evaluate, load_labelled
+    from facekit.export import save_hand_in
+    from facekit.inference import load
+    from facekit.recipe import TrainConfig
+
+    cfgs = [TrainConfig.load(r / "args.json") for r in args.runs]
+    splits = {(c.task, c.seed, c.val_split, c.full, c.limit) for c in cfgs}
+    if len(splits) != 1 or cfgs[0].full:
+        raise SystemExit(f"the runs must share one task and one held-out split (not --full); got {sorted(splits)}")
+    val = load_labelled(args.data, split="val", val_split=cfgs[0].val_split, seed=cfgs[0].seed)
+    files = [r / c.export_name for r, c in zip(args.runs, cfgs)]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(1, len(files) + 1):
+            path = files[0] if k == 1 else Path(tmp) / f"k{k}_{cfgs[0].export_name}"
+            if k > 1:
+                save_hand_in(merge_files(files[:k], cfgs[0].output_order), path)
+            lm = load(path, label=f"k{k}")
+            start = time.perf_counter()
+            report, _ = evaluate([lm], val)
+            seconds = time.perf_counter() - start
+            m = report["models"][lm.label]
+            rows.append({"members": k, "mae": m["mae"], "gender_accuracy": m["gender_accuracy"],
+                         "megabytes": round(path.stat().st_size / 2**20, 2),
+                         "ms_per_image": round(1000 * seconds / len(val.names), 2)})
+            print(rows[-1])
+    name = "ensemble" + (f"-{args.tag}" if args.tag else "")
+    result = {"task": cfgs[0].task, "runs": [str(r) for r in args.runs], "validation_images": len(val.names),
+              "rows": rows}
+    print(f"wrote {save(name, result)}")
+    env = environment()
+    lines = [f"# {name}", "", f"{env['date']}, commit {env['commit']}, {env['machine']}",
+             f"{cfgs[0].task}; {len(val.names)} held-out chips read as cv2.imread / 255; members: "
+             + ", ".join(str(r) for r in args.runs), "",
+             "| members | MAE | gender accuracy | file MB | ms per image (batch 64, this machine) |",
+             "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['members']} | {r['mae']:.2f} | {r['gender_accuracy'] * 100:.1f} % | {r['megabytes']} | "
+              f"{r['ms_per_image']} |" for r in rows]
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""`facekit merge`: several models in one file that averages them, still meeting the contract."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from facekit.check import check_model
+from facekit.ensemble import merge
+from facekit.export import save_hand_in
+from facekit.models import build_scratch, export_from_train
+from facekit_cli.main import app
+from tests.conftest import TRAIN_VAL
+
+runner = CliRunner()
+
+
+def _member(seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    m = build_scratch(widths=(8, 8, 16, 16, 16), hidden=16)
+    # Spread the untrained heads so the average is not trivially equal to each member.
+    logits = m.train.get_layer("age_logits")
+    logits.set_weights([w + np.random.default_rng(seed).normal(0, 0.5, w.shape).astype("float32")
+                        for w in logits.get_weights()])
+    return export_from_train(m.train, tta=True)
+
+
+def _logit(p):
+    return np.log(p / (1 - p))
+
+
+def test_merged_model_averages_ages_and_gender_logits(tmp_path):
+    members = [_member(0), _member(1), _member(2)]
+    x = np.random.default_rng(0).uniform(0, 1, (5, 128, 128, 3)).astype("float32")
+    outs = [m.predict(x, verbose=0) for m in members]
+    dest = tmp_path / "age_gender_A.keras"
+    save_hand_in(merge(members), dest)
+    age, gender = keras.models.load_model(dest).predict(x, verbose=0)
+    np.testing.assert_allclose(age, np.mean([o[0] for o in outs], axis=0), atol=1e-4)
+    want = 1 / (1 + np.exp(-np.mean([_logit(o[1].astype(np.float64)) for o in outs], axis=0)))
+    np.testing.assert_allclose(gender, want, atol=1e-5)
+    assert np.ptp([o[0] for o in outs], axis=0).max() > 0.5  # the members really differ
+    rep = check_model(dest, images=sorted(TRAIN_VAL.iterdir())[:3])
+    assert rep.passed, [(c.name, c.detail) for c in rep.checks if c.ok is False]
+    fmap = next(c for c in rep.checks if c.name.startswith("feature map"))
+    assert "[4, 4]" in fmap.detail  # Model A's rule still holds inside the ensemble
+
+
+def test_merge_refuses_what_it_cannot_average(tmp_path):
+    with pytest.raises(ValueError, match="at least 2"):
+        merge([_member(0)])
+    inp = keras.Input((128, 128, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inp)
+    foreign = keras.Model(inp, [keras.layers.Dense(1, name="age")(x),
+                                keras.layers.Dense(1, activation="sigmoid", name="gender")(x)])
+    with pytest.raises(ValueError, match="no age_dist layer"):
+        merge([_member(0), foreign])
+
+
+def test_merge_cli(tiny_models, tmp_path):
+    out = tmp_path / "age_gender_B.keras"
+    res = runner.invoke(app, ["merge", str(tiny_models["B"]), str(tiny_models["B_swapped"]), "-o", str(out),
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["out"] == str(out)
+    res = runner.invoke(app, ["check", str(out), "--keras", "none", "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)[0]["output_order"] == ["age", "gender"]
+    res = runner.invoke(app, ["merge", str(tiny_models["A"]), str(tiny_models["B"]), "-o", str(out)])
+    assert res.exit_code == 1 and "Model A must stay" in res.stderr
+    res = runner.invoke(app, ["merge", str(tiny_models["B"]), str(tmp_path / "none_B.keras"), "-o", str(out)])
+    assert res.exit_code == 1 and "no such model file" in res.stderr
