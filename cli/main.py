@@ -23,7 +23,8 @@ ModelDirOpt = Annotated[
     typer.Option("--model-dir", help="Directory with local model files (mediapipe/, keras/); "
                  "default: $FACEKIT_MODEL_DIR, else download into ~/.cache/facekit/models."),
 ]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", "-w", help="Worker processes (default: all cores).")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", "-w", min=1,
+                                                help="Worker processes (default: all cores).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of text.")]
 KerasOpt = Annotated[str | None, typer.Option(
     "--keras", help="Keras versions to load the file with too, each in an isolated environment created with "
@@ -66,7 +67,8 @@ def prep(
     align: Annotated[bool, typer.Option("--align/--no-align", help="Detect and align faces (--no-align: "
                                         "keep images as they are, resized to 128 x 128).")] = True,
     drop_unaligned: Annotated[bool, typer.Option(help="Leave out images where no face was found.")] = False,
-    min_confidence: Annotated[float, typer.Option(help="Minimum face detection confidence.")] = 0.5,
+    min_confidence: Annotated[float, typer.Option(min=0.0, max=1.0, help="Minimum face detection confidence.")]
+    = 0.5,
     force: Annotated[bool, typer.Option("--force", "-f", help="Rebuild even if an up-to-date cache exists.")] = False,
     workers: WorkersOpt = None,
     model_dir: ModelDirOpt = None,
@@ -79,8 +81,8 @@ def prep(
     from facekit.prep import prep as run_prep
     from facekit.report import summary_lines
 
-    options = PrepOptions(align=align, drop_unaligned=drop_unaligned, min_confidence=min_confidence)
     try:
+        options = PrepOptions(align=align, drop_unaligned=drop_unaligned, min_confidence=min_confidence)
         with progress_bar(f"prep {folder.name}", quiet=json_out) as bar:
             result = run_prep(folder, out, options, workers=workers, force=force,
                               model_dir=str(model_dir) if model_dir else None, progress=bar)
@@ -144,8 +146,8 @@ def train(
     task: Annotated[Task, typer.Argument(help="scratch: Model A, a CNN from random weights; "
                                          "finetune: Model B, an ImageNet backbone.")],
     cache: Annotated[Path, typer.Option(help="HDF5 cache from `facekit prep`.")] = Path("cache/train_val.h5"),
-    epochs: Annotated[int | None, typer.Option(help="Epochs (default 40).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size (default 64).")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default 40).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Batch size (default 64).")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (default 1e-3 scratch, 5e-4 finetune).")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (default 1e-4).")] = None,
     augment: Annotated[str | None, typer.Option(help="Augmentation: none, light, default, strong.")] = None,
@@ -183,9 +185,9 @@ def train(
     = None,
     output_order: Annotated[str | None, typer.Option(help="age,gender or gender,age.")] = None,
     precision: Annotated[str | None, typer.Option(help="auto (mixed on GPU), mixed or float32.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Data loader threads (default 4).")] = None,
-    limit: Annotated[int | None, typer.Option(help="Use a random subset of N cached images.")] = None,
-    steps: Annotated[int | None, typer.Option(help="Cap batches per epoch (quick trials).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Data loader threads (default 4).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use a random subset of N cached images.")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Cap batches per epoch (quick trials).")] = None,
     project: Annotated[str | None, typer.Option(help="Folder of runs (default runs).")] = None,
     name: Annotated[str | None, typer.Option(help="Run name (default exp, exp2, ...).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder (its args.json wins).")]
@@ -266,7 +268,7 @@ def check(
     models: Annotated[list[Path], typer.Argument(help="One or more .keras files.")],
     data: Annotated[Path | None, typer.Option(help="Folder of labelled chips for the sanity test "
                                               "(an even sample of --samples images).")] = None,
-    samples: Annotated[int, typer.Option(help="How many images of --data to use.")] = 32,
+    samples: Annotated[int, typer.Option(min=1, help="How many images of --data to use.")] = 32,
     kind: Annotated[Kind | None, typer.Option(help="A or B (default: from the file name); "
                                               "A adds the feature-map rule.")] = None,
     backend: Annotated[str | None, typer.Option(help="Keras backend to load with (tensorflow, jax, torch; "
@@ -372,7 +374,7 @@ def predict(
     = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average each face with its mirror image "
                                          "(models trained with the default --tta do it inside already).")] = False,
-    max_faces: Annotated[int, typer.Option(help="Most faces to find per image.")] = 20,
+    max_faces: Annotated[int, typer.Option(min=1, help="Most faces to find per image.")] = 20,
     project: Annotated[str, typer.Option(help="Runs folder searched for A / B.")] = "runs",
     model_dir: ModelDirOpt = None,
     json_out: JsonOpt = False,
@@ -396,7 +398,7 @@ def predict(
         with progress_bar("predict", quiet=json_out) as bar:
             results = run_predict(images, models, annotate, tta=tta, max_faces=max_faces,
                                   model_dir=str(model_dir) if model_dir else None, progress=bar)
-    except ModelFileError as exc:
+    except (ModelFileError, ValueError) as exc:
         fail(str(exc))
     if not results:
         fail("no image files given")

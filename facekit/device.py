@@ -36,6 +36,10 @@ def set_precision(mode: str) -> str:
     """``auto`` (mixed_float16 on a GPU, float32 on CPU), ``mixed`` or ``float32``; returns the policy set."""
     if mode not in ("auto", "mixed", "float32"):
         raise ValueError(f"precision must be auto, mixed or float32, got {mode!r}")
-    policy = "mixed_float16" if mode == "mixed" or (mode == "auto" and gpu_name()) else "float32"
+    gpu = gpu_name()
+    if mode == "mixed" and not gpu:
+        raise ValueError("--precision mixed needs a GPU: on a CPU float16 is emulated (one step of a tiny Model A "
+                         "took over 5 minutes); use auto or float32")
+    policy = "mixed_float16" if mode == "mixed" or (mode == "auto" and gpu) else "float32"
     keras.mixed_precision.set_global_policy(policy)
     return policy

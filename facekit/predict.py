@@ -103,6 +103,8 @@ def annotate(rgb: np.ndarray, result: ImageResult, dest: Path) -> Path:
 def predict(paths: list[Path], models: list[LoadedModel], annotate_dir: Path | None = None, tta: bool = False,
             max_faces: int = 20, model_dir: str | None = None, progress: Callable[[int, int], None] | None = None,
             ) -> list[ImageResult]:
+    if max_faces < 1:
+        raise ValueError(f"max faces must be at least 1, got {max_faces}")
     files = expand_inputs(paths)
     template = load_template()
     results = []

@@ -44,6 +44,13 @@ class PrepOptions:
     min_confidence: float = 0.5
     pad_fraction: float = 0.25
 
+    def __post_init__(self) -> None:
+        # Checked here, in the parent: inside a worker a bad value surfaced as MediaPipe's own traceback.
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"min confidence must be in [0, 1], got {self.min_confidence}")
+        if self.pad_fraction < 0:
+            raise ValueError(f"pad fraction must not be negative, got {self.pad_fraction}")
+
 
 @dataclass
 class Record:
@@ -229,6 +236,8 @@ def prep(
 
     rng = random.Random(seed)
     preview_idx = set(rng.sample(range(len(labelled)), min(N_PREVIEWS, len(labelled)))) if options.align else set()
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     workers = workers or os.cpu_count() or 1
     attrs = {
         "schema_version": SCHEMA_VERSION,

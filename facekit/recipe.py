@@ -103,6 +103,22 @@ class TrainConfig:
             raise ValueError("epochs and batch size must be at least 1")
         if not 0.0 <= self.val_split < 1.0:
             raise ValueError(f"val split must be in [0, 1), got {self.val_split}")
+        positive = {"limit": self.limit, "workers": self.workers, "steps per epoch": self.steps_per_epoch,
+                    "internal size": self.internal_size}
+        for what, value in positive.items():
+            if value is not None and value < 1:  # --limit 0 once meant "everything", silently
+                raise ValueError(f"{what} must be at least 1, got {value}")
+        if self.lr <= 0 or self.sigma <= 0 or self.patience < 0 or self.weight_decay < 0:
+            raise ValueError("lr and sigma must be positive, patience and weight decay not negative")
+        if self.name is not None and (not self.name or self.name in (".", "..") or Path(self.name).name != self.name):
+            raise ValueError(f"run name {self.name!r} must be a plain folder name (no path), so the run stays "
+                             f"under {self.project}/{self.task}/")
+        if self.task == "finetune" and self.weights.lower() not in ("imagenet", "none") \
+                and not Path(self.weights).is_file():
+            raise ValueError(f"{self.weights}: weights file not found (use imagenet, none or a path to an .h5 file)")
+        from facekit.keras_envs import parse_specs
+
+        parse_specs(",".join(self.check_keras))
 
     @property
     def run_seed(self) -> int:

@@ -184,9 +184,9 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
             raise ValueError(f"{run_dir}: already trained {initial_epoch} of {cfg.epochs} epochs")
     else:
         keras.utils.set_random_seed(cfg.run_seed)
+        models = build_models(cfg)  # before the run folder: a bad weights file leaves no empty run behind
         run_dir = new_run_dir(cfg.project, cfg.task, cfg.name)
         write_json(run_dir / "args.json", cfg.to_json())
-        models = build_models(cfg)
     model_path = run_dir / cfg.export_name
     steps = len(train_batches)
     save_best = SaveBest(models.export, model_path, monitor, best, best_epoch)

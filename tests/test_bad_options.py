@@ -1,0 +1,73 @@
+"""Bad option values are refused before any work, with a message naming the option (issue 9's first cases)."""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from facekit.device import set_precision
+from facekit.predict import predict
+from facekit.prep import PrepOptions, prep
+from facekit.recipe import TrainConfig
+from facekit.train import train
+from facekit_cli.main import app
+from tests.conftest import quick_config
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["prep", "x", "--min-confidence", "-1"], "--min-confidence"),
+    (["prep", "x", "--workers", "0"], "--workers"),
+    (["predict", "x.jpg", "--max-faces", "0"], "--max-faces"),
+    (["check", "x_A.keras", "--samples", "0"], "--samples"),
+    (["train", "scratch", "--limit", "0"], "--limit"),
+    (["train", "scratch", "--workers", "-1"], "--workers"),
+    (["train", "scratch", "--epochs", "0"], "--epochs"),
+])
+def test_cli_refuses_out_of_range_values_before_any_work(args, says):
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and says in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"limit": 0}, "limit must be at least 1"),
+    ({"workers": 0}, "workers must be at least 1"),
+    ({"name": "../../x"}, "must be a plain folder name"),
+    ({"name": "/tmp/x"}, "must be a plain folder name"),
+    ({"weights": "/nonexistent.h5"}, "weights file not found"),
+    ({"lr": 0.0}, "lr and sigma must be positive"),
+    ({"check_keras": ("2.15",)}, "Keras 3 only"),
+])
+def test_train_config_refuses_bad_values(tiny_cache, tmp_path, override, message):
+    with pytest.raises(ValueError, match=message):
+        quick_config("finetune", tiny_cache, tmp_path, **override)
+    assert not (tmp_path / "finetune").exists()  # no run folder from a run that never started
+
+
+def test_a_bad_weights_file_leaves_no_run_folder(tiny_cache, tmp_path):
+    bad = tmp_path / "weights.h5"
+    bad.write_text("not weights")
+    with pytest.raises(Exception):  # noqa: B017 - whatever Keras raises on a corrupt file
+        train(quick_config("finetune", tiny_cache, tmp_path / "runs", weights=str(bad)))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_mixed_precision_is_refused_on_a_cpu():
+    from facekit.device import gpu_name
+
+    if gpu_name():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match="needs a GPU"):
+        set_precision("mixed")
+    assert set_precision("auto") == "float32"
+
+
+def test_library_calls_check_their_values_too(chip_folder: Path, tmp_path: Path):
+    with pytest.raises(ValueError, match="min confidence must be in"):
+        PrepOptions(min_confidence=-1)
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        prep(chip_folder, tmp_path / "c.h5", workers=0)
+    with pytest.raises(ValueError, match="max faces must be at least 1"):
+        predict([chip_folder], [], max_faces=0)
+    assert TrainConfig.for_task("scratch", name="ok_name").name == "ok_name"
