@@ -77,7 +77,7 @@ def prep(
     """Detect, align and label every face image of FOLDER into an HDF5 cache, with a quality report."""
     from facekit.cache import CacheError
     from facekit.modelfiles import ModelFileError
-    from facekit.prep import PrepOptions
+    from facekit.prep import PrepError, PrepOptions
     from facekit.prep import prep as run_prep
     from facekit.report import summary_lines
 
@@ -86,7 +86,7 @@ def prep(
         with progress_bar(f"prep {folder.name}", quiet=json_out) as bar:
             result = run_prep(folder, out, options, workers=workers, force=force,
                               model_dir=str(model_dir) if model_dir else None, progress=bar)
-    except (FileNotFoundError, NotADirectoryError, ValueError, CacheError, ModelFileError) as exc:
+    except (FileNotFoundError, NotADirectoryError, ValueError, CacheError, ModelFileError, PrepError) as exc:
         fail(str(exc))
     if json_out:
         print_json({"cache": str(result.cache), "reused": result.reused, "report": result.report})
@@ -115,14 +115,14 @@ def template(
 ) -> None:
     """Re-derive the alignment template from the chips' own landmarks (median of each point)."""
     from facekit.modelfiles import ModelFileError
-    from facekit.prep import derive_template
+    from facekit.prep import PrepError, derive_template
     from facekit.template import DEFAULT_TEMPLATE, save_template
 
     try:
         with progress_bar(f"measure {folder.name}") as bar:
             tpl = derive_template(folder, limit=limit, workers=workers,
                                   model_dir=str(model_dir) if model_dir else None, progress=bar)
-    except (FileNotFoundError, ValueError, ModelFileError) as exc:
+    except (FileNotFoundError, ValueError, ModelFileError, PrepError) as exc:
         fail(str(exc))
     dest = out or DEFAULT_TEMPLATE
     save_template(tpl, dest)
@@ -508,4 +508,10 @@ def evaluate(
 
 
 def main() -> None:
+    import signal
+    import sys
+
+    # SIGTERM (a closed terminal, `kill`, a CI timeout) unwinds like Ctrl-C does, so every atomic write removes
+    # its temporary file instead of leaving it behind.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     app()

@@ -15,7 +15,10 @@ import multiprocessing as mp
 import os
 import random
 import signal
+import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,23 +81,37 @@ class PrepResult:
     pairs_png: Path | None = None
 
 
+class PrepError(RuntimeError):
+    """The worker processes could not do the job (one failed to start, or died); nothing was written."""
+
+
 # ---------------------------------------------------------------- worker side
 
 _finder = None
 _template: Template | None = None
 _options: PrepOptions | None = None
+_start_error: str | None = None  # a worker whose start failed says why on its first task, instead of dying
 
 
-def _init_worker(options: PrepOptions, template: Template, model_dir: str | None, ignore_sigint: bool) -> None:
-    global _finder, _template, _options
-    if ignore_sigint:
+def _init_worker(options: PrepOptions, template: Template, model_dir: str | None, in_worker: bool) -> None:
+    global _finder, _template, _options, _start_error
+    if in_worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
+        # MediaPipe's tasks package imports TensorFlow when it can (optional_dependencies.py), which costs each
+        # worker about 3.9 s and 970 MB against 1.0 s and 210 MB without (../shared/docs/findings.md);
+        # detection does not use it.
+        sys.modules.setdefault("tensorflow", None)  # type: ignore[arg-type]
     _options, _template = options, template
     if options.align:
-        from facekit.detect import FaceFinder
+        try:
+            from facekit.detect import FaceFinder
 
-        _finder = FaceFinder(model_dir=model_dir, max_faces=4, min_confidence=options.min_confidence,
-                             pad_fraction=options.pad_fraction)
+            _finder = FaceFinder(model_dir=model_dir, max_faces=4, min_confidence=options.min_confidence,
+                                 pad_fraction=options.pad_fraction)
+        except Exception as exc:
+            if not in_worker:
+                raise
+            _start_error = f"{type(exc).__name__}: {exc}"
 
 
 def _close_worker() -> None:
@@ -115,6 +132,8 @@ def process_file(task: tuple[str, bool]) -> Record:
     from facekit.align import align_face
     from facekit.detect import main_face
 
+    if _start_error is not None:
+        raise PrepError(f"a prep worker could not start: {_start_error}")
     path, want_preview = task
     rec = Record(name=os.path.basename(path))
     try:
@@ -160,20 +179,39 @@ def map_files(
     model_dir: str | None = None,
     previews: set[int] | None = None,
 ) -> Iterator[Record]:
-    """Process files in order, in ``workers`` processes (1: in this process, the plain loop)."""
+    """Process files in order, in ``workers`` processes (1: in this process, the plain loop).
+
+    The model files are made sure of here, in the parent, so a missing one is
+    one clear error rather than a failure in every worker. A worker that fails
+    to start or dies (a crash in native code, the OOM killer) ends the run with
+    a PrepError: ``concurrent.futures`` notices a dead worker, where
+    ``multiprocessing.Pool`` silently respawned it and waited forever.
+    """
     previews = previews or set()
     tasks = [(p, i in previews) for i, p in enumerate(paths)]
+    if options.align:
+        from facekit.modelfiles import FACE_DETECTOR, FACE_LANDMARKER, ensure_model_file
+
+        for spec in (FACE_LANDMARKER, FACE_DETECTOR):
+            ensure_model_file(spec, model_dir)
     if workers <= 1:
-        _init_worker(options, template, model_dir, ignore_sigint=False)
+        _init_worker(options, template, model_dir, in_worker=False)
         try:
             yield from map(process_file, tasks)
         finally:
             _close_worker()
         return
-    ctx = mp.get_context("spawn")  # MediaPipe and TensorFlow do not survive fork reliably
     chunk = max(1, min(16, len(tasks) // (workers * 8) or 1))
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(options, template, model_dir, True)) as pool:
-        yield from pool.imap(process_file, tasks, chunksize=chunk)
+    # spawn: MediaPipe and TensorFlow do not survive fork reliably.
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                               initargs=(options, template, model_dir, True))
+    try:
+        yield from pool.map(process_file, tasks, chunksize=chunk)
+    except BrokenProcessPool:
+        raise PrepError("a prep worker process died (a crash in native code, or killed for lack of memory); "
+                        "nothing was written. `--workers 1` runs in this process and shows the error") from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C must not wait for the queued files
 
 
 # ---------------------------------------------------------------- parent side

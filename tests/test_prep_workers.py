@@ -1,0 +1,55 @@
+"""Prep's worker processes: a failed start or a dead worker ends the run with one clear error, never a hang;
+SIGTERM leaves no temporary file (issue 9)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from facekit.modelfiles import ModelFileError
+from facekit.prep import PrepError, PrepOptions, map_files, prep
+from facekit.template import load_template
+from tests.conftest import MODELS, TRAIN_VAL
+
+
+def test_missing_model_files_are_one_error_before_any_worker(chip_folder: Path, tmp_path: Path):
+    start = time.monotonic()
+    with pytest.raises(ModelFileError, match="not found"):
+        prep(chip_folder, tmp_path / "c.h5", workers=2, model_dir=str(tmp_path / "empty"))
+    assert time.monotonic() - start < 30 and not list(tmp_path.glob("*.h5"))
+
+
+def test_a_worker_that_cannot_start_is_a_clear_error(chip_folder: Path):
+    files = [str(p) for p in sorted(chip_folder.iterdir())]
+    template = load_template()
+    bad = PrepOptions()
+    object.__setattr__(bad, "min_confidence", -1.0)  # past the parent's check: MediaPipe refuses it in the worker
+    start = time.monotonic()
+    with pytest.raises(PrepError, match="could not start.*ValueError"):
+        list(map_files(files, bad, template, 2, str(MODELS)))
+    assert time.monotonic() - start < 120
+    assert len(list(map_files(files[:2], PrepOptions(), template, 2, str(MODELS)))) == 2
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+def test_sigterm_leaves_no_temporary_file(tmp_path: Path):
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for p in sorted(TRAIN_VAL.iterdir())[:400]:
+        os.symlink(p, folder / p.name)
+    out = tmp_path / "out" / "c.h5"
+    env = {**os.environ, "FACEKIT_MODEL_DIR": str(MODELS)}
+    proc = subprocess.Popen([sys.executable, "-c", "from facekit_cli.main import main; main()", "prep", str(folder),
+                             "-o", str(out), "-w", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not any((tmp_path / "out").glob(".*tmp*")) and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"prep ended before it could be stopped: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) != 0
+    assert list((tmp_path / "out").iterdir()) == []  # neither the cache nor its temporary file
