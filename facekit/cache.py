@@ -17,7 +17,7 @@ File attributes: ``schema_version``, ``facekit_version``, ``channel_order``, ``i
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +125,16 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
 def read_cache(path: str | Path) -> CacheData:
     """Load a whole cache into memory (5,000 chips are about 250 MB)."""
     attrs = read_attrs(path)
+    wanted = [f.name for f in fields(CacheData) if f.name != "attrs"]
     with h5py.File(path, "r") as f:
-        cols = {name: f[name][...] for name in f}
+        missing = [name for name in wanted if name not in f]
+        if missing:
+            raise CacheError(f"{path}: not a complete facekit cache (no {', '.join(missing)} dataset); rebuild it "
+                             "with `facekit prep DIR --force`")
+        cols = {name: f[name][...] for name in wanted}
+        lengths = {name: len(col) for name, col in cols.items()}
+    if len(set(lengths.values())) != 1:
+        raise CacheError(f"{path}: datasets of different lengths {lengths}; rebuild it with `facekit prep DIR --force`")
     cols["filename"] = np.array([s.decode() if isinstance(s, bytes) else s for s in cols["filename"]], dtype=object)
     cols["content_sha256"] = np.array([s.decode() for s in cols["content_sha256"]], dtype=object)
     return CacheData(attrs=attrs, **cols)

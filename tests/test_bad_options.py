@@ -71,3 +71,21 @@ def test_library_calls_check_their_values_too(chip_folder: Path, tmp_path: Path)
     with pytest.raises(ValueError, match="max faces must be at least 1"):
         predict([chip_folder], [], max_faces=0)
     assert TrainConfig.for_task("scratch", name="ok_name").name == "ok_name"
+
+
+def test_a_cache_missing_a_dataset_is_named(tiny_cache, tmp_path):
+    import shutil
+
+    import h5py
+
+    from facekit.cache import CacheError
+
+    broken = tmp_path / "broken.h5"
+    shutil.copy(tiny_cache, broken)
+    with h5py.File(broken, "a") as f:
+        del f["gender"]
+    with pytest.raises(CacheError, match="no gender dataset"):
+        train(quick_config("scratch", broken, tmp_path / "runs"))
+    res = runner.invoke(app, ["train", "scratch", "--cache", str(broken), "--project", str(tmp_path / "runs")])
+    assert res.exit_code == 1 and "no gender dataset" in res.stderr and "Traceback" not in res.output
+    assert not (tmp_path / "runs").exists()
