@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from facekit.contract import CHECK_KERAS
-from facekit_cli.ui import console, err_console, fail, print_json, progress_bar
+from facekit_cli.ui import console, err_console, fail, print_json, progress_bar, reason
 
 app = typer.Typer(
     name="facekit",
@@ -86,8 +86,8 @@ def prep(
         with progress_bar(f"prep {folder.name}", quiet=json_out) as bar:
             result = run_prep(folder, out, options, workers=workers, force=force,
                               model_dir=str(model_dir) if model_dir else None, progress=bar)
-    except (FileNotFoundError, NotADirectoryError, ValueError, CacheError, ModelFileError, PrepError) as exc:
-        fail(str(exc))
+    except (OSError, ValueError, CacheError, ModelFileError, PrepError) as exc:
+        fail(reason(exc))
     if json_out:
         print_json({"cache": str(result.cache), "reused": result.reused, "report": result.report})
         return
@@ -229,8 +229,8 @@ def train(
         result = run_train(cfg, callbacks=callbacks, resume=resume)
     except TrainingInterrupted as exc:
         fail(str(exc), code=130)
-    except (FileNotFoundError, ValueError, CacheError) as exc:
-        fail(str(exc))
+    except (OSError, ValueError, CacheError) as exc:
+        fail(reason(exc))
     report = None
     if check_after:
         from facekit.check import check_run
@@ -398,8 +398,8 @@ def predict(
         with progress_bar("predict", quiet=json_out) as bar:
             results = run_predict(images, models, annotate, tta=tta, max_faces=max_faces,
                                   model_dir=str(model_dir) if model_dir else None, progress=bar)
-    except (ModelFileError, ValueError) as exc:
-        fail(str(exc))
+    except (ModelFileError, ValueError, OSError) as exc:
+        fail(reason(exc))
     if not results:
         fail("no image files given")
     if json_out:
@@ -461,7 +461,10 @@ def evaluate(
         fail(str(exc))
     report, preds = run_evaluate(loaded, labelled, tta=tta, worst=worst)
     if plots:
-        report["plots"] = [str(p) for p in write_plots(report, preds, labelled, plots)]
+        try:
+            report["plots"] = [str(p) for p in write_plots(report, preds, labelled, plots)]
+        except OSError as exc:
+            fail(f"--plots: {reason(exc)}")
     if json_out:
         print_json(report)
         return

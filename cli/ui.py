@@ -16,6 +16,13 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def reason(exc: BaseException) -> str:
+    """An exception as `<file>: <reason>` where the OS names a file (a read-only folder, a file in the way)."""
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)

@@ -251,6 +251,8 @@ def prep(
     folder = Path(folder)
     files = list_files(folder)
     out = Path(out) if out else default_cache_path(folder)
+    if out.is_dir():
+        raise IsADirectoryError(f"{out}: is a directory; --out names the cache file (e.g. {out / 'cache.h5'})")
     # Crops are the model's input size whatever chips the template was derived from.
     template = (template or load_template()).at_size(INPUT_SIZE)
     fp = fingerprint(files, options, template)

@@ -89,3 +89,19 @@ def test_a_cache_missing_a_dataset_is_named(tiny_cache, tmp_path):
     res = runner.invoke(app, ["train", "scratch", "--cache", str(broken), "--project", str(tmp_path / "runs")])
     assert res.exit_code == 1 and "no gender dataset" in res.stderr and "Traceback" not in res.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_unwritable_outputs_are_messages_not_tracebacks(chip_folder: Path, tiny_models, tmp_path: Path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("in the way")  # root may write anywhere, so a file stands where a folder should be
+    cases = [
+        (["prep", str(chip_folder), "-o", str(tmp_path), "-w", "1"], "is a directory"),
+        (["prep", str(chip_folder), "-o", str(blocker / "c.h5"), "-w", "1"], "a_file"),
+        (["predict", str(chip_folder), "-m", str(tiny_models["B"]), "--annotate", str(blocker / "ann")], "a_file"),
+        (["evaluate", str(tiny_models["A"]), "--data", str(chip_folder), "--plots", str(blocker / "p")], "a_file"),
+    ]
+    for args, says in cases:
+        res = runner.invoke(app, args)
+        assert res.exit_code == 1, (args, res.output)
+        assert says in res.stderr and "Traceback" not in res.output, (args, res.output)
+        assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), res.exception
