@@ -202,6 +202,7 @@ def train(
 ) -> None:
     """Train Model A (scratch) or Model B (finetune) on a prep cache; writes a run folder."""
     from facekit.cache import CacheError
+    from facekit.modelfiles import ModelFileError
     from facekit.recipe import TrainConfig
     from facekit.train import TrainingInterrupted
     from facekit.train import train as run_train
@@ -229,7 +230,7 @@ def train(
         result = run_train(cfg, callbacks=callbacks, resume=resume)
     except TrainingInterrupted as exc:
         fail(str(exc), code=130)
-    except (OSError, ValueError, CacheError) as exc:
+    except (OSError, ValueError, CacheError, ModelFileError) as exc:
         fail(reason(exc))
     report = None
     if check_after:

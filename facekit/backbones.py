@@ -87,4 +87,15 @@ def build_backbone(spec: Backbone, size: int, weights: str | None):
     import keras
 
     ctor = getattr(keras.applications, spec.builder)
-    return ctor(include_top=False, weights=weights, input_shape=(size, size, 3), **spec.kwargs)
+    try:
+        return ctor(include_top=False, weights=weights, input_shape=(size, size, 3), **spec.kwargs)
+    except Exception as exc:  # keras.utils.get_file raises a bare Exception("URL fetch failure ...")
+        if weights != "imagenet" or "URL fetch failure" not in str(exc) and not isinstance(exc, OSError):
+            raise
+        from facekit.modelfiles import ENV_VAR, ModelFileError
+
+        where = f"DIR/keras/{spec.weights_file}" if spec.weights_file else "a local .h5 file"
+        raise ModelFileError(
+            f"{spec.name}: the ImageNet weights could not be downloaded ({' '.join(str(exc).split())[:200]}). "
+            f"Offline, put the file Keras downloads at {where} and set {ENV_VAR}=DIR, or pass "
+            "--weights PATH (or --weights none to train from random weights)") from None

@@ -105,3 +105,17 @@ def test_unwritable_outputs_are_messages_not_tracebacks(chip_folder: Path, tiny_
         assert res.exit_code == 1, (args, res.output)
         assert says in res.stderr and "Traceback" not in res.output, (args, res.output)
         assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), res.exception
+
+
+def test_imagenet_weights_that_cannot_be_downloaded_say_how_to_go_offline(tiny_cache, tmp_path, monkeypatch):
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3] "
+                        "Temporary failure in name resolution")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    res = runner.invoke(app, ["train", "finetune", "--cache", str(tiny_cache), "--backbone", "efficientnetb0",
+                              "--project", str(tmp_path), "--steps", "1", "--epochs", "1"])
+    assert res.exit_code == 1 and "could not be downloaded" in res.stderr and "--weights PATH" in res.stderr
+    assert "Traceback" not in res.output and not (tmp_path / "finetune").exists()
