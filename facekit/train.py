@@ -25,7 +25,7 @@ from facekit.contract import INPUT_SHAPE
 from facekit.dataset import FaceBatches
 from facekit.device import describe, set_precision
 from facekit.distill import check_teacher_split, teacher_targets
-from facekit.export import save_hand_in
+from facekit.export import float32_copy, save_hand_in
 from facekit.losses import MEAN_WEIGHT, DistributionVariance
 from facekit.models import AgeGenderModels, build_finetune, build_scratch, export_from_train
 from facekit.recipe import TrainConfig
@@ -59,6 +59,7 @@ class SaveBest(keras.callbacks.Callback):
         self.export, self.dest, self.monitor = export, dest, monitor
         self.best, self.best_epoch = best, best_epoch
         self.best_logs: dict[str, float] = {}
+        self._float32: keras.Model | None = None  # the float32 twin of a mixed-precision export, built once
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
@@ -67,7 +68,11 @@ class SaveBest(keras.callbacks.Callback):
             self.best = float(value) if value is not None else self.best
             self.best_epoch = epoch + 1
             self.best_logs = {k: float(v) for k, v in logs.items()}
-            save_hand_in(self.export, self.dest)
+            if self._float32 is None:
+                self._float32 = float32_copy(self.export)
+            elif self._float32 is not self.export:
+                self._float32.set_weights(self.export.get_weights())
+            save_hand_in(self._float32, self.dest)
 
 
 class SaveLast(keras.callbacks.Callback):

@@ -114,3 +114,22 @@ def test_mixed_precision_model_is_exported_in_float32(task, tmp_path):
     failed = {c.name: c.detail for c in rep.checks if c.ok is False}
     assert "float32 only" in failed and "mixed_float16" in failed["float32 only"]
     assert "float32 only" not in {c.name for c in check_model(dest).checks if c.ok is False}
+
+
+def test_save_best_keeps_one_float32_twin_in_step_with_training(tmp_path):
+    from facekit.train import SaveBest
+
+    with global_policy("mixed_float16"):
+        export = export_from_train(build_scratch(widths=(8, 8, 16, 16, 16), hidden=16).train)
+    dest = tmp_path / "age_gender_A.keras"
+    best = SaveBest(export, dest, monitor=None)
+    best.on_epoch_end(0, {})
+    twin = best._float32
+    assert twin is not export
+    export.set_weights([w + 0.01 for w in export.get_weights()])  # as an epoch of training would
+    best.on_epoch_end(1, {})
+    assert best._float32 is twin  # rebuilt once, not at every improvement
+    saved = keras.models.load_model(dest)
+    for got, want in zip(saved.get_weights(), export.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    assert non_float32(read_config(dest)) == {}
