@@ -51,9 +51,11 @@ def resolve_model(spec: str, project: str | Path = "runs") -> Path:
 def load(path: str | Path, label: str | None = None) -> LoadedModel:
     """Load a .keras file and find which output is age and which gender (by name, else activation)."""
     from facekit.check import output_roles
+    from facekit.compat import read_config
     from facekit.contract_probe import layer_activation, producer
 
     path = Path(path)
+    read_config(path)  # a zero-byte or text file: "not a Keras 3 .keras file", not Keras's "File not found"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # optimizer-state notes from load_model are not the user's concern
         model = keras.models.load_model(path)

@@ -119,3 +119,12 @@ def test_imagenet_weights_that_cannot_be_downloaded_say_how_to_go_offline(tiny_c
                               "--project", str(tmp_path), "--steps", "1", "--epochs", "1"])
     assert res.exit_code == 1 and "could not be downloaded" in res.stderr and "--weights PATH" in res.stderr
     assert "Traceback" not in res.output and not (tmp_path / "finetune").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"hello"])
+def test_a_broken_model_file_is_named_as_such(tmp_path, chip_folder, content):
+    bad = tmp_path / "age_gender_B.keras"
+    bad.write_bytes(content)
+    for args in (["predict", str(chip_folder), "-m", str(bad)], ["evaluate", str(bad), "--data", str(chip_folder)]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 1 and "not a Keras 3 .keras file" in res.stderr, res.output
