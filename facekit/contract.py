@@ -12,6 +12,7 @@ divides by 255, and scores age by MAE and gender (one sigmoid unit) by accuracy.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,17 @@ MAX_FIRST_FC_MAP = 10  # Model A: the map fed to the first fully connected layer
 # 3.5 (August 2024) is as far back as the key table was measured, and exports loaded there as they are.
 OLDEST_KERAS = "3.5"
 CHECK_KERAS = ("3.5", "3.8", "3.10", "3.13")  # the oldest supported, then Colab's since 2025
+
+
+def check_output_order(output_order: str) -> None:
+    if output_order not in OUTPUT_ORDERS:
+        raise ValueError(f"output order must be one of {', '.join(OUTPUT_ORDERS)}, got {output_order!r}")
+
+
+def in_output_order(age: Any, gender: Any, output_order: str = DEFAULT_OUTPUT_ORDER) -> list[Any]:
+    """The two outputs as a file lists them."""
+    check_output_order(output_order)
+    return [age, gender] if output_order == DEFAULT_OUTPUT_ORDER else [gender, age]
 
 
 def read_bgr(path: str | Path) -> np.ndarray | None:

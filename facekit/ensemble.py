@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from facekit.contract import DEFAULT_OUTPUT_ORDER, INPUT_SHAPE, N_AGES, OUTPUT_ORDERS
+from facekit.contract import DEFAULT_OUTPUT_ORDER, INPUT_SHAPE, N_AGES, check_output_order, in_output_order
 
 
 def _copy_into(member: keras.Model, inp, prefix: str) -> keras.Model:
@@ -45,8 +45,7 @@ def merge(members: list[keras.Model], output_order: str = DEFAULT_OUTPUT_ORDER,
     """One model whose age is the members' mean age and whose P(female) is the sigmoid of their mean logit."""
     if len(members) < 2:
         raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
-    if output_order not in OUTPUT_ORDERS:
-        raise ValueError(f"output order must be one of {', '.join(OUTPUT_ORDERS)}, got {output_order!r}")
+    check_output_order(output_order)
     for i, m in enumerate(members):
         names = {layer.name for layer in m.layers}
         missing = {"age_dist", "gender"} - names
@@ -70,8 +69,7 @@ def merge(members: list[keras.Model], output_order: str = DEFAULT_OUTPUT_ORDER,
     gender_layer = layers.Dense(1, activation="sigmoid", trainable=False, name="gender", dtype="float32")
     gender = gender_layer(layers.Concatenate(name="gender_features")(features))
     gender_layer.set_weights([np.concatenate(kernels, axis=0) / k, np.mean(biases, axis=0)])
-    outputs = [age, gender] if output_order == DEFAULT_OUTPUT_ORDER else [gender, age]
-    return keras.Model(inp, outputs, name=name)
+    return keras.Model(inp, in_output_order(age, gender, output_order), name=name)
 
 
 def merge_files(paths: list[str | Path], output_order: str = DEFAULT_OUTPUT_ORDER) -> keras.Model:

@@ -20,7 +20,14 @@ import numpy as np
 from keras import layers
 
 from facekit.backbones import Backbone, build_backbone
-from facekit.contract import DEFAULT_OUTPUT_ORDER, INPUT_SHAPE, INPUT_SIZE, N_AGES, OUTPUT_ORDERS
+from facekit.contract import (
+    DEFAULT_OUTPUT_ORDER,
+    INPUT_SHAPE,
+    INPUT_SIZE,
+    N_AGES,
+    check_output_order,
+    in_output_order,
+)
 
 
 @dataclass
@@ -72,8 +79,7 @@ def heads(features, hidden: int, dropout: float):
 
 def _assemble(inp, features, hidden: int, dropout: float, output_order: str, name: str,
               backbone: keras.Model | None = None) -> AgeGenderModels:
-    if output_order not in OUTPUT_ORDERS:
-        raise ValueError(f"output order must be one of {OUTPUT_ORDERS}, got {output_order!r}")
+    check_output_order(output_order)
     age, gender, age_dist = heads(features, hidden, dropout)
     train = keras.Model(inp, {"age": age, "gender": gender, "age_dist": age_dist}, name=f"{name}_train")
     return AgeGenderModels(train, export_from_train(train, output_order), backbone)
@@ -161,7 +167,6 @@ def export_from_train(train: keras.Model, output_order: str = DEFAULT_OUTPUT_ORD
         age, gender = _flip_averaged_heads(train)
     else:
         age, gender = train.get_layer("age").output, train.get_layer("gender").output
-    outputs = [age, gender] if output_order == DEFAULT_OUTPUT_ORDER else [gender, age]
     name = train.name.removesuffix("_train")
     # One input tensor, not a list: a list makes the lecturer's plain predict(x) warn about the structure.
-    return keras.Model(train.inputs[0], outputs, name=name)
+    return keras.Model(train.inputs[0], in_output_order(age, gender, output_order), name=name)

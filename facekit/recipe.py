@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from facekit.backbones import DEFAULT_BACKBONE
-from facekit.contract import CHECK_KERAS, DEFAULT_OUTPUT_ORDER, HAND_IN_NAMES, INPUT_SIZE, OUTPUT_ORDERS
+from facekit.contract import CHECK_KERAS, DEFAULT_OUTPUT_ORDER, HAND_IN_NAMES, INPUT_SIZE, check_output_order
 
 TASKS = tuple(HAND_IN_NAMES)
 
@@ -95,8 +95,7 @@ class TrainConfig:
             raise ValueError(f"{self.teacher}: teacher model not found")
         if self.augment not in STRENGTHS:
             raise ValueError(f"augment must be one of {', '.join(STRENGTHS)}, got {self.augment!r}")
-        if self.output_order not in OUTPUT_ORDERS:
-            raise ValueError(f"output order must be one of {', '.join(OUTPUT_ORDERS)}, got {self.output_order!r}")
+        check_output_order(self.output_order)
         if self.precision not in ("auto", "mixed", "float32"):
             raise ValueError(f"precision must be auto, mixed or float32, got {self.precision!r}")
         if self.epochs < 1 or self.batch_size < 1:
