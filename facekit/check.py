@@ -293,7 +293,7 @@ def check_model(path: str | Path, kind: str | None = None, images: list[Path] | 
             say(f"loading {path.name} with Keras {env.keras}")
             probe = run_probe(path, batch, backend="jax", python=env.python)
             rep.checks.append(version_check(spec, probe, base, rep.output_order,
-                                            len(inputs) if not synthetic else N_SYNTHETIC))
+                                            len(inputs)))
     if synthetic and keras_versions:
         rep.checks.append(Check("inputs compared", None, f"{N_SYNTHETIC} seeded random images (pass images "
                                                          "for real chips)"))

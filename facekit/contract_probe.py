@@ -34,11 +34,12 @@ def _feature_map_before_first_dense(model, keras):
     return dense.name, None
 
 
-def _all_layers(model, keras):
+def all_layers(model, keras):
+    """Every layer, nested models' layers included."""
     for layer in model.layers:
         yield layer
         if isinstance(layer, keras.Model):
-            yield from _all_layers(layer, keras)
+            yield from all_layers(layer, keras)
 
 
 def layer_activation(layer):
@@ -76,7 +77,7 @@ def probe(path, inputs_path=None):
     for name, t in zip(model.output_names, model.outputs):
         out["outputs"].append({"name": name, "shape": list(t.shape), "layer": layer_activation(producer(t))})
     out["layers"] = [{"name": layer.name, "class": type(layer).__name__, "module": type(layer).__module__}
-                     for layer in _all_layers(model, keras)]
+                     for layer in all_layers(model, keras)]
     out["first_dense"], out["first_dense_map"] = _feature_map_before_first_dense(model, keras)
     if inputs_path:
         try:

@@ -18,6 +18,7 @@ import keras
 from facekit.atomic import atomic_path
 from facekit.compat import Removal, make_portable, non_float32, read_config, rewrite_config
 from facekit.contract import OLDEST_KERAS
+from facekit.contract_probe import all_layers
 
 # The float32 file against the mixed_float16 model it came from (same weights), largest difference on any one
 # image. Measured on a trained Model B (`python -m benchmarks.mixed_export RUN`, 200 held-out raw chips): at most
@@ -56,7 +57,7 @@ def float32_copy(model: keras.Model) -> keras.Model:
     shared; variables of a mixed policy are float32 already, so the weights
     carry over unchanged.
     """
-    if all(layer.dtype_policy.name == "float32" for layer in _all_layers(model)):
+    if all(layer.dtype_policy.name == "float32" for layer in all_layers(model, keras)):
         return model
     with global_policy("float32"):
         clone = model.__class__.from_config(_float32_config(model.get_config()))
@@ -65,13 +66,6 @@ def float32_copy(model: keras.Model) -> keras.Model:
         raise RuntimeError(f"{model.name}: the float32 rebuild does not have the trained model's weights")
     clone.set_weights(weights)
     return clone
-
-
-def _all_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
 
 
 def save_hand_in(model: keras.Model, dest: str | Path, oldest: str = OLDEST_KERAS) -> list[Removal]:
