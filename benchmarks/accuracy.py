@@ -38,38 +38,47 @@ def main() -> None:
     from facekit.recipe import TrainConfig
 
     val = load_labelled(args.data, split="val")
-    rows = []
-    for task in args.tasks:
-        for seed in args.seeds:
-            cfg = TrainConfig.for_task(task, cache=args.cache, init_seed=seed, epochs=args.epochs, limit=args.limit,
-                                       project=args.project, name=f"{task}-seed{seed}")
-            rows.append({"task": task, "seed": seed, **train_and_score(cfg, val)})
-            print(rows[-1])
+    name = "accuracy" + (f"-{args.tag}" if args.tag else "")
+    planned = [(task, seed) for task in args.tasks for seed in args.seeds]
+    rows: list[dict] = []
+    for task, seed in planned:
+        cfg = TrainConfig.for_task(task, cache=args.cache, init_seed=seed, epochs=args.epochs, limit=args.limit,
+                                   project=args.project, name=f"{task}-seed{seed}")
+        rows.append({"task": task, "seed": seed, **train_and_score(cfg, val)})
+        print(rows[-1])
+        # Written after every run, so a long series stopped part-way still leaves what finished.
+        write(name, args, val, rows, complete=len(rows) == len(planned))
+    print(f"wrote {RESULTS / name}.json")
+
+
+def write(name: str, args: argparse.Namespace, val: object, rows: list[dict], complete: bool) -> None:
+    tasks = [t for t in args.tasks if any(r["task"] == t for r in rows)]
     summary = {}
-    for task in args.tasks:
+    for task in tasks:
         got = [r for r in rows if r["task"] == task]
         summary[task] = {k: mean_sd([r[k] for r in got])
                          for k in ("raw_mae", "raw_acc", "raw_tta_mae", "raw_tta_acc", "train_seconds")}
-    name = "accuracy" + (f"-{args.tag}" if args.tag else "")
     result = {"validation_images": len(val.names), "epochs_override": args.epochs, "limit": args.limit,
-              "rows": rows, "summary": summary}
-    print(f"wrote {save(name, result)}")
+              "complete": complete, "rows": rows, "summary": summary}
+    save(name, result)
     env = environment()
     lines = [f"# {name}", "", f"{env['date']}, commit {env['commit']}, {env['machine']}",
              f"backend {rows[0]['backend']}, GPU {rows[0]['gpu']}; {len(val.names)} validation images read as "
-             "cv2.imread / 255 (raw chips, no alignment)", "",
+             "cv2.imread / 255 (raw chips, no alignment)"
+             + ("" if complete else "; PARTIAL: the series did not finish, only the rows below ran"), "",
              "| model | seeds | MAE | accuracy | MAE flip-TTA | accuracy flip-TTA | train s |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
+
     def f(s: dict, k: str, pct: bool = False) -> str:
         mul = 100 if pct else 1
         return f"{s[k]['mean'] * mul:.2f} ± {s[k]['sd'] * mul:.2f}"
 
     for task, s in summary.items():
-        lines.append(f"| {'A' if task == 'scratch' else 'B'} | {len(args.seeds)} | {f(s, 'raw_mae')} | "
+        seeds = ",".join(str(r["seed"]) for r in rows if r["task"] == task)
+        lines.append(f"| {'A' if task == 'scratch' else 'B'} | {seeds} | {f(s, 'raw_mae')} | "
                      f"{f(s, 'raw_acc', True)} % | {f(s, 'raw_tta_mae')} | {f(s, 'raw_tta_acc', True)} % | "
                      f"{s['train_seconds']['mean']:.0f} |")
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
-
 
 if __name__ == "__main__":
     main()

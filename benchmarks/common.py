@@ -73,14 +73,31 @@ def score_model(path: str | Path, val: Any, built_in_flip: bool = False,
             "raw_graph_tta_mae": g["mae"], "raw_graph_tta_acc": g["gender_accuracy"]}
 
 
+def held_out(run_dirs: list[Path], data: Path) -> Any:
+    """The validation images the runs recorded in their split.json (all must agree), read the lecturer's way.
+
+    Runs from before split.json fall back to re-splitting ``data`` by the template.
+    """
+    from facekit.evaluate import held_out_names, load_labelled
+
+    names, _ = held_out_names([Path(r) / "model.keras" for r in run_dirs], "val")
+    return load_labelled(data, split="val", names=names)
+
+
 def train_and_score(cfg: Any, val: Any) -> dict[str, Any]:
-    """Train one config and score its exported file (``score_model``).
+    """Train one config and score its exported file (``score_model``) on ``val``.
 
     Shared by the accuracy and ablation benchmarks so both report the same columns.
+    Refuses a ``val`` that is not exactly the run's held-out images.
     """
+    from facekit.split import read_run_split
     from facekit.train import train
 
     res = train(cfg)
+    recorded = read_run_split(res.run_dir)
+    if recorded is None or sorted(recorded.val) != sorted(val.names):
+        raise ValueError(f"{res.run_dir}: the benchmark's {len(val.names)} validation images are not the run's "
+                         "held-out images (a cache missing files splits differently); score with held_out()")
     return {
         "epochs_run": res.metrics["epochs_run"], "best_epoch": res.metrics["best_epoch"],
         "train_seconds": res.metrics["train_seconds"],

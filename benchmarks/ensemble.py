@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS, TRAIN_VAL, environment, save
+from benchmarks.common import RESULTS, TRAIN_VAL, environment, held_out, save
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from facekit.ensemble import merge_files
-    from facekit.evaluate import evaluate, load_labelled
+    from facekit.evaluate import evaluate
     from facekit.export import save_hand_in
     from facekit.inference import load
     from facekit.recipe import TrainConfig
@@ -38,7 +38,7 @@ def main() -> None:
     splits = {(c.task, c.seed, c.val_split, c.full, c.limit) for c in cfgs}
     if len(splits) != 1 or cfgs[0].full:
         raise SystemExit(f"the runs must share one task and one held-out split (not --full); got {sorted(splits)}")
-    val = load_labelled(args.data, split="val", val_split=cfgs[0].val_split, seed=cfgs[0].seed)
+    val = held_out(args.runs, args.data)
     files = [r / c.export_name for r, c in zip(args.runs, cfgs)]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import TRAIN_VAL, save
+from benchmarks.common import TRAIN_VAL, held_out, save
 
 
 def main() -> None:
@@ -29,7 +29,6 @@ def main() -> None:
 
     import keras
 
-    from facekit.evaluate import load_labelled
     from facekit.export import global_policy
     from facekit.models import export_from_train
     from facekit.recipe import TrainConfig
@@ -41,7 +40,7 @@ def main() -> None:
         mixed = export_from_train(build_models(TrainConfig(**{**cfg.__dict__, "weights": "none"})).train,
                                   cfg.output_order, cfg.tta)
     mixed.set_weights(hand_in.get_weights())
-    val = load_labelled(args.data, split="val", val_split=cfg.val_split, seed=cfg.seed)
+    val = held_out([args.run_dir], args.data)
     x = val.x[: args.images]
     diffs, means = {}, {}
     got_f, got_m = hand_in.predict(x, verbose=0), mixed.predict(x, verbose=0)

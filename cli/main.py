@@ -445,22 +445,35 @@ def evaluate(
                                        "splits the same folder): score held-out images.")] = "all",
     val_split: Annotated[float, typer.Option(help="Validation fraction for --split.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Split seed for --split.")] = 0,
+    run: Annotated[Path | None, typer.Option(help="With --split: the run folder whose recorded split to use "
+                                             "(default: the models' own run folders).")] = None,
     project: Annotated[str, typer.Option(help="Runs folder searched for A / B.")] = "runs",
     json_out: JsonOpt = False,
 ) -> None:
-    """Score models the way the lecturer does: cv2.imread / 255, no alignment, MAE and gender accuracy."""
+    """Score models the way the lecturer does: cv2.imread / 255, no alignment, MAE and gender accuracy.
+
+    --split val scores exactly the images the models' run held out (its split.json); a model outside a
+    run folder falls back to re-splitting the folder by the course template."""
     from rich.table import Table
 
     from facekit.evaluate import evaluate as run_evaluate
-    from facekit.evaluate import load_labelled, write_plots
+    from facekit.evaluate import held_out_names, load_labelled, write_plots
 
     try:
         loaded = _load_models(models, project)
+        names, split_info = held_out_names([lm.path for lm in loaded], split, run)
         with progress_bar(f"read {data.name}", quiet=json_out) as bar:
-            labelled = load_labelled(data, progress=bar, split=split, val_split=val_split, seed=seed)
+            labelled = load_labelled(data, progress=bar, split=split, val_split=val_split, seed=seed, names=names)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     report, preds = run_evaluate(loaded, labelled, tta=tta, worst=worst)
+    if split_info:
+        report["split"] = {"part": split, **split_info}
+        if "warning" in split_info:
+            report["warnings"].append(split_info["warning"])
+        if split_info.get("val_twins_in_train"):
+            report["warnings"].append(f"{split_info['val_twins_in_train']} of these validation images have a "
+                                      "pixel-identical copy among the training images (UTKFace duplicates)")
     if plots:
         try:
             report["plots"] = [str(p) for p in write_plots(report, preds, labelled, plots)]

@@ -16,6 +16,7 @@ import numpy as np
 
 from facekit.contract import rgb_to_input
 from facekit.dataset import age_distributions
+from facekit.split import RunSplit, read_run_split
 
 
 @dataclass
@@ -25,13 +26,28 @@ class SoftTargets:
     source: str  # "age_dist layer" or "Gaussian around the teacher's age"
 
 
-def check_teacher_split(teacher: Path, full: bool, seed: int, val_split: float) -> None:
-    """A teacher that saw the student's validation images would leak their labels into its score."""
+def check_teacher_split(teacher: Path, student: RunSplit) -> None:
+    """A teacher that trained on the student's validation images would leak their labels into its score.
+
+    The teacher's recorded training names are compared with the student's
+    validation names; a teacher from before runs recorded them falls back to
+    comparing the split settings.
+    """
+    if student.full or not student.val:
+        return
+    recorded = read_run_split(teacher.parent)
+    if recorded is not None:
+        leaked = set(recorded.train) & set(student.val)
+        if leaked:
+            raise ValueError(f"{teacher}: the teacher trained on {len(leaked)} of this run's {len(student.val)} "
+                             f"validation images (e.g. {sorted(leaked)[0]}), so its targets would leak their "
+                             "labels; use a teacher trained on the same split, or distil with --full")
+        return
     args_path = teacher.parent / "args.json"
-    if full or not args_path.exists():
+    if not args_path.exists():
         return
     args = json.loads(args_path.read_text())
-    if args.get("full") or args.get("seed", 0) != seed or args.get("val_split", 0.2) != val_split:
+    if args.get("full") or args.get("seed", 0) != student.seed or args.get("val_split", 0.2) != student.val_split:
         raise ValueError(f"{teacher}: the teacher was trained on a different split (full={args.get('full')}, "
                          f"seed={args.get('seed')}, val split={args.get('val_split')}), so it has seen this run's "
                          "validation images; use a teacher from the same split, or distil with --full")

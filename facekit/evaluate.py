@@ -6,7 +6,7 @@ alignment; labels come from the file names through the same parser as prep.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from facekit.contract import INPUT_SIZE, MAX_AGE, bgr_to_input, read_bgr
 from facekit.imageio import list_files
 from facekit.inference import LoadedModel, flip_average, run
 from facekit.labels import AGE_BANDS, Rejection, age_band, parse_name
+from facekit.split import SPLIT_FILE, read_run_split
 
 
 @dataclass
@@ -32,13 +33,25 @@ class LabelledSet:
 
 
 def load_labelled(folder: str | Path, size: int = INPUT_SIZE, progress: Callable[[int, int], None] | None = None,
-                  split: str = "all", val_split: float = 0.2, seed: int = 0) -> LabelledSet:
-    """Read a labelled folder like the lecturer; ``split`` keeps only the template split's
-    ``train`` or ``val`` part (as ``facekit train`` splits it), for scoring held-out images."""
+                  split: str = "all", val_split: float = 0.2, seed: int = 0,
+                  names: Sequence[str] | None = None) -> LabelledSet:
+    """Read a labelled folder like the lecturer.
+
+    ``names`` keeps exactly those files (a run's recorded split, which is the
+    reliable way to score held-out images); without it, ``split`` re-splits
+    the folder by the template and keeps its ``train`` or ``val`` part.
+    """
     if split not in ("all", "train", "val"):
         raise ValueError(f"split must be all, train or val, got {split!r}")
     files = list_files(folder)
-    if split != "all":
+    if names is not None:
+        wanted = set(names)
+        files = [p for p in files if p.name in wanted]
+        missing = sorted(wanted - {p.name for p in files})
+        if missing:
+            raise ValueError(f"{folder}: {len(missing)} of the {len(wanted)} images the split lists are not in this "
+                             f"folder (first: {missing[0]}); score the folder the run's cache was built from")
+    elif split != "all":
         from facekit.split import template_split
 
         files = [p for p in files if not isinstance(parse_name(p.name), Rejection)]
@@ -69,6 +82,41 @@ def load_labelled(folder: str | Path, size: int = INPUT_SIZE, progress: Callable
                          f"{len(unreadable)} unreadable)")
     x = bgr_to_input(np.stack(images))
     return LabelledSet(x, np.array(ages), np.array(genders), names, rejected, unreadable, resized)
+
+
+def held_out_names(model_paths: Sequence[str | Path], split: str, run: str | Path | None = None,
+                   ) -> tuple[list[str] | None, dict[str, Any]]:
+    """The file names of the ``split`` part the models' own run recorded (or ``run``'s).
+
+    Returns ``(None, info)`` when no run folder recorded one, so the caller
+    re-splits the folder by the template and says so; refuses models whose
+    runs were validated on different images.
+    """
+    if split == "all":
+        if run is not None:
+            raise ValueError("--run picks the split of a run: use it with --split val or --split train")
+        return None, {}
+    if run is not None:
+        recorded = read_run_split(run)
+        if recorded is None:
+            raise ValueError(f"{run}: no {SPLIT_FILE} (runs trained before facekit recorded their split have none); "
+                             "leave out --run to re-split the folder by the template")
+    else:
+        found = {str(p): s for p in model_paths if (s := read_run_split(Path(p).parent)) is not None}
+        if len({tuple(s.val) for s in found.values()}) > 1:
+            raise ValueError("the models were validated on different images: score them one at a time, or pick "
+                             f"one run's split with --run ({', '.join(found)})")
+        recorded = next(iter(found.values()), None)
+    if recorded is None:
+        return None, {"source": "template re-split of the folder", "warning": (
+            f"no {SPLIT_FILE} beside the models, so the folder was re-split by the template; if the run's cache "
+            "lacked some of its files, some of these images were training images")}
+    if split == "val" and recorded.full:
+        raise ValueError(f"{recorded.source}: that run trained on every image (--full), so it has no held-out images")
+    info: dict[str, Any] = {"source": recorded.source}
+    if split == "val":
+        info["val_twins_in_train"] = recorded.val_twins_in_train
+    return recorded.part(split), info
 
 
 def score(age_pred: np.ndarray, p_female: np.ndarray, data: LabelledSet, worst: int = 10) -> dict[str, Any]:

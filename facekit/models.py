@@ -37,6 +37,11 @@ class AgeGenderModels:
     backbone: keras.Model | None = None
 
 
+def find_backbone(train: keras.Model) -> keras.Model | None:
+    """Model B's backbone inside a (reloaded) training model: its only nested model."""
+    return next((layer for layer in train.layers if isinstance(layer, keras.Model)), None)
+
+
 def input_adapter(x, scale: float, offset: tuple[float, float, float], rgb: bool, name: str = "input_adapter"):
     """Frozen 1 x 1 convolution: BGR [0, 1] -> the channel order and scaling the network wants, in one step."""
     conv = layers.Conv2D(3, 1, use_bias=True, trainable=False, name=name, dtype="float32")

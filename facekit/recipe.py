@@ -107,6 +107,8 @@ class TrainConfig:
         for what, value in positive.items():
             if value is not None and value < 1:  # --limit 0 once meant "everything", silently
                 raise ValueError(f"{what} must be at least 1, got {value}")
+        if not 0 <= self.freeze_epochs <= self.epochs:
+            raise ValueError(f"freeze epochs must be between 0 and the {self.epochs} epochs, got {self.freeze_epochs}")
         if self.lr <= 0 or self.sigma <= 0 or self.patience < 0 or self.weight_decay < 0:
             raise ValueError("lr and sigma must be positive, patience and weight decay not negative")
         if self.name is not None and (not self.name or self.name in (".", "..") or Path(self.name).name != self.name):

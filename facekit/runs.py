@@ -3,6 +3,7 @@
     runs/<task>/<name>/
         age_gender_A.keras (or _B)  best export, saved whenever validation improves
         last.keras                  training model + optimizer state, every epoch (for --resume)
+        state.json                  how many epochs last.keras holds, and whether the run stopped early
         args.json                   the full configuration
         history.csv                 per-epoch losses and metrics, train and validation
         metrics.json                best epoch and its validation figures, time, device
@@ -14,11 +15,17 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from facekit.atomic import atomic_path
+from facekit.atomic import atomic_path, write_json
+
+LAST = "last.keras"
+STATE = "state.json"
 
 # (file stem, training key, title, y label); validation keys are "val_" + training key.
 CURVES = [
@@ -40,6 +47,72 @@ def new_run_dir(project: str | Path, task: str, name: str | None = None) -> Path
         candidate = base / f"{stem}{n}"
     candidate.mkdir(parents=True)
     return candidate
+
+
+@dataclass
+class ResumePoint:
+    epochs_done: int
+    stopped_early: bool
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_checkpoint(run_dir: Path, model: Any, epochs_done: int) -> None:
+    """Write ``last.keras`` and record in ``state.json`` which epoch it holds.
+
+    The epoch is stored rather than inferred from history rows, which can
+    disagree with the checkpoint after a kill. The state (with the new file's
+    digest and the previous one's) is written before the file is renamed into
+    place, so whichever file a kill leaves behind, the state names its epoch.
+    """
+    with atomic_path(run_dir / LAST) as tmp:
+        model.save(tmp)
+        old = _read_state(run_dir)
+        previous = {"epochs_done": old["epochs_done"], "last_sha256": old["last_sha256"]} if old else None
+        write_json(run_dir / STATE, {"epochs_done": epochs_done, "stopped_early": False,
+                                     "last_sha256": file_digest(tmp), "previous": previous})
+
+
+def mark_stopped_early(run_dir: Path) -> None:
+    state = _read_state(run_dir)
+    if state:
+        write_json(run_dir / STATE, {**state, "stopped_early": True})
+
+
+def _read_state(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / STATE
+    if not path.exists():
+        return None
+    try:
+        state = json.loads(path.read_text())
+        int(state["epochs_done"]), str(state["last_sha256"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a facekit run state ({exc})") from None
+    return state
+
+
+def resume_point(run_dir: Path) -> ResumePoint:
+    """Where a run stopped, from ``state.json`` (or, for runs older than it, the history rows)."""
+    if not (run_dir / LAST).is_file():
+        raise ValueError(f"{run_dir}: no {LAST}, so no epoch finished and there is nothing to resume; "
+                         "start a new run instead")
+    state = _read_state(run_dir)
+    if state is None:
+        return ResumePoint(len(read_history(run_dir / "history.csv")), False)
+    digest = file_digest(run_dir / LAST)
+    if digest == state["last_sha256"]:
+        return ResumePoint(int(state["epochs_done"]), bool(state.get("stopped_early")))
+    previous = state.get("previous") or {}
+    if digest == previous.get("last_sha256"):  # killed between the state and the rename
+        return ResumePoint(int(previous["epochs_done"]), False)
+    raise ValueError(f"{run_dir / LAST}: not the checkpoint {STATE} describes (changed by hand?); "
+                     "cannot tell which epoch it holds")
 
 
 def read_history(path: Path) -> list[dict[str, float]]:

@@ -27,10 +27,20 @@ from facekit.device import describe, set_precision
 from facekit.distill import check_teacher_split, teacher_targets
 from facekit.export import float32_copy, save_hand_in
 from facekit.losses import MEAN_WEIGHT, DistributionVariance
-from facekit.models import AgeGenderModels, build_finetune, build_scratch, export_from_train
+from facekit.models import AgeGenderModels, build_finetune, build_scratch, export_from_train, find_backbone
 from facekit.recipe import TrainConfig
-from facekit.runs import new_run_dir, plot_curves, plot_model, read_history, write_summary
-from facekit.split import template_split
+from facekit.runs import (
+    LAST,
+    mark_stopped_early,
+    new_run_dir,
+    plot_curves,
+    plot_model,
+    read_history,
+    resume_point,
+    save_checkpoint,
+    write_summary,
+)
+from facekit.split import RunSplit, count_twins, template_split, write_run_split
 
 
 class TrainingInterrupted(Exception):
@@ -76,15 +86,25 @@ class SaveBest(keras.callbacks.Callback):
 
 
 class SaveLast(keras.callbacks.Callback):
-    """The full training model with optimizer state, for --resume."""
+    """The full training model with optimizer state, and the epoch it holds, for --resume.
 
-    def __init__(self, dest: Path) -> None:
+    Placed before ``SwapEMAWeights`` so it saves the raw weights (the EMA lives in
+    the optimizer state): a resumed run continues the raw trajectory.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
         super().__init__()
-        self.dest = dest
+        self.run_dir = run_dir
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        with atomic_path(self.dest) as tmp:
-            self.model.save(tmp)
+        save_checkpoint(self.run_dir, self.model, epoch + 1)
+
+
+def plan_phases(cfg: TrainConfig, has_backbone: bool) -> list[tuple[str, int, int]]:
+    """(phase, first epoch, end epoch): a head-only warm-up with the backbone frozen, then the whole network."""
+    freeze = min(cfg.freeze_epochs, cfg.epochs) if has_backbone else 0
+    phases = [("frozen", 0, freeze)] if freeze else []
+    return phases + ([("full", freeze, cfg.epochs)] if cfg.epochs > freeze else [])
 
 
 def compile_train(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, epochs: int,
@@ -159,9 +179,12 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
     if len(tr) == 0 or (not cfg.full and len(va) == 0):
         raise ValueError(f"{cfg.cache}: too few images to split ({len(tr)} train, {len(va)} validation)")
 
+    split = RunSplit(train=[str(n) for n in data.filename[tr]], val=[str(n) for n in data.filename[va]],
+                     cache=str(cfg.cache), seed=cfg.seed, val_split=cfg.val_split, full=cfg.full,
+                     val_twins_in_train=count_twins(data.content_sha256[tr], data.content_sha256[va]))
     soft = None
     if cfg.teacher:
-        check_teacher_split(Path(cfg.teacher), cfg.full, cfg.seed, cfg.val_split)
+        check_teacher_split(Path(cfg.teacher), split)
         targets = teacher_targets(cfg.teacher, data.images[tr], cfg.sigma)
         soft = (targets.age_dist, targets.p_female)
         notes.append(f"distilling from {cfg.teacher} ({targets.source}), weight {cfg.distill_weight}")
@@ -174,53 +197,68 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
     monitor = None if cfg.full else cfg.monitor
     initial_epoch, best, best_epoch, earlier_seconds = 0, math.inf, None, 0.0
     if resume:
+        point = resume_point(run_dir)
+        initial_epoch = point.epochs_done
+        if point.stopped_early:
+            raise ValueError(f"{run_dir}: already trained; it stopped early after {initial_epoch} epochs "
+                             f"(no {monitor} improvement in {cfg.patience}), so there is nothing to resume")
+        if initial_epoch >= cfg.epochs:
+            raise ValueError(f"{run_dir}: already trained {initial_epoch} of {cfg.epochs} epochs")
         if (run_dir / "metrics.json").exists():
             earlier_seconds = float(json.loads((run_dir / "metrics.json").read_text()).get("train_seconds") or 0)
         history = read_history(run_dir / "history.csv")
-        initial_epoch = len(history)
-        model = keras.models.load_model(run_dir / "last.keras")
-        export = export_from_train(model, cfg.output_order, cfg.tta)
-        models = AgeGenderModels(model, export)
+        if len(history) > initial_epoch:  # rows of an epoch whose checkpoint was lost: it runs again
+            lines = (run_dir / "history.csv").read_text().splitlines(keepends=True)
+            with atomic_path(run_dir / "history.csv") as tmp:
+                tmp.write_text("".join(lines[: initial_epoch + 1]))
+            history = history[:initial_epoch]
+        model = keras.models.load_model(run_dir / LAST)
+        models = AgeGenderModels(model, export_from_train(model, cfg.output_order, cfg.tta), find_backbone(model))
         if monitor and history:
             vals = [h.get(monitor, math.inf) for h in history]
             best_epoch = int(np.argmin(vals)) + 1
             best = float(vals[best_epoch - 1])
-        if initial_epoch >= cfg.epochs:
-            raise ValueError(f"{run_dir}: already trained {initial_epoch} of {cfg.epochs} epochs")
     else:
         keras.utils.set_random_seed(cfg.run_seed)
         models = build_models(cfg)  # before the run folder: a bad weights file leaves no empty run behind
         run_dir = new_run_dir(cfg.project, cfg.task, cfg.name)
         write_json(run_dir / "args.json", cfg.to_json())
+        write_run_split(run_dir, split)
     model_path = run_dir / cfg.export_name
     steps = len(train_batches)
     save_best = SaveBest(models.export, model_path, monitor, best, best_epoch)
-    cbs: list[keras.callbacks.Callback] = []
-    if cfg.ema:
-        cbs.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    save_last = SaveLast(run_dir)
     csv_log = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=bool(resume))
-    cbs += [save_best, SaveLast(run_dir / "last.keras"), csv_log]
+    stop = None
     if monitor and cfg.patience:
-        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience,
-                                                 mode="min", restore_best_weights=True))
-    cbs += callbacks or []
+        stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience, mode="min",
+                                             restore_best_weights=True)
 
     start = time.perf_counter()
     interrupted = False
+    plan = plan_phases(cfg, models.backbone is not None)
     try:
-        if not resume and cfg.freeze_epochs and models.backbone is not None:
-            # Head-only warm-up at a constant rate, then the whole network.
-            models.backbone.trainable = False
-            compile_train(models.train, cfg, steps, cfg.freeze_epochs, constant_lr=cfg.lr)
-            models.train.fit(train_batches, validation_data=val_batches, epochs=cfg.freeze_epochs,
-                             callbacks=cbs, verbose=0)
-            models.backbone.trainable = True
-            initial_epoch = cfg.freeze_epochs
-            csv_log.append = True  # the second fit must not overwrite the first phase's rows
-        if not resume or initial_epoch == 0:
-            compile_train(models.train, cfg, steps, cfg.epochs - initial_epoch)
-        models.train.fit(train_batches, validation_data=val_batches, epochs=cfg.epochs,
-                         initial_epoch=initial_epoch, callbacks=cbs, verbose=0)
+        for phase, first, end in plan:
+            if end <= initial_epoch:
+                continue
+            if initial_epoch <= first:  # the phase starts now; a resumed one keeps its loaded optimizer
+                if models.backbone is not None:
+                    models.backbone.trainable = phase == "full"
+                compile_train(models.train, cfg, steps, end - first,
+                              constant_lr=cfg.lr if phase == "frozen" else None)
+            # A fresh EMA swapper per fit: one left over from the previous phase would swap
+            # the new optimizer's unbuilt averages into the model.
+            ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []
+            cbs = [save_last, *ema, save_best, csv_log, *([stop] if stop else []), *(callbacks or [])]
+            models.train.fit(train_batches, validation_data=val_batches, epochs=end,
+                             initial_epoch=max(first, initial_epoch), callbacks=cbs, verbose=0)
+            csv_log.append = True  # the next phase must not overwrite this one's rows
+            if stop is not None and stop.stopped_epoch > 0:
+                mark_stopped_early(run_dir)
+                break
+            if end < cfg.epochs:
+                # The weights the next phase starts from (with EMA: the average, as fit leaves them).
+                save_checkpoint(run_dir, models.train, end)
     except KeyboardInterrupt:
         interrupted = True
     elapsed = time.perf_counter() - start
@@ -240,6 +278,7 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
         "val_gender_accuracy": save_best.best_logs.get("val_gender_accuracy"),
         "train_images": int(len(tr)),
         "val_images": int(len(va)),
+        "val_twins_in_train": split.val_twins_in_train,  # pixel-identical copies: their scores are not unseen
         "train_seconds": round(earlier_seconds + elapsed, 1),  # all sessions of the run
         "precision": policy,
         "interrupted": interrupted,

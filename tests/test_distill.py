@@ -10,6 +10,7 @@ from facekit.cache import read_cache
 from facekit.contract import N_AGES, rgb_to_input
 from facekit.dataset import FaceBatches
 from facekit.distill import check_teacher_split, teacher_targets
+from facekit.split import RunSplit, write_run_split
 from facekit.train import train
 from tests.conftest import quick_config
 
@@ -54,12 +55,20 @@ def test_soft_targets_are_blended(tiny_cache):
 def test_teacher_from_another_split_is_refused(tmp_path):
     teacher = tmp_path / "age_gender_B.keras"
     teacher.write_bytes(b"")
+    student = RunSplit(train=["a.jpg", "b.jpg"], val=["c.jpg"])
+    # A teacher from before runs recorded their split: the settings are compared.
     (tmp_path / "args.json").write_text(json.dumps({"full": True, "seed": 0, "val_split": 0.2}))
     with pytest.raises(ValueError, match="seen this run's validation images"):
-        check_teacher_split(teacher, full=False, seed=0, val_split=0.2)
-    check_teacher_split(teacher, full=True, seed=0, val_split=0.2)  # a --full student has no validation to leak
+        check_teacher_split(teacher, student)
+    check_teacher_split(teacher, RunSplit(train=["a.jpg"], val=[], full=True))  # a --full student: nothing to leak
     (tmp_path / "args.json").write_text(json.dumps({"full": False, "seed": 0, "val_split": 0.2}))
-    check_teacher_split(teacher, full=False, seed=0, val_split=0.2)
+    check_teacher_split(teacher, student)
+    # The same settings over a cache that lacked a file give another split: the recorded names catch it.
+    write_run_split(tmp_path, RunSplit(train=["a.jpg", "c.jpg"], val=["b.jpg"]))
+    with pytest.raises(ValueError, match="trained on 1 of this run's 1 validation images"):
+        check_teacher_split(teacher, student)
+    write_run_split(tmp_path, RunSplit(train=["a.jpg", "b.jpg"], val=["c.jpg"]))
+    check_teacher_split(teacher, student)
 
 
 def test_student_trains_from_a_teacher(tiny_models, tiny_cache, tmp_path):

@@ -86,3 +86,46 @@ def test_evaluate_cli(labelled: Path, tiny_models, tmp_path: Path):
     assert text.exit_code == 0 and "age MAE" in text.stdout and "not scored" in text.stdout
     bad = runner.invoke(app, ["evaluate", "B", "--data", str(tmp_path / "nope"), "--project", runs])
     assert bad.exit_code == 1 and "not a directory" in bad.stderr
+
+
+def test_split_val_scores_exactly_what_the_run_held_out(tiny_cache: Path, tmp_path: Path):
+    from facekit.split import count_twins, read_run_split, template_split
+    from facekit.train import train
+    from tests.conftest import quick_config
+
+    # A cache missing some of the folder's files (here --limit) splits differently from the folder:
+    # re-splitting the folder would score training images as "held out".
+    res = train(quick_config("scratch", tiny_cache, tmp_path, epochs=1, limit=18, name="limited"))
+    recorded = read_run_split(res.run_dir)
+    assert recorded is not None and len(recorded.val) == res.metrics["val_images"] == 4
+    assert res.metrics["val_twins_in_train"] == recorded.val_twins_in_train == 0
+    folder = tiny_cache.parent / "faces"
+    names = sorted(p.name for p in folder.iterdir())
+    resplit = {names[i] for i in template_split(names)[1]}
+    assert set(recorded.val) & set(recorded.train) == set()
+    assert resplit & set(recorded.train)  # what the old evaluate scored as held out
+    out = runner.invoke(app, ["evaluate", str(res.model_path), "--data", str(folder), "--split", "val", "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output)
+    assert report["images"] == 4 and report["split"]["source"].endswith("limited/split.json")
+    assert {w["file"] for m in report["models"].values() for w in m["worst"]} == set(recorded.val)
+    assert report["split"]["val_twins_in_train"] == 0
+
+    # Models validated on different images are not scored together; --run needs a recorded split.
+    other = train(quick_config("scratch", tiny_cache, tmp_path, epochs=1, limit=20, name="other"))
+    both = runner.invoke(app, ["evaluate", str(res.model_path), str(other.model_path), "--data", str(folder),
+                               "--split", "val"])
+    assert both.exit_code == 1 and "validated on different images" in both.output
+    picked = runner.invoke(app, ["evaluate", str(res.model_path), str(other.model_path), "--data", str(folder),
+                                 "--split", "val", "--run", str(other.run_dir), "--json"])
+    assert picked.exit_code == 0 and json.loads(picked.output)["images"] == 4
+    bare = runner.invoke(app, ["evaluate", str(res.model_path), "--data", str(folder), "--split", "val",
+                               "--run", str(tmp_path)])
+    assert bare.exit_code == 1 and "no split.json" in bare.output
+    # A folder without the listed images is refused, not silently scored on what is there.
+    partial = tmp_path / "partial"
+    shutil.copytree(folder, partial)
+    (partial / recorded.val[0]).unlink()
+    missing = runner.invoke(app, ["evaluate", str(res.model_path), "--data", str(partial), "--split", "val"])
+    assert missing.exit_code == 1 and "1 of the 4 images the split lists are not in this folder" in missing.output
+    assert count_twins(["a", "b", "c"], ["c", "d", "a", ""]) == 2

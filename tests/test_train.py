@@ -12,12 +12,13 @@ import pytest
 
 from facekit.check import check_model
 from facekit.inference import load, run
+from facekit.models import find_backbone
 from facekit.recipe import TrainConfig
-from facekit.runs import CURVES, read_history
+from facekit.runs import CURVES, read_history, resume_point, save_checkpoint
 from facekit.train import TrainingInterrupted, build_models, compile_train, train
 from tests.conftest import TRAIN_VAL, quick_config
 
-RUN_FILES = {"args.json", "history.csv", "metrics.json", "last.keras", "summary.txt",
+RUN_FILES = {"args.json", "history.csv", "metrics.json", "last.keras", "state.json", "summary.txt",
              *(f"{stem}.png" for stem, *_ in CURVES)}
 
 
@@ -149,3 +150,96 @@ def test_mixing_mean_variance_and_flip_export(tiny_cache, tmp_path):
     again = train(TrainConfig(), resume=first.run_dir)  # last.keras carries the custom training loss
     assert again.metrics["epochs_run"] == 2
     assert "flip_mirror" in {layer.name for layer in keras.models.load_model(again.model_path).layers}
+
+
+def _layer_weights(path: Path, name: str) -> list[np.ndarray]:
+    return keras.models.load_model(path).get_layer(name).get_weights()
+
+
+def test_ema_with_freeze_epochs_trains_both_phases(tiny_cache, tmp_path):
+    # Once: TensorFlow raised "SwapEMAWeights must be used when use_ema=True" at the second phase, and
+    # JAX swapped the new optimizer's unbuilt (zero) averages into the model.
+    res = train(quick_config("finetune", tiny_cache, tmp_path, ema=True, freeze_epochs=1, epochs=3, patience=0))
+    hist = read_history(res.run_dir / "history.csv")
+    assert [int(h["epoch"]) for h in hist] == [0, 1, 2] and all(np.isfinite(h["val_age_mae"]) for h in hist)
+    last = keras.models.load_model(res.run_dir / "last.keras")
+    assert find_backbone(last).trainable
+    kernel = last.get_layer("age_logits").get_weights()[0]
+    assert np.abs(kernel).max() > 0 and np.isfinite(kernel).all()
+    assert json.loads((res.run_dir / "state.json").read_text())["epochs_done"] == 3
+
+
+def test_resume_with_ema_continues_the_raw_weights(tiny_cache, tmp_path):
+    # Without validation every epoch is exported, so the hand-in file holds the last epoch's average.
+    first = train(quick_config("scratch", tiny_cache, tmp_path, ema=True, full=True, name="ema"))
+    last = first.run_dir / "last.keras"
+    raw = _layer_weights(last, "age_logits")[0]
+    averaged = _layer_weights(first.model_path, "age_logits")[0]
+    assert not np.allclose(raw, averaged)  # last.keras holds the raw trajectory, not the average
+    opt = keras.models.load_model(last).optimizer
+    averages = [np.asarray(v) for v in opt.variables if "average" in v.path and v.shape == raw.shape]
+    assert any(np.allclose(a, averaged, atol=1e-6) for a in averages)  # ... and the average in its optimizer
+    args = json.loads((first.run_dir / "args.json").read_text())
+    (first.run_dir / "args.json").write_text(json.dumps({**args, "epochs": 3}))
+    again = train(TrainConfig(), resume=first.run_dir)
+    assert again.metrics["epochs_run"] == 3
+
+
+def test_resume_during_the_frozen_phase_unfreezes_later(tiny_cache, tmp_path):
+    class CtrlC(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    cfg = quick_config("finetune", tiny_cache, tmp_path, freeze_epochs=2, epochs=3, patience=0)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(cfg, callbacks=[CtrlC()])
+    run_dir = info.value.run_dir
+    frozen = keras.models.load_model(run_dir / "last.keras")
+    assert not find_backbone(frozen).trainable
+    backbone_before = find_backbone(frozen).get_weights()
+    again = train(TrainConfig(), resume=run_dir)
+    assert again.metrics["epochs_run"] == 3
+    assert json.loads((run_dir / "state.json").read_text())["epochs_done"] == 3
+    done = keras.models.load_model(run_dir / "last.keras")
+    assert find_backbone(done).trainable  # the old resume counted history rows and never unfroze
+    changed = [not np.array_equal(a, b) for a, b in zip(backbone_before, find_backbone(done).get_weights())]
+    assert any(changed)
+
+
+def test_resume_refuses_what_it_cannot_continue(tiny_cache, tmp_path):
+    class CtrlC(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted) as info:
+        train(quick_config("scratch", tiny_cache, tmp_path, name="nothing"), callbacks=[CtrlC()])
+    with pytest.raises(ValueError, match="no last.keras, so no epoch finished"):
+        train(TrainConfig(), resume=info.value.run_dir)
+
+    early = train(quick_config("scratch", tiny_cache, tmp_path, epochs=6, patience=1, name="early"))
+    if early.metrics["epochs_run"] < 6:  # stopped early: extending the run would undo that decision
+        with pytest.raises(ValueError, match="stopped early"):
+            train(TrainConfig(), resume=early.run_dir)
+
+
+def test_checkpoint_state_names_the_epoch_a_kill_left(tmp_path):
+    class Model:
+        def __init__(self, payload: bytes) -> None:
+            self.payload = payload
+
+        def save(self, path):
+            Path(path).write_bytes(self.payload)
+
+    save_checkpoint(tmp_path, Model(b"epoch 1"), 1)
+    save_checkpoint(tmp_path, Model(b"epoch 2"), 2)
+    assert resume_point(tmp_path).epochs_done == 2
+    # Killed after state.json named epoch 3 but before the new file was renamed over last.keras:
+    state = json.loads((tmp_path / "state.json").read_text())
+    new = {"epochs_done": 3, "stopped_early": False, "last_sha256": "0" * 64,
+           "previous": {"epochs_done": 2, "last_sha256": state["last_sha256"]}}
+    (tmp_path / "state.json").write_text(json.dumps(new))
+    assert resume_point(tmp_path).epochs_done == 2
+    (tmp_path / "last.keras").write_bytes(b"edited")
+    with pytest.raises(ValueError, match="not the checkpoint state.json describes"):
+        resume_point(tmp_path)
