@@ -70,6 +70,8 @@ def prep(
     min_confidence: Annotated[float, typer.Option(min=0.0, max=1.0, help="Minimum face detection confidence.")]
     = 0.5,
     force: Annotated[bool, typer.Option("--force", "-f", help="Rebuild even if an up-to-date cache exists.")] = False,
+    template: Annotated[Path | None, typer.Option(help="Alignment template JSON from `facekit template` "
+                                                  "(default: the one facekit ships).")] = None,
     workers: WorkersOpt = None,
     model_dir: ModelDirOpt = None,
     json_out: JsonOpt = False,
@@ -80,11 +82,13 @@ def prep(
     from facekit.prep import PrepError, PrepOptions
     from facekit.prep import prep as run_prep
     from facekit.report import summary_lines
+    from facekit.template import read_template
 
     try:
         options = PrepOptions(align=align, drop_unaligned=drop_unaligned, min_confidence=min_confidence)
+        tpl = read_template(template) if template else None
         with progress_bar(f"prep {folder.name}", quiet=json_out) as bar:
-            result = run_prep(folder, out, options, workers=workers, force=force,
+            result = run_prep(folder, out, options, workers=workers, force=force, template=tpl,
                               model_dir=str(model_dir) if model_dir else None, progress=bar)
     except (OSError, ValueError, CacheError, ModelFileError, PrepError) as exc:
         fail(reason(exc))
@@ -107,26 +111,30 @@ def prep(
 @app.command()
 def template(
     folder: Annotated[Path, typer.Argument(help="Folder of UTKFace chips (all one square size).")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the template JSON "
-                                             "(default: the one facekit ships).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the template JSON (never over the "
+                                      "one facekit ships); use it with `facekit prep --template`.")]
+    = Path("template.json"),
     limit: Annotated[int | None, typer.Option(help="Use a random sample of this many chips.")] = None,
     workers: WorkersOpt = None,
     model_dir: ModelDirOpt = None,
 ) -> None:
-    """Re-derive the alignment template from the chips' own landmarks (median of each point)."""
+    """Re-derive the alignment template from the chips' own landmarks (median of each point).
+
+    Models trained from a cache built with it keep a copy in their run folder, and predict frames faces with it."""
     from facekit.modelfiles import ModelFileError
     from facekit.prep import PrepError, derive_template
-    from facekit.template import DEFAULT_TEMPLATE, save_template
+    from facekit.template import check_destination, save_template
 
     try:
+        check_destination(out)  # before minutes of measuring
         with progress_bar(f"measure {folder.name}") as bar:
             tpl = derive_template(folder, limit=limit, workers=workers,
                                   model_dir=str(model_dir) if model_dir else None, progress=bar)
-    except (FileNotFoundError, ValueError, ModelFileError, PrepError) as exc:
-        fail(str(exc))
-    dest = out or DEFAULT_TEMPLATE
-    save_template(tpl, dest)
-    console.print(f"[green]wrote[/] {dest} from {tpl.meta['faces']} faces")
+        save_template(tpl, out)
+    except (OSError, ValueError, ModelFileError, PrepError) as exc:
+        fail(reason(exc))
+    console.print(f"[green]wrote[/] {out} from {tpl.meta['faces']} faces; use it with "
+                  f"`facekit prep DIR --template {out}`", highlight=False)
     for name, (x, y) in zip(tpl.to_json()["point_names"], tpl.points):
         console.print(f"  {name:12s} x {x:6.2f}  y {y:6.2f}")
 
@@ -383,11 +391,14 @@ def predict(
     """Age and gender for every face in IMAGES (chips, selfies, group photos, folders)."""
     from rich.table import Table
 
+    from facekit.contract import INPUT_SIZE
     from facekit.modelfiles import ModelFileError
     from facekit.predict import predict as run_predict
+    from facekit.template import framing_for
 
     try:
         models = _load_models(model or ["B"], project)
+        template, framing_warnings = framing_for([lm.path for lm in models], INPUT_SIZE)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     if not json_out:
@@ -395,16 +406,20 @@ def predict(
             console.print(f"model {lm.label}: {lm.path}", highlight=False)
             if lm.note:
                 console.print(f"[yellow]warning:[/] {lm.note}", highlight=False)
+        for w in framing_warnings:
+            console.print(f"[yellow]warning:[/] {w}", highlight=False)
     try:
         with progress_bar("predict", quiet=json_out) as bar:
-            results = run_predict(images, models, annotate, tta=tta, max_faces=max_faces,
+            results = run_predict(images, models, annotate, tta=tta, max_faces=max_faces, template=template,
                                   model_dir=str(model_dir) if model_dir else None, progress=bar)
     except (ModelFileError, ValueError, OSError) as exc:
         fail(reason(exc))
     if not results:
         fail("no image files given")
     if json_out:
-        print_json({"models": {lm.label: str(lm.path) for lm in models}, "images": [r.to_json() for r in results]})
+        print_json({"models": {lm.label: str(lm.path) for lm in models}, "template": template.digest(),
+                    "warnings": [*(lm.note for lm in models if lm.note), *framing_warnings],
+                    "images": [r.to_json() for r in results]})
     else:
         table = Table(show_lines=False)
         table.add_column("image")

@@ -17,11 +17,11 @@ from PIL import Image, ImageDraw
 
 from facekit.align import align_face
 from facekit.atomic import atomic_path
-from facekit.contract import rgb_to_input
+from facekit.contract import INPUT_SIZE, rgb_to_input
 from facekit.detect import FaceFinder
 from facekit.imageio import ImageReadError, list_files, read_rgb
 from facekit.inference import LoadedModel, run
-from facekit.template import Template, load_template
+from facekit.template import Template, framing_for
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
@@ -102,11 +102,13 @@ def annotate(rgb: np.ndarray, result: ImageResult, dest: Path) -> Path:
 
 def predict(paths: list[Path], models: list[LoadedModel], annotate_dir: Path | None = None, tta: bool = False,
             max_faces: int = 20, model_dir: str | None = None, progress: Callable[[int, int], None] | None = None,
-            ) -> list[ImageResult]:
+            template: Template | None = None) -> list[ImageResult]:
+    """``template`` defaults to the one the models were trained with (``framing_for``)."""
     if max_faces < 1:
         raise ValueError(f"max faces must be at least 1, got {max_faces}")
     files = expand_inputs(paths)
-    template = load_template()
+    if template is None:
+        template, _ = framing_for([lm.path for lm in models], INPUT_SIZE)
     results = []
     with FaceFinder(model_dir=model_dir, max_faces=max_faces) as finder:
         for i, path in enumerate(files):

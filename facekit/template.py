@@ -21,6 +21,7 @@ from facekit.atomic import write_json
 from facekit.detect import POINT_NAMES
 
 DEFAULT_TEMPLATE = Path(__file__).parent / "assets" / "template.json"
+RUN_TEMPLATE = "template.json"  # a run folder's copy of the template its training crops were aligned to
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,55 @@ def load_template(path: str | Path | None = None) -> Template:
 
 
 def save_template(template: Template, path: str | Path) -> None:
+    check_destination(path)
     write_json(path, template.to_json())
+
+
+def check_destination(path: str | Path) -> None:
+    """Templates go anywhere but over the shipped one.
+
+    Overwriting the package's template would silently change how ``predict``
+    frames faces for every model already trained against it.
+    """
+    if Path(path).resolve() == DEFAULT_TEMPLATE.resolve():
+        raise ValueError(f"{path}: this is the template facekit ships; overwriting it would change how every "
+                         "existing model's faces are framed. Write it elsewhere and pass it to "
+                         "`facekit prep --template FILE`")
+    if Path(path).is_dir():
+        raise IsADirectoryError(f"{path}: is a directory; --out names the template file "
+                                f"(e.g. {Path(path) / 'template.json'})")
+
+
+def read_template(path: str | Path) -> Template:
+    """``load_template`` with a message naming the file when it is missing or not a template."""
+    try:
+        tpl = load_template(path)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: template file not found") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a facekit template ({exc})") from None
+    if tpl.points.shape != (len(POINT_NAMES), 2) or tpl.size < 16:
+        raise ValueError(f"{path}: not a facekit template (points {tpl.points.shape}, size {tpl.size})")
+    return tpl
+
+
+def framing_for(model_paths: list[Path], size: int) -> tuple[Template, list[str]]:
+    """The template the models' training crops were aligned to (their run folders' copy), at ``size``.
+
+    Models outside a run folder get the shipped template. Models trained
+    against different templates cannot share one framing: the first one's
+    is used and a warning says so.
+    """
+    found = {str(p): read_template(Path(p).parent / RUN_TEMPLATE) for p in model_paths
+             if (Path(p).parent / RUN_TEMPLATE).is_file()}
+    if not found:
+        return load_template().at_size(size), []
+    first, tpl = next(iter(found.items()))
+    warnings = []
+    if len({t.at_size(size).digest() for t in found.values()}) > 1:
+        warnings.append(f"the models were trained on faces aligned to different templates; all are framed with "
+                        f"the one {first} was trained with, so the others may score worse than they should")
+    return tpl.at_size(size), warnings
 
 
 def template_from_points(points: np.ndarray, size: int, meta: dict[str, Any]) -> Template:

@@ -41,6 +41,7 @@ from facekit.runs import (
     write_summary,
 )
 from facekit.split import RunSplit, count_twins, template_split, write_run_split
+from facekit.template import RUN_TEMPLATE, read_template
 
 
 class TrainingInterrupted(Exception):
@@ -222,7 +223,12 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
         keras.utils.set_random_seed(cfg.run_seed)
         models = build_models(cfg)  # before the run folder: a bad weights file leaves no empty run behind
         run_dir = new_run_dir(cfg.project, cfg.task, cfg.name)
-        write_json(run_dir / "args.json", cfg.to_json())
+        template = data.attrs.get("template")
+        digest = None
+        if isinstance(template, dict):  # predict frames faces with the template the crops were aligned to
+            write_json(run_dir / RUN_TEMPLATE, template)
+            digest = read_template(run_dir / RUN_TEMPLATE).digest()
+        write_json(run_dir / "args.json", {**cfg.to_json(), "template_digest": digest})
         write_run_split(run_dir, split)
     model_path = run_dir / cfg.export_name
     steps = len(train_batches)
