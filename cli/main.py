@@ -505,6 +505,8 @@ def evaluate(
             console.print(f"  {r['file']}: {r['detail']}", markup=False, highlight=False)
     for u in report["unreadable"]:
         console.print(f"  unreadable: {u}", markup=False, highlight=False)
+    for d in report["damaged"]:
+        console.print(f"  damaged (scored as cv2 decodes it): {d}", markup=False, highlight=False)
     ms = report["models"]
     table = Table(title=f"{report['images']} images from {data}")
     table.add_column("")

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from facekit.contract import INPUT_SIZE, MAX_AGE, bgr_to_input, read_bgr
-from facekit.imageio import list_files
+from facekit.imageio import damage, list_files
 from facekit.inference import LoadedModel, flip_average, run
 from facekit.labels import AGE_BANDS, Rejection, age_band, parse_name
 from facekit.split import SPLIT_FILE, read_run_split
@@ -30,6 +30,7 @@ class LabelledSet:
     rejected: list[dict[str, str]] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     resized: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)  # decoded by cv2.imread, refused by prep (``damage``)
 
 
 def load_labelled(folder: str | Path, size: int = INPUT_SIZE, progress: Callable[[int, int], None] | None = None,
@@ -58,7 +59,7 @@ def load_labelled(folder: str | Path, size: int = INPUT_SIZE, progress: Callable
         tr, va = template_split([p.name for p in files], val_split, seed)
         files = [files[i] for i in (va if split == "val" else tr)]
     images, ages, genders, names = [], [], [], []
-    rejected, unreadable, resized = [], [], []
+    rejected, unreadable, resized, damaged = [], [], [], []
     for i, p in enumerate(files):
         if progress:
             progress(i + 1, len(files))
@@ -70,6 +71,9 @@ def load_labelled(folder: str | Path, size: int = INPUT_SIZE, progress: Callable
         if img is None:
             unreadable.append(f"{p}: cv2.imread could not read it")
             continue
+        problem = damage(p)
+        if problem:
+            damaged.append(problem)
         if img.shape[:2] != (size, size):
             img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
             resized.append(p.name)
@@ -81,7 +85,7 @@ def load_labelled(folder: str | Path, size: int = INPUT_SIZE, progress: Callable
         raise ValueError(f"{folder}: no labelled image could be read ({len(rejected)} names rejected, "
                          f"{len(unreadable)} unreadable)")
     x = bgr_to_input(np.stack(images))
-    return LabelledSet(x, np.array(ages), np.array(genders), names, rejected, unreadable, resized)
+    return LabelledSet(x, np.array(ages), np.array(genders), names, rejected, unreadable, resized, damaged)
 
 
 def held_out_names(model_paths: Sequence[str | Path], split: str, run: str | Path | None = None,
@@ -150,9 +154,13 @@ def evaluate(models: list[LoadedModel], data: LabelledSet, tta: bool = False, wo
         "rejected": data.rejected,
         "unreadable": data.unreadable,
         "resized": len(data.resized),
+        "damaged": data.damaged,
         "warnings": [lm.note for lm in models if lm.note],
         "models": {},
     }
+    if data.damaged:
+        report["warnings"].append(f"{len(data.damaged)} damaged images were scored as cv2.imread decodes them (as "
+                                  "the lecturer's code would); prep and predict refuse them")
     if data.resized:
         report["warnings"].append(f"{len(data.resized)} images were not 128 x 128 and were resized (cv2 INTER_AREA)")
     for lm in models:

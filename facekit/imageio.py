@@ -64,6 +64,20 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.uint8)
 
 
+def damage(path: str | Path) -> str | None:
+    """Why a file is damaged (truncated, corrupt), or None: the one verdict prep, predict and evaluate share.
+
+    ``cv2.imread`` decodes a truncated JPEG into a partly grey image without
+    failing; PIL refuses it. Evaluate scores such a file as the lecturer's
+    ``cv2.imread`` does but lists it with this reason; prep and predict leave it out.
+    """
+    try:
+        read_rgb(path)
+    except ImageReadError as exc:
+        return str(exc)
+    return None
+
+
 def list_files(folder: str | Path) -> list[Path]:
     """Every regular, non-hidden file of a folder (not recursive), sorted by name, so runs are reproducible."""
     folder = Path(folder)

@@ -129,3 +129,23 @@ def test_split_val_scores_exactly_what_the_run_held_out(tiny_cache: Path, tmp_pa
     missing = runner.invoke(app, ["evaluate", str(res.model_path), "--data", str(partial), "--split", "val"])
     assert missing.exit_code == 1 and "1 of the 4 images the split lists are not in this folder" in missing.output
     assert count_twins(["a", "b", "c"], ["c", "d", "a", ""]) == 2
+
+
+def test_a_truncated_jpeg_gets_one_verdict_everywhere(labelled: Path, tiny_models, tmp_path: Path):
+    from facekit.imageio import damage
+    from facekit.predict import predict
+    from facekit.prep import prep
+
+    victim = sorted(p for p in labelled.iterdir() if p.name.endswith(".chip.jpg"))[2]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    assert cv2.imread(str(victim)) is not None  # the lecturer's reader decodes it, half grey, without a word
+    verdict = damage(victim)
+    assert verdict and "truncated" in verdict and str(victim) in verdict
+    report = prep(labelled, tmp_path / "c.h5", workers=1).report
+    assert {"file": victim.name, "reason": verdict} in report["unreadable"]
+    assert predict([victim], [load(tiny_models["A"])])[0].error == verdict
+    out = runner.invoke(app, ["evaluate", "A", "--data", str(labelled), "--project", str(tiny_models["runs"]),
+                              "--json"])
+    got = json.loads(out.output)
+    assert got["damaged"] == [verdict] and any("1 damaged images" in w for w in got["warnings"])
+    assert victim.name in load_labelled(labelled).names  # still scored, as the lecturer's code would
