@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from facekit.contract import CHECK_KERAS
-from facekit_cli.ui import console, err_console, fail, print_json, progress_bar, reason
+from facekit_cli.ui import console, err_console, fail, interrupt_once, print_json, progress_bar, reason
 
 app = typer.Typer(
     name="facekit",
@@ -92,6 +92,8 @@ def prep(
                               model_dir=str(model_dir) if model_dir else None, progress=bar)
     except (OSError, ValueError, CacheError, ModelFileError, PrepError) as exc:
         fail(reason(exc))
+    except KeyboardInterrupt:
+        fail("interrupted; no cache was written (it is written only when complete)", code=130)
     if json_out:
         print_json({"cache": str(result.cache), "reused": result.reused, "report": result.report})
         return
@@ -548,4 +550,5 @@ def main() -> None:
     # SIGTERM (a closed terminal, `kill`, a CI timeout) unwinds like Ctrl-C does, so every atomic write removes
     # its temporary file instead of leaving it behind.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    signal.signal(signal.SIGINT, interrupt_once)
     app()

@@ -48,3 +48,26 @@ def progress_bar(description: str, quiet: bool = False) -> Iterator[Callable[[in
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def interrupt_once(signum: int, frame: object) -> None:
+    """SIGINT handler: the first Ctrl-C interrupts; later ones never break the cleanup it started.
+
+    A second KeyboardInterrupt raised inside cleanup (a worker pool's shutdown,
+    an atomic write removing its temporary file) once surfaced as
+    "RuntimeError: release unlocked lock" and left files behind. The second
+    press only says what is happening; a third quits at once.
+    """
+    import os
+    import sys
+
+    interrupt_once.count += 1  # type: ignore[attr-defined]
+    if interrupt_once.count == 1:  # type: ignore[attr-defined]
+        raise KeyboardInterrupt
+    if interrupt_once.count == 2:  # type: ignore[attr-defined]
+        sys.stderr.write("\ncleaning up (removing temporary files); press Ctrl-C again to quit at once\n")
+        return
+    os._exit(128 + signum)
+
+
+interrupt_once.count = 0  # type: ignore[attr-defined]

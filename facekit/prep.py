@@ -8,6 +8,7 @@ succeeded. A bad image is recorded and skipped, never fatal.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -16,6 +17,7 @@ import os
 import random
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -206,12 +208,33 @@ def map_files(
     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                initargs=(options, template, model_dir, True))
     try:
-        yield from pool.map(process_file, tasks, chunksize=chunk)
+        with _workers_ignore_ctrl_c():
+            results = pool.map(process_file, tasks, chunksize=chunk)  # submits everything: workers start here
+        yield from results
     except BrokenProcessPool:
         raise PrepError("a prep worker process died (a crash in native code, or killed for lack of memory); "
                         "nothing was written. `--workers 1` runs in this process and shows the error") from None
     finally:
         pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C must not wait for the queued files
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Start worker processes with SIGINT ignored from birth.
+
+    A terminal's Ctrl-C reaches the whole process group; a worker still
+    importing (before its initializer could ignore SIGINT) printed a
+    KeyboardInterrupt traceback. An ignored signal stays ignored across the
+    spawn's exec, and the parent alone handles Ctrl-C and cleans up.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # ---------------------------------------------------------------- parent side

@@ -53,3 +53,30 @@ def test_sigterm_leaves_no_temporary_file(tmp_path: Path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) != 0
     assert list((tmp_path / "out").iterdir()) == []  # neither the cache nor its temporary file
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+@pytest.mark.parametrize("gap", [0.0, 0.05])
+def test_ctrl_c_twice_cleans_up_without_a_traceback(tmp_path: Path, gap: float):
+    # The second SIGINT once landed inside the pool's shutdown: "RuntimeError: release unlocked lock".
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for p in sorted(TRAIN_VAL.iterdir())[:400]:
+        os.symlink(p, folder / p.name)
+    out = tmp_path / "out" / "c.h5"
+    env = {**os.environ, "FACEKIT_MODEL_DIR": str(MODELS)}
+    proc = subprocess.Popen([sys.executable, "-c", "from facekit_cli.main import main; main()", "prep", str(folder),
+                             "-o", str(out), "-w", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not any((tmp_path / "out").glob(".*tmp*")) and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"prep ended before it could be stopped: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole process group, workers included
+    time.sleep(gap)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    err = proc.stderr.read().decode()
+    assert "Traceback" not in err and "interrupted; no cache was written" in err, err[-3000:]
+    assert list((tmp_path / "out").iterdir()) == []
