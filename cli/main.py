@@ -84,6 +84,8 @@ def prep(
     from facekit.report import summary_lines
     from facekit.template import read_template
 
+    if not folder.is_dir():
+        fail(f"{folder}: not a directory (prep takes the folder of images)")
     try:
         options = PrepOptions(align=align, drop_unaligned=drop_unaligned, min_confidence=min_confidence)
         tpl = read_template(template) if template else None
@@ -127,6 +129,8 @@ def template(
     from facekit.prep import PrepError, derive_template
     from facekit.template import check_destination, save_template
 
+    if not folder.is_dir():
+        fail(f"{folder}: not a directory (template takes the folder of chips)")
     try:
         check_destination(out)  # before minutes of measuring
         with progress_bar(f"measure {folder.name}") as bar:

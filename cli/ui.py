@@ -19,6 +19,10 @@ err_console = Console(stderr=True)
 def reason(exc: BaseException) -> str:
     """An exception as `<file>: <reason>` where the OS names a file (a read-only folder, a file in the way)."""
     if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        from pathlib import Path
+
+        if isinstance(exc, (FileExistsError, NotADirectoryError)) and Path(exc.filename).is_file():
+            return f"{exc.filename}: is a file, where a folder is needed for the output"
         return f"{exc.filename}: {exc.strerror}"
     return str(exc)
 

@@ -26,6 +26,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from facekit.compat import read_config
 from facekit.contract import DEFAULT_OUTPUT_ORDER, INPUT_SHAPE, N_AGES, check_output_order, in_output_order
 
 
@@ -78,5 +79,6 @@ def merge_files(paths: list[str | Path], output_order: str = DEFAULT_OUTPUT_ORDE
     for p in paths:
         if not Path(p).is_file():
             raise FileNotFoundError(f"{p}: no such model file")
+        read_config(p)  # a broken file is "not a Keras 3 .keras file", not Keras's misleading "File not found"
         members.append(keras.models.load_model(p, compile=False))
     return merge(members, output_order)

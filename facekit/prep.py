@@ -387,6 +387,8 @@ def derive_template(
 
     folder = Path(folder)
     files = [p for p in list_files(folder) if isinstance(parse_name(p.name), Label)]
+    if not files:
+        raise ValueError(f"{folder}: no file with a UTKFace label in its name, so no chip to measure")
     if limit and limit < len(files):
         files = sorted(random.Random(seed).sample(files, limit))
     options = PrepOptions()
@@ -400,6 +402,8 @@ def derive_template(
             continue
         points.append(rec.points)
         sizes.add(rec.size)
+    if not sizes:
+        raise ValueError(f"{folder}: none of the {len(files)} images could be read")
     if len(sizes) != 1:
         raise ValueError(f"{folder}: images of several sizes {sorted(sizes)}; a template needs chips of one size")
     (h, w), = sizes

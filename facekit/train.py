@@ -167,6 +167,9 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
     notes: list[str] = []
     if resume:
         run_dir = Path(resume)
+        if not (run_dir / "args.json").is_file():
+            raise ValueError(f"{run_dir}: not a run folder (no args.json); --resume takes a folder such as "
+                             "runs/scratch/exp")
         cfg = TrainConfig.load(run_dir / "args.json")
     cfg.validate()
     policy = set_precision(cfg.precision)
