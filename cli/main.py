@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from facekit.contract import CHECK_KERAS
+from facekit_cli.native_log import filter_native_stderr
 from facekit_cli.ui import console, err_console, fail, interrupt_once, print_json, progress_bar, reason
 
 app = typer.Typer(
@@ -264,7 +265,7 @@ def train(
     m = result.metrics
     which = f"best epoch {m['best_epoch']}" if m["monitor"] else "no validation (--full): last epoch saved"
     console.print(f"[green]done[/] in {m['train_seconds']:.0f} s ({m['backend']}, {m['gpu'] or 'CPU'}): "
-                  f"{m['epochs_run']} epochs, {which}")
+                  f"{m['epochs_run']} epoch{'s' if m['epochs_run'] != 1 else ''}, {which}")
     if m["val_age_mae"] is not None:
         console.print(f"validation: age MAE {m['val_age_mae']:.2f}, gender accuracy "
                       f"{m['val_gender_accuracy']:.1%} ({m['val_images']} images)")
@@ -280,7 +281,8 @@ def train(
 
 @app.command()
 def check(
-    models: Annotated[list[Path], typer.Argument(help="One or more .keras files.")],
+    models: Annotated[list[str], typer.Argument(help="A, B (the newest trained file of that kind) or .keras "
+                                                "paths.")],
     data: Annotated[Path | None, typer.Option(help="Folder of labelled chips for the sanity test "
                                               "(an even sample of --samples images).")] = None,
     samples: Annotated[int, typer.Option(min=1, help="How many images of --data to use.")] = 32,
@@ -289,11 +291,13 @@ def check(
     backend: Annotated[str | None, typer.Option(help="Keras backend to load with (tensorflow, jax, torch; "
                                                 "default: KERAS_BACKEND or tensorflow).")] = None,
     keras_versions: KerasOpt = None,
+    project: Annotated[str, typer.Option(help="Runs folder searched for A / B.")] = "runs",
     json_out: JsonOpt = False,
 ) -> None:
     """Verify the lecturer's contract, on the lecturer's Keras: loads without facekit on this and older Keras
     versions with the same predictions, float32, input, outputs, gender unit, A's map rule."""
     from facekit.check import check_model, sample_images
+    from facekit.inference import resolve_model
 
     versions = _keras_versions(keras_versions)
     if data is not None and not data.is_dir():
@@ -302,8 +306,12 @@ def check(
         images = sample_images(data, samples) if data else []
     except ValueError as exc:
         fail(str(exc))
+    try:
+        paths = [resolve_model(m, project) for m in models]
+    except FileNotFoundError as exc:
+        fail(str(exc))
     reports = []
-    for path in models:
+    for path in paths:
         try:
             with err_console.status(f"checking {path}", spinner="dots") as spin:
                 reports.append(check_model(path, kind.value if kind else None, images, backend=backend,
@@ -555,4 +563,5 @@ def main() -> None:
     # its temporary file instead of leaving it behind.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     signal.signal(signal.SIGINT, interrupt_once)
+    filter_native_stderr()
     app()

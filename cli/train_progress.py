@@ -7,15 +7,19 @@ from typing import Any
 import keras
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from facekit_cli.ui import err_console
+from facekit_cli.ui import ProgressLines, err_console, live_display
 
 SHOWN = ("age_mae", "gender_accuracy", "val_age_mae", "val_gender_accuracy")
 
 
 class RichProgress(keras.callbacks.Callback):
-    def __init__(self, epochs: int) -> None:
+    """Live bars in a terminal or notebook; elsewhere (Colab's plain output, nohup, CI) a line per 10 % of an epoch."""
+
+    def __init__(self, epochs: int, live: bool | None = None) -> None:
         super().__init__()
         self.epochs = epochs
+        self.live = live_display() if live is None else live
+        self.lines: ProgressLines | None = None
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                             console=err_console)
@@ -26,10 +30,15 @@ class RichProgress(keras.callbacks.Callback):
         # fit() knows the real count (a resumed run's args.json may differ from the command line).
         self.epochs = (self.params or {}).get("epochs", self.epochs)
         self.bar.update(self.epoch_task, total=self.epochs)
-        self.bar.start()
+        if self.live:
+            self.bar.start()
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         total = self.params.get("steps") if self.params else None
+        if not self.live:
+            self.total = total
+            self.lines = ProgressLines(f"epoch {epoch + 1}/{self.epochs}: batch")
+            return
         if self.batch_task is None:
             self.batch_task = self.bar.add_task("batches", total=total, info="")
         self.bar.reset(self.batch_task, total=total)
@@ -38,6 +47,10 @@ class RichProgress(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         logs = logs or {}
         info = f"loss {logs.get('loss', float('nan')):.3f} MAE {logs.get('age_mae', float('nan')):.2f}"
+        if self.lines is not None:
+            if batch + 1 < (self.total or 0):  # the epoch's own line reports the end
+                self.lines(batch + 1, self.total, info)
+            return
         self.bar.update(self.batch_task, completed=batch + 1, info=info)
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
@@ -32,11 +33,51 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def live_display() -> bool:
+    """Whether stderr can redraw a bar in place (a terminal or a notebook), rather than only append lines."""
+    return err_console.is_terminal or err_console.is_jupyter
+
+
+class ProgressLines:
+    """Progress as appended lines, every ``step`` of the way, where a live bar cannot redraw.
+
+    In a Colab cell, under ``nohup`` or in a CI log a bar shows nothing until it
+    ends (training: minutes); a line per 10 % shows the run is alive.
+    """
+
+    def __init__(self, description: str, step: float = 0.1) -> None:
+        self.description, self.step = description, step
+        self.start = time.monotonic()
+        self.next_fraction = step
+
+    def __call__(self, done: int, total: int | None, extra: str = "") -> None:
+        if not total:
+            return
+        if done >= total or done / total + 1e-9 >= self.next_fraction:
+            while self.next_fraction <= done / total + 1e-9:
+                self.next_fraction += self.step
+            elapsed = time.monotonic() - self.start
+            eta = elapsed / done * (total - done) if done else float("nan")
+            line = f"{self.description} {done}/{total} ({done / total:.0%}), {_clock(elapsed)} elapsed"
+            if done < total:
+                line += f", about {_clock(eta)} left"
+            err_console.print(line + (f", {extra}" if extra else ""), highlight=False, markup=False,
+                              soft_wrap=True)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 @contextlib.contextmanager
 def progress_bar(description: str, quiet: bool = False) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar driven by a library ``progress(done, total)`` callback."""
+    """A rich progress bar driven by a library ``progress(done, total)`` callback (lines where it cannot redraw)."""
     if quiet:
         yield lambda done, total: None
+        return
+    if not live_display():
+        yield ProgressLines(description)
         return
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

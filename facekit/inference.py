@@ -34,7 +34,7 @@ def newest_model(kind: str, project: str | Path = "runs") -> Path:
     found = sorted(Path(project).glob(f"**/{name}"), key=lambda p: p.stat().st_mtime)
     if not found:
         raise FileNotFoundError(f"no {name} under {project}/; train one with `facekit train {KIND_TASKS[kind]}` "
-                                "or pass --model PATH")
+                                "or give the file's path")
     return found[-1]
 
 

@@ -225,7 +225,9 @@ def _workers_ignore_ctrl_c() -> Iterator[None]:
     A terminal's Ctrl-C reaches the whole process group; a worker still
     importing (before its initializer could ignore SIGINT) printed a
     KeyboardInterrupt traceback. An ignored signal stays ignored across the
-    spawn's exec, and the parent alone handles Ctrl-C and cleans up.
+    spawn's exec (a blocked one does not: spawn resets the mask), and the
+    parent alone handles Ctrl-C and cleans up. A Ctrl-C in the milliseconds
+    this takes is ignored too; the next one is not.
     """
     if threading.current_thread() is not threading.main_thread():
         yield

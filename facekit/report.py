@@ -18,8 +18,15 @@ from facekit.labels import AGE_BANDS, age_band
 CAPTION_H = 16
 
 
+LABELS = ("age", "gender", "race")
+
+
 def find_duplicates(kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Groups of files with identical pixels; ``conflict`` where their labels disagree."""
+    """Groups of files with identical pixels; ``differs`` names the labels they disagree on.
+
+    ``conflict`` is true only where age or gender differ, the labels the models
+    learn; a group differing in race alone is listed but not called a conflict.
+    """
     groups: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
     for row in kept:
         groups[row["sha"]].append(row)
@@ -27,10 +34,11 @@ def find_duplicates(kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for rows in groups.values():
         if len(rows) < 2:
             continue
-        labels = {(r["age"], r["gender"], r["race"]) for r in rows}
+        differs = [k for k in LABELS if len({r[k] for r in rows}) > 1]
         out.append({
             "files": [{"file": r["file"], "age": r["age"], "gender": r["gender"], "race": r["race"]} for r in rows],
-            "conflict": len(labels) > 1,
+            "differs": differs,
+            "conflict": bool({"age", "gender"} & set(differs)),
         })
     return out
 
@@ -66,7 +74,8 @@ def build_report(
             "dropped_no_face": len(dropped),
             "several_faces": sum(r["n_faces"] > 1 for r in kept),
             "duplicate_groups": len(dups),
-            "conflicting_duplicate_groups": sum(d["conflict"] for d in dups),
+            "conflicting_duplicate_groups": sum(d["conflict"] for d in dups),  # age or gender differ
+            "race_only_duplicate_groups": sum(d["differs"] == ["race"] for d in dups),
         },
         "rejections_by_reason": dict(collections.Counter(r["reason"] for r in rejected)),
         "rejected": rejected,
@@ -133,7 +142,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"files {c['files']}, labelled {c['labelled']}, cached {c['cached']} "
         f"(aligned {c['aligned']}, no face {c['no_face']}, dropped {c['dropped_no_face']})",
         f"rejected names {c['rejected_names']}, repaired names {c['repaired_names']}, unreadable {c['unreadable']}",
-        f"duplicate groups {c['duplicate_groups']} ({c['conflicting_duplicate_groups']} with conflicting labels)",
+        f"duplicate groups {c['duplicate_groups']} ({c['conflicting_duplicate_groups']} with a different age or "
+        f"gender, {c.get('race_only_duplicate_groups', 0)} differing in race only)",
     ]
     if report["rejections_by_reason"]:
         by_reason = report["rejections_by_reason"].items()
@@ -148,7 +158,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"  no face   {name}")
     for d in [d for d in report["duplicates"] if d["conflict"]][:5]:
         labels = "; ".join(f"{f['file']} ({f['age']}, {'F' if f['gender'] else 'M'})" for f in d["files"])
-        lines.append(f"  conflicting duplicate: {labels}")
+        differs = " and ".join(d.get("differs", [])) or "labels"
+        lines.append(f"  duplicate, {differs} differ: {labels}")
     shown = {"rejected": 10, "unreadable": 10, "no_face": 10}
     if any(len(report[k]) > n for k, n in shown.items()) or sum(d["conflict"] for d in report["duplicates"]) > 5:
         lines.append("  (more in the report JSON)")

@@ -31,6 +31,7 @@ from facekit.models import AgeGenderModels, build_finetune, build_scratch, expor
 from facekit.recipe import TrainConfig
 from facekit.runs import (
     LAST,
+    STATE,
     mark_stopped_early,
     new_run_dir,
     plot_curves,
@@ -165,12 +166,19 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
           resume: str | Path | None = None) -> TrainResult:
     """Train per ``cfg`` (or continue the run in ``resume``) and return where everything went."""
     notes: list[str] = []
+    restart_in: Path | None = None
     if resume:
         run_dir = Path(resume)
         if not (run_dir / "args.json").is_file():
             raise ValueError(f"{run_dir}: not a run folder (no args.json); --resume takes a folder such as "
                              "runs/scratch/exp")
         cfg = TrainConfig.load(run_dir / "args.json")
+        if not (run_dir / LAST).is_file():
+            # Interrupted before its first epoch ended: nothing to continue, so the run starts afresh in its folder.
+            notes.append(f"{run_dir}: no epoch had finished, so the run starts afresh there")
+            for stale in ("history.csv", "metrics.json", STATE, cfg.export_name):
+                (run_dir / stale).unlink(missing_ok=True)
+            restart_in, resume = run_dir, None
     cfg.validate()
     policy = set_precision(cfg.precision)
     data = read_cache(cfg.cache)
@@ -225,7 +233,7 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
     else:
         keras.utils.set_random_seed(cfg.run_seed)
         models = build_models(cfg)  # before the run folder: a bad weights file leaves no empty run behind
-        run_dir = new_run_dir(cfg.project, cfg.task, cfg.name)
+        run_dir = restart_in or new_run_dir(cfg.project, cfg.task, cfg.name)
         template = data.attrs.get("template")
         digest = None
         if isinstance(template, dict):  # predict frames faces with the template the crops were aligned to

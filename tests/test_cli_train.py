@@ -27,6 +27,11 @@ def test_train_and_check_through_the_cli(tiny_cache, tmp_path):
     chk = runner.invoke(app, ["check", out["model"], "--json", "--keras", "none"])
     assert chk.exit_code == 0, chk.output
     assert json.loads(chk.stdout)[0]["passed"] is True
+    # README's main command names no run: A is the newest Model A under --project.
+    alias = runner.invoke(app, ["check", "A", "--project", str(tmp_path), "--json", "--keras", "none"])
+    assert alias.exit_code == 0 and json.loads(alias.stdout)[0]["path"] == out["model"], alias.output
+    none = runner.invoke(app, ["check", "B", "--project", str(tmp_path), "--keras", "none"])
+    assert none.exit_code == 1 and "no age_gender_B.keras under" in none.output
 
 
 def test_train_rejects_options_of_the_other_task(tiny_cache):

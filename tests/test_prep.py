@@ -37,14 +37,15 @@ def test_prep_builds_cache_and_report(messy_folder: Path, tmp_path: Path):
     assert res.report["rejections_by_reason"] == {"missing-field": 1, "bad-extension": 1}
     assert any("30_0_0_20170116174525999" in u["reason"] for u in res.report["unreadable"])
     dup = [d for d in res.report["duplicates"] if len(d["files"]) == 3]
-    assert dup and dup[0]["conflict"]
+    assert dup and dup[0]["conflict"] and dup[0]["differs"] == ["age", "gender", "race"]
     assert json.loads(res.report_path.read_text())["counts"] == c
     assert res.samples_png.exists() and res.pairs_png.exists()
     from facekit.report import summary_lines
 
     text = "\n".join(summary_lines(res.report))
     assert "missing-field 1" in text and "no face   40_0_0_20170116174525998" in text
-    assert "conflicting duplicate" in text
+    assert "duplicate, age and gender and race differ" in text
+
 
     data = read_cache(out)
     assert data.images.shape == (15, 128, 128, 3) and data.images.dtype == np.uint8
@@ -114,3 +115,14 @@ def test_folder_without_labels(tmp_path: Path):
         prep(tmp_path, tmp_path / "c.h5", workers=1)
     with pytest.raises(FileNotFoundError):
         prep(tmp_path / "nope", tmp_path / "c.h5", workers=1)
+
+
+def test_duplicates_name_the_labels_that_differ():
+    from facekit.report import find_duplicates
+
+    def row(name, age, gender, race, sha):
+        return {"file": name, "age": age, "gender": gender, "race": race, "sha": sha}
+
+    groups = find_duplicates([row("a", 30, 0, 1, "x"), row("b", 30, 0, 2, "x"),  # race only: not a conflict
+                              row("c", 5, 1, 0, "y"), row("d", 6, 1, 0, "y"), row("e", 40, 0, 0, "z")])
+    assert [(g["differs"], g["conflict"]) for g in groups] == [(["race"], False), (["age"], True)]

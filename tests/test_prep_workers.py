@@ -68,15 +68,18 @@ def test_ctrl_c_twice_cleans_up_without_a_traceback(tmp_path: Path, gap: float):
     proc = subprocess.Popen([sys.executable, "-c", "from facekit_cli.main import main; main()", "prep", str(folder),
                              "-o", str(out), "-w", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not any((tmp_path / "out").glob(".*tmp*")) and time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"prep ended before it could be stopped: {proc.stderr.read().decode()[-2000:]}")
-        time.sleep(0.2)
+    # Wait for the first progress line (10 %): the workers are running, so this is the cleanup path. (While the
+    # workers are being started, SIGINT is ignored for a few milliseconds so that they are born ignoring it.)
+    seen = b""
+    while b"prep faces" not in seen:
+        line = proc.stderr.readline()
+        if not line:
+            pytest.fail(f"prep ended before it could be stopped: {seen.decode()[-2000:]}")
+        seen += line
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole process group, workers included
     time.sleep(gap)
     os.killpg(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=60) == 130
-    err = proc.stderr.read().decode()
+    err = (seen + proc.stderr.read()).decode()
     assert "Traceback" not in err and "interrupted; no cache was written" in err, err[-3000:]
     assert list((tmp_path / "out").iterdir()) == []

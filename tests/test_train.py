@@ -210,15 +210,20 @@ def test_resume_during_the_frozen_phase_unfreezes_later(tiny_cache, tmp_path):
     assert any(changed)
 
 
-def test_resume_refuses_what_it_cannot_continue(tiny_cache, tmp_path):
+def test_resume_restarts_or_refuses_what_it_cannot_continue(tiny_cache, tmp_path):
     class CtrlC(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
             raise KeyboardInterrupt
 
     with pytest.raises(TrainingInterrupted) as info:
         train(quick_config("scratch", tiny_cache, tmp_path, name="nothing"), callbacks=[CtrlC()])
-    with pytest.raises(ValueError, match="no last.keras, so no epoch finished"):
-        train(TrainConfig(), resume=info.value.run_dir)
+    # README's main command must work on a second try: a run that saved nothing starts afresh in its folder.
+    again = train(TrainConfig(), resume=info.value.run_dir)
+    assert again.run_dir == info.value.run_dir and any("starts afresh" in n for n in again.notes)
+    assert again.model_path.exists() and again.metrics["epochs_run"] == 2
+    assert len(read_history(again.run_dir / "history.csv")) == 2
+    with pytest.raises(ValueError, match="not a run folder"):
+        train(TrainConfig(), resume=tmp_path)
 
     early = train(quick_config("scratch", tiny_cache, tmp_path, epochs=6, patience=1, name="early"))
     if early.metrics["epochs_run"] < 6:  # stopped early: extending the run would undo that decision
