@@ -19,6 +19,22 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
+
+def _version(value: bool) -> None:
+    if value:
+        from facekit import __version__
+
+        console.print(f"facekit {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print facekit's version and exit.")] = False,
+) -> None:
+    """Age and gender models from UTKFace-style face images: prep, train, check, predict, evaluate."""
+
 ModelDirOpt = Annotated[
     Path | None,
     typer.Option("--model-dir", help="Directory with local model files (mediapipe/, keras/); "
@@ -379,6 +395,33 @@ def backbones(json_out: JsonOpt = False) -> None:
         flag = " (default)" if r["default"] else ""
         console.print(f"{r['name']:18s} keras.applications.{r['builder']}{flag}; ImageNet weights: {local}"
                       + (f"; {r['note']}" if r["note"] else ""), highlight=False)
+
+
+@app.command()
+def doctor(
+    model_dir: ModelDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """What this machine has and what facekit needs: versions, backend, GPU, model files, OpenCV packages,
+    the Keras versions the hand-in check can use; each problem with its fix. Exit 1 if facekit cannot work."""
+    from rich.table import Table
+
+    from facekit.doctor import diagnose
+
+    with err_console.status("examining this machine", spinner="dots"):
+        report = diagnose(model_dir)
+    if json_out:
+        print_json({**report, "findings": [f.to_json() for f in report["findings"]]})
+    else:
+        table = Table(title=f"facekit {report['facekit']} on {report['platform']}")
+        for col in ("", "status", "detail", "fix"):
+            table.add_column(col, overflow="fold")
+        colour = {"ok": "green", "info": "cyan", "warn": "yellow", "fail": "bold red"}
+        for f in report["findings"]:
+            table.add_row(f.item, f"[{colour[f.status]}]{f.status}[/]", f.detail, f.fix)
+        console.print(table)
+    if not report["ok"]:
+        raise typer.Exit(1)
 
 
 def _load_models(specs: list[str], project: str):
