@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from facekit.contract import CHECK_KERAS
+from facekit.choices import AUGMENT_STRENGTHS, BACKENDS, MIXES, PRECISIONS, SPLITS
+from facekit.contract import CHECK_KERAS, OUTPUT_ORDERS
 from facekit_cli.native_log import filter_native_stderr
 from facekit_cli.ui import console, err_console, fail, interrupt_once, print_json, progress_bar, reason
 
@@ -31,9 +32,27 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print facekit's version and exit.")] = False,
+                                          metavar="", help="Print facekit's version and exit.")] = False,
 ) -> None:
     """Age and gender models from UTKFace-style face images: prep, train, check, predict, evaluate."""
+
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A choice option from the library's own list: help shows the values, anything else is refused (exit 2)."""
+    return Enum(name, [(v, v) for v in values], type=str)  # type: ignore[return-value]
+
+
+Augment = _choices("Augment", AUGMENT_STRENGTHS)
+Mix = _choices("Mix", MIXES)
+Precision = _choices("Precision", PRECISIONS)
+OutputOrder = _choices("OutputOrder", OUTPUT_ORDERS)
+Split = _choices("Split", SPLITS)
+Backend = _choices("Backend", BACKENDS)
+FINETUNE_ONLY = "Model B only (train finetune)"
+
+
+def _value(choice: Enum | None) -> str | None:
+    return None if choice is None else choice.value
+
 
 ModelDirOpt = Annotated[
     Path | None,
@@ -42,7 +61,7 @@ ModelDirOpt = Annotated[
 ]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", "-w", min=1,
                                                 help="Worker processes (default: all cores).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of text.")]
+JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print machine-readable JSON instead of text.")]
 KerasOpt = Annotated[str | None, typer.Option(
     "--keras", help="Keras versions to load the file with too, each in an isolated environment created with "
     "pip on first use (in ~/.cache/facekit/keras-envs, or $FACEKIT_KERAS_ENVS); 'none': this environment's "
@@ -81,12 +100,13 @@ def _print_check(report) -> None:
 def prep(
     folder: Annotated[Path, typer.Argument(help="Folder of UTKFace-style images (labels in the file names).")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Cache file (default: cache/<folder>.h5).")] = None,
-    align: Annotated[bool, typer.Option("--align/--no-align", help="Detect and align faces (--no-align: "
+    align: Annotated[bool, typer.Option("--align/--no-align", metavar="", help="Detect and align faces (--no-align: "
                                         "keep images as they are, resized to 128 x 128).")] = True,
-    drop_unaligned: Annotated[bool, typer.Option(help="Leave out images where no face was found.")] = False,
+    drop_unaligned: Annotated[bool, typer.Option(metavar="", help="Leave out images where no face was found.")] = False,
     min_confidence: Annotated[float, typer.Option(min=0.0, max=1.0, help="Minimum face detection confidence.")]
     = 0.5,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Rebuild even if an up-to-date cache exists.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", metavar="",
+                                        help="Rebuild even if an up-to-date cache exists.")] = False,
     template: Annotated[Path | None, typer.Option(help="Alignment template JSON from `facekit template` "
                                                   "(default: the one facekit ships).")] = None,
     workers: WorkersOpt = None,
@@ -181,41 +201,47 @@ def train(
     batch_size: Annotated[int | None, typer.Option(min=1, help="Batch size (default 64).")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (default 1e-3 scratch, 5e-4 finetune).")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (default 1e-4).")] = None,
-    augment: Annotated[str | None, typer.Option(help="Augmentation: none, light, default, strong.")] = None,
+    augment: Annotated[Augment | None, typer.Option(help="Augmentation strength (default: default).")] = None,
     val_split: Annotated[float | None, typer.Option(help="Validation fraction of the template split (0.2).")] = None,
     seed: Annotated[int | None, typer.Option(help="Split and training seed (0: the course template's split).")]
     = None,
     init_seed: Annotated[int | None, typer.Option(help="Seed for weights, shuffling and augmentation only "
                                                   "(default: --seed), to repeat runs on one split.")] = None,
-    full: Annotated[bool, typer.Option("--full", help="Train on all images for exactly --epochs "
+    full: Annotated[bool, typer.Option("--full", metavar="", help="Train on all images for exactly --epochs "
                                        "(take the epoch count from a validation run's metrics.json).")] = False,
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs (0: off).")] = None,
-    ema: Annotated[bool | None, typer.Option("--ema/--no-ema", help="Exponential moving average of weights.")]
+    ema: Annotated[bool | None, typer.Option("--ema/--no-ema", metavar="",
+                                             help="Exponential moving average of weights.")]
     = None,
     ema_momentum: Annotated[float | None, typer.Option(help="EMA momentum per step (default: a half-life of "
                                                        "one epoch).")] = None,
-    mix: Annotated[str | None, typer.Option(help="Batch mixing: none, mixup or cutmix.")] = None,
+    mix: Annotated[Mix | None, typer.Option(help="Batch mixing (default: none).")] = None,
     mix_alpha: Annotated[float | None, typer.Option(help="Beta(a, a) for --mix (default 0.2 mixup, "
                                                     "1.0 cutmix).")] = None,
     mean_variance: Annotated[bool | None, typer.Option("--mean-variance/--no-mean-variance",
-                                                       help="Add the mean-variance age loss.")] = None,
+                                                       metavar="", help="Add the mean-variance age loss.")] = None,
     sigma: Annotated[float | None, typer.Option(help="Width in years of the Gaussian age target (default 2).")]
     = None,
     teacher: Annotated[Path | None, typer.Option(help="Distil from this trained model (e.g. Model B into A); "
                                                  "it must come from the same split.")] = None,
     distill_weight: Annotated[float | None, typer.Option(help="Share of the teacher in the targets "
                                                          "(default 0.5).")] = None,
-    tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Build flip averaging into the exported "
-                                             "model (default on; built-in layers; twice the inference cost).")] = None,
-    backbone: Annotated[str | None, typer.Option(help="finetune: backbone name (see `facekit backbones`).")]
+    tta: Annotated[bool | None, typer.Option("--tta/--no-tta", metavar="",
+                                             help="Test-time flip averaging, built into the "
+                                             "exported file (default on; built-in layers; twice the inference "
+                                             "cost).")] = None,
+    backbone: Annotated[str | None, typer.Option(help="Backbone name (see `facekit backbones`).",
+                                                 rich_help_panel=FINETUNE_ONLY)] = None,
+    weights: Annotated[str | None, typer.Option(help="imagenet, none or a weights file.",
+                                                rich_help_panel=FINETUNE_ONLY)] = None,
+    internal_size: Annotated[int | None, typer.Option(help="Resolution inside the model (default 160; the input "
+                                                      "stays 128).", rich_help_panel=FINETUNE_ONLY)] = None,
+    freeze_epochs: Annotated[int | None, typer.Option(help="Epochs with the backbone frozen first.",
+                                                      rich_help_panel=FINETUNE_ONLY)] = None,
+    output_order: Annotated[OutputOrder | None, typer.Option(help="Order of the two outputs (default age,gender).")]
     = None,
-    weights: Annotated[str | None, typer.Option(help="finetune: imagenet, none or a weights file.")] = None,
-    internal_size: Annotated[int | None, typer.Option(help="finetune: resolution inside the model "
-                                                      "(default 160; the input stays 128).")] = None,
-    freeze_epochs: Annotated[int | None, typer.Option(help="finetune: epochs with the backbone frozen first.")]
+    precision: Annotated[Precision | None, typer.Option(help="auto: mixed_float16 on a GPU, float32 on a CPU.")]
     = None,
-    output_order: Annotated[str | None, typer.Option(help="age,gender or gender,age.")] = None,
-    precision: Annotated[str | None, typer.Option(help="auto (mixed on GPU), mixed or float32.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Data loader threads (default 4).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Use a random subset of N cached images.")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="Cap batches per epoch (quick trials).")] = None,
@@ -223,7 +249,8 @@ def train(
     name: Annotated[str | None, typer.Option(help="Run name (default exp, exp2, ...).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder (its args.json wins).")]
     = None,
-    check_after: Annotated[bool, typer.Option("--check/--no-check", help="Run `facekit check` on the hand-in "
+    check_after: Annotated[bool, typer.Option("--check/--no-check", metavar="",
+                                              help="Run `facekit check` on the hand-in "
                                               "file at the end (recorded in metrics.json).")] = True,
     check_keras: Annotated[str | None, typer.Option(help="Keras versions that check loads the file with "
                                                     f"(default {','.join(CHECK_KERAS)}; 'none': this Keras "
@@ -246,11 +273,12 @@ def train(
     try:
         cfg = TrainConfig.for_task(
             task.value, cache=str(cache), epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-            augment=augment, val_split=val_split, seed=seed, init_seed=init_seed, full=full or None,
-            patience=patience, ema=ema, ema_momentum=ema_momentum, mix=mix, mix_alpha=mix_alpha,
+            augment=_value(augment), val_split=val_split, seed=seed, init_seed=init_seed, full=full or None,
+            patience=patience, ema=ema, ema_momentum=ema_momentum, mix=_value(mix), mix_alpha=mix_alpha,
             mean_variance=mean_variance, sigma=sigma,
             tta=tta, teacher=str(teacher) if teacher else None, distill_weight=distill_weight,
-            output_order=output_order, precision=precision, workers=workers, limit=limit, steps_per_epoch=steps,
+            output_order=_value(output_order), precision=_value(precision), workers=workers, limit=limit,
+            steps_per_epoch=steps,
             project=project, name=name, model_dir=str(model_dir) if model_dir else None,
             check_keras=_keras_versions(check_keras) if check_keras is not None else None, **finetune_only,
         )
@@ -304,8 +332,8 @@ def check(
     samples: Annotated[int, typer.Option(min=1, help="How many images of --data to use.")] = 32,
     kind: Annotated[Kind | None, typer.Option(help="A or B (default: from the file name); "
                                               "A adds the feature-map rule.")] = None,
-    backend: Annotated[str | None, typer.Option(help="Keras backend to load with (tensorflow, jax, torch; "
-                                                "default: KERAS_BACKEND or tensorflow).")] = None,
+    backend: Annotated[Backend | None, typer.Option(help="Keras backend to load with (default: KERAS_BACKEND or "
+                                                    "tensorflow).")] = None,
     keras_versions: KerasOpt = None,
     project: Annotated[str, typer.Option(help="Runs folder searched for A / B.")] = "runs",
     json_out: JsonOpt = False,
@@ -330,7 +358,7 @@ def check(
     for path in paths:
         try:
             with err_console.status(f"checking {path}", spinner="dots") as spin:
-                reports.append(check_model(path, kind.value if kind else None, images, backend=backend,
+                reports.append(check_model(path, kind.value if kind else None, images, backend=_value(backend),
                                            keras_versions=versions,
                                            status=lambda msg: spin.update(f"check: {msg}")))
         except FileNotFoundError as exc:
@@ -350,7 +378,8 @@ def merge(
                                                  "different --init-seed).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The merged file (a .keras name, e.g. "
                                       "age_gender_B.keras).")],
-    output_order: Annotated[str | None, typer.Option(help="age,gender (default) or gender,age.")] = None,
+    output_order: Annotated[OutputOrder | None, typer.Option(help="Order of the two outputs (default "
+                                                             "age,gender).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Join several trained models into one hand-in file that averages them (built-in layers only)."""
@@ -365,7 +394,7 @@ def merge(
         fail("members of Model A and Model B cannot be merged: Model A must stay a network trained from scratch")
     try:
         with err_console.status(f"merging {len(models)} models", spinner="dots"):
-            model = merge_files(models, output_order or DEFAULT_OUTPUT_ORDER)
+            model = merge_files(models, _value(output_order) or DEFAULT_OUTPUT_ORDER)
             save_hand_in(model, out)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
@@ -438,8 +467,9 @@ def predict(
     = None,
     annotate: Annotated[Path | None, typer.Option(help="Write annotated copies of the images into this folder.")]
     = None,
-    tta: Annotated[bool, typer.Option("--tta", help="Average each face with its mirror image "
-                                         "(models trained with the default --tta do it inside already).")] = False,
+    tta: Annotated[bool, typer.Option("--tta", metavar="",
+                                      help="Test-time flip averaging at run time (a model trained with "
+                                         "the default --tta has it built in: not applied twice).")] = False,
     max_faces: Annotated[int, typer.Option(min=1, help="Most faces to find per image.")] = 20,
     project: Annotated[str, typer.Option(help="Runs folder searched for A / B.")] = "runs",
     model_dir: ModelDirOpt = None,
@@ -509,12 +539,13 @@ def predict(
 def evaluate(
     models: Annotated[list[str], typer.Argument(help="A, B or .keras paths.")],
     data: Annotated[Path, typer.Option(help="Labelled folder (UTKFace names).")],
-    tta: Annotated[bool, typer.Option("--tta", help="Also report horizontal-flip averaging.")] = False,
+    tta: Annotated[bool, typer.Option("--tta", metavar="",
+                                      help="Also report test-time flip averaging at run time.")] = False,
     plots: Annotated[Path | None, typer.Option(help="Write scatter, MAE-by-band and worst-case sheets here.")]
     = None,
     worst: Annotated[int, typer.Option(help="How many worst predictions to list.")] = 10,
-    split: Annotated[str, typer.Option(help="all, or the template split's val / train part (as `facekit train` "
-                                       "splits the same folder): score held-out images.")] = "all",
+    split: Annotated[Split, typer.Option(help="all, or the val / train part of the models' run (its "
+                                         "split.json): score held-out images.")] = Split("all"),
     val_split: Annotated[float, typer.Option(help="Validation fraction for --split.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Split seed for --split.")] = 0,
     run: Annotated[Path | None, typer.Option(help="With --split: the run folder whose recorded split to use "
@@ -533,14 +564,14 @@ def evaluate(
 
     try:
         loaded = _load_models(models, project)
-        names, split_info = held_out_names([lm.path for lm in loaded], split, run)
+        names, split_info = held_out_names([lm.path for lm in loaded], split.value, run)
         with progress_bar(f"read {data.name}", quiet=json_out) as bar:
-            labelled = load_labelled(data, progress=bar, split=split, val_split=val_split, seed=seed, names=names)
+            labelled = load_labelled(data, progress=bar, split=split.value, val_split=val_split, seed=seed, names=names)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     report, preds = run_evaluate(loaded, labelled, tta=tta, worst=worst)
     if split_info:
-        report["split"] = {"part": split, **split_info}
+        report["split"] = {"part": split.value, **split_info}
         if "warning" in split_info:
             report["warnings"].append(split_info["warning"])
         if split_info.get("val_twins_in_train"):

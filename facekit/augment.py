@@ -10,7 +10,7 @@ from __future__ import annotations
 import albumentations as A
 import cv2
 
-STRENGTHS = ("none", "light", "default", "strong")
+from facekit.choices import AUGMENT_STRENGTHS as STRENGTHS
 
 
 def build_augment(strength: str = "default") -> A.Compose | None:

@@ -15,9 +15,9 @@ import albumentations as A
 import keras
 import numpy as np
 
+from facekit.choices import MIXES
 from facekit.contract import N_AGES, rgb_to_input
 
-MIXES = ("none", "mixup", "cutmix")
 DEFAULT_MIX_ALPHA = {"mixup": 0.2, "cutmix": 1.0}
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from facekit.choices import PRECISIONS
+
 
 def gpu_name() -> str | None:
     """A name for the first GPU of the active backend, or None on CPU."""
@@ -34,8 +36,8 @@ def describe() -> dict[str, str | None]:
 
 def set_precision(mode: str) -> str:
     """``auto`` (mixed_float16 on a GPU, float32 on CPU), ``mixed`` or ``float32``; returns the policy set."""
-    if mode not in ("auto", "mixed", "float32"):
-        raise ValueError(f"precision must be auto, mixed or float32, got {mode!r}")
+    if mode not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {mode!r}")
     gpu = gpu_name()
     if mode == "mixed" and not gpu:
         raise ValueError("--precision mixed needs a GPU: on a CPU float16 is emulated (one step of a tiny Model A "

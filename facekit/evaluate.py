@@ -14,6 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from facekit.choices import SPLITS
 from facekit.contract import INPUT_SIZE, MAX_AGE, bgr_to_input, read_bgr
 from facekit.imageio import damage, list_files
 from facekit.inference import LoadedModel, flip_average, run
@@ -42,8 +43,8 @@ def load_labelled(folder: str | Path, size: int = INPUT_SIZE, progress: Callable
     reliable way to score held-out images); without it, ``split`` re-splits
     the folder by the template and keeps its ``train`` or ``val`` part.
     """
-    if split not in ("all", "train", "val"):
-        raise ValueError(f"split must be all, train or val, got {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     files = list_files(folder)
     if names is not None:
         wanted = set(names)

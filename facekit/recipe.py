@@ -79,9 +79,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Fail on a bad option before any data is read or model built."""
-        from facekit.augment import STRENGTHS
         from facekit.backbones import get_backbone
-        from facekit.dataset import MIXES
+        from facekit.choices import AUGMENT_STRENGTHS as STRENGTHS
+        from facekit.choices import MIXES, PRECISIONS
 
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
@@ -96,8 +96,8 @@ class TrainConfig:
         if self.augment not in STRENGTHS:
             raise ValueError(f"augment must be one of {', '.join(STRENGTHS)}, got {self.augment!r}")
         check_output_order(self.output_order)
-        if self.precision not in ("auto", "mixed", "float32"):
-            raise ValueError(f"precision must be auto, mixed or float32, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch size must be at least 1")
         if not 0.0 <= self.val_split < 1.0:

@@ -45,7 +45,7 @@ def test_train_bad_inputs(tmp_path):
     res = runner.invoke(app, ["train", "finetune", "--cache", str(tmp_path / "none.h5"), "--backbone", "vgg99"])
     assert res.exit_code == 1 and "unknown backbone" in res.stderr
     res = runner.invoke(app, ["train", "scratch", "--mix", "blend"])
-    assert res.exit_code == 1 and "mix must be one of none, mixup, cutmix" in res.stderr
+    assert res.exit_code == 2 and "Invalid value for '--mix'" in res.output and "'blend' is not one of" in res.output
     res = runner.invoke(app, ["train", "scratch", "--teacher", str(tmp_path / "b.keras")])
     assert res.exit_code == 1 and "teacher model not found" in res.stderr
 
@@ -66,3 +66,23 @@ def test_backbones_lists_registry():
     assert res.exit_code == 0
     rows = json.loads(res.stdout)
     assert {r["name"] for r in rows} >= {"mobilenet_075", "convnext_tiny"} and sum(r["default"] for r in rows) == 1
+
+
+def test_help_lists_choices_groups_model_b_options_and_hides_bool_metavars():
+    import re
+
+    from facekit.choices import AUGMENT_STRENGTHS, MIXES
+
+    res = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "160"})
+    text = res.output
+    assert res.exit_code == 0
+    assert f"<{'|'.join(AUGMENT_STRENGTHS)}>" in text and f"<{'|'.join(MIXES)}>" in text
+    assert "<auto|mixed|float32>" in text and "<age,gender|gender,age>" in text
+    assert "Model B only (train finetune)" in text
+    panel = text.split("Model B only (train finetune)")[1]
+    assert all(opt in panel for opt in ("--backbone", "--weights", "--internal-size", "--freeze-epochs"))
+    assert "<bool>" not in re.sub(r"--(install|show)-completion.*|--help.*", "", text)
+    ev = runner.invoke(app, ["evaluate", "--help"], env={"COLUMNS": "160"}).output
+    assert "<all|train|val>" in ev
+    chk = runner.invoke(app, ["check", "--help"], env={"COLUMNS": "160"}).output
+    assert "<tensorflow|jax|torch>" in chk

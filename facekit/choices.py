@@ -1,0 +1,14 @@
+"""The values of each choice option (augment, mix, precision, split, backend), in one light module.
+
+The library modules that implement the choices import them from here, and the
+CLI lists them in its help and refuses anything else, without importing
+TensorFlow or albumentations to do so.
+"""
+
+from __future__ import annotations
+
+AUGMENT_STRENGTHS = ("none", "light", "default", "strong")
+MIXES = ("none", "mixup", "cutmix")
+PRECISIONS = ("auto", "mixed", "float32")  # auto: mixed_float16 on a GPU, float32 on a CPU
+SPLITS = ("all", "train", "val")
+BACKENDS = ("tensorflow", "jax", "torch")
