@@ -154,18 +154,27 @@ def write_summary(model: Any, run_dir: Path) -> Path:
 
 
 def plot_model(model: Any, run_dir: Path) -> str:
-    """model.png via keras.utils.plot_model, or the reason it could not be drawn."""
+    """model.png via keras.utils.plot_model, or the one reason it could not be drawn and how to fix it."""
+    import shutil
+
     import keras
 
     dest = run_dir / "model.png"
+    try:
+        import pydot  # noqa: F401
+    except ImportError:
+        return ("model.png not drawn: plot_model needs pydot and Graphviz: pip install 'facekit[plot]', "
+                "and Graphviz from your system's packages (apt install graphviz, brew install graphviz)")
+    if shutil.which("dot") is None:
+        return ("model.png not drawn: Graphviz's `dot` program is not installed "
+                "(apt install graphviz, brew install graphviz, conda install graphviz)")
     try:
         with atomic_path(dest) as tmp:
             keras.utils.plot_model(model, to_file=str(tmp), show_shapes=True, show_layer_names=True)
             if tmp.stat().st_size == 0:
                 raise OSError("plot_model wrote nothing")
     except (ImportError, OSError, RuntimeError) as exc:
-        return ("model.png not drawn: plot_model needs pydot and graphviz "
-                f"(pip install pydot; apt install graphviz) ({exc})")
+        return f"model.png not drawn: {' '.join(str(exc).split())}"
     return str(dest)
 
 

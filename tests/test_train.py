@@ -251,3 +251,29 @@ def test_checkpoint_state_names_the_epoch_a_kill_left(tmp_path):
     (tmp_path / "last.keras").write_bytes(b"edited")
     with pytest.raises(ValueError, match="not the checkpoint state.json describes"):
         resume_point(tmp_path)
+
+
+def test_plot_model_draws_or_says_once_how_to_fix(tmp_path, monkeypatch):
+    import builtins
+    import shutil
+
+    from facekit.runs import plot_model
+
+    model = build_models(quick_config("scratch", Path("unused.h5"), tmp_path)).export
+    if shutil.which("dot"):
+        pytest.importorskip("pydot")
+        assert plot_model(model, tmp_path) == str(tmp_path / "model.png")
+        assert (tmp_path / "model.png").stat().st_size > 0
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    note = plot_model(model, tmp_path / "no_dot")
+    assert "Graphviz's `dot` program is not installed" in note and note.count("graphviz") == 3
+    real_import = builtins.__import__
+
+    def no_pydot(name, *args, **kwargs):
+        if name == "pydot":
+            raise ImportError("No module named 'pydot'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pydot)
+    note = plot_model(model, tmp_path / "no_pydot")
+    assert "pip install 'facekit[plot]'" in note and note.count("pydot") == 1  # said once, not Keras's words too
