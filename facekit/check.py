@@ -194,9 +194,13 @@ def evaluate_probe(probe: dict[str, Any], path: str, kind: str | None, labels: l
         gender = [row[0] for row in preds[roles.index("gender")]]
         finite = all(math.isfinite(v) for v in age + gender)
         sane = finite and all(-1 <= a <= 120 for a in age) and all(0 <= g <= 1 for g in gender)
-        add(Check("sane outputs on real images", sane,
-                  f"{len(age)} images read as cv2.imread / 255: age {min(age):.1f}..{max(age):.1f} years, "
-                  f"gender {min(gender):.2f}..{max(gender):.2f}"))
+        detail = (f"{len(age)} images read as cv2.imread / 255: age {min(age):.1f}..{max(age):.1f} years, "
+                  f"gender {min(gender):.2f}..{max(gender):.2f}")
+        if sane and not answers_vary(age, gender):
+            sane = False
+            detail += (": the same answer for every face (an untrained or collapsed model, or one that ignores "
+                       "its input) would score like guessing")
+        add(Check("sane outputs on real images", sane, detail))
         known = [(lab, a, g) for lab, a, g in zip(labels, age, gender) if lab is not None]
         if known:
             mae = sum(abs(lab.age - a) for lab, a, _ in known) / len(known)
@@ -205,6 +209,17 @@ def evaluate_probe(probe: dict[str, Any], path: str, kind: str | None, labels: l
                       f"MAE {mae:.2f} years, gender accuracy {acc:.1%} on {len(known)} labelled images "
                       "(a quick look, not a benchmark)"))
     return rep
+
+
+# A trained model's ages span decades over a few dozen faces; these are far below that.
+MIN_AGE_SPREAD, MIN_P_FEMALE_SPREAD, MIN_FACES_FOR_SPREAD = 0.5, 0.02, 4
+
+
+def answers_vary(age: list[float], p_female: list[float]) -> bool:
+    """False for a model that gives (nearly) the same age and gender to every face; too few faces: no verdict."""
+    if len(age) < MIN_FACES_FOR_SPREAD:
+        return True
+    return max(age) - min(age) >= MIN_AGE_SPREAD or max(p_female) - min(p_female) >= MIN_P_FEMALE_SPREAD
 
 
 def version_check(spec: str, probe: dict[str, Any], base: dict[str, Any], roles: list[str] | None,

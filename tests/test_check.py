@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 from keras import layers
 
@@ -93,3 +94,22 @@ def test_a_file_that_is_not_a_keras_file(tmp_path, content):
     path.write_bytes(content)
     rep = check_model(path)
     assert failing(rep) == {"is a Keras 3 .keras file": f"{path}: not a Keras 3 .keras file (File is not a zip file)"}
+
+
+def test_a_model_that_answers_the_same_for_everyone_fails(tmp_path):
+    inp = keras.Input((128, 128, 3))
+    x = layers.GlobalAveragePooling2D()(_conv(inp))
+    constant = keras.Model(inp, [
+        layers.Dense(1, name="age", kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(57.9))(x),
+        layers.Dense(1, activation="sigmoid", name="gender", kernel_initializer="zeros")(x)])
+    chips = sorted(TRAIN_VAL.iterdir())[:32:4]
+    rep = check_model(_save(constant, tmp_path / "const_A.keras"), images=chips, keras_versions=())
+    assert not rep.passed and "the same answer for every face" in failing(rep)["sane outputs on real images"]
+    assert "age 57.9..57.9" in failing(rep)["sane outputs on real images"]
+    varied = keras.Model(inp, [layers.Dense(1, name="age", bias_initializer=keras.initializers.Constant(30.0))(x),
+                               layers.Dense(1, activation="sigmoid", name="gender")(x)])
+    varied.get_layer("age").set_weights([np.full((4, 1), 10.0, "float32"), np.array([30.0], "float32")])
+    rep = check_model(_save(varied, tmp_path / "varied_A.keras"), images=chips, keras_versions=())
+    assert "sane outputs on real images" not in failing(rep), failing(rep)
+    few = check_model(tmp_path / "const_A.keras", images=chips[:3], keras_versions=())  # too few faces to judge
+    assert "sane outputs on real images" not in failing(few)
