@@ -60,7 +60,7 @@ ModelDirOpt = Annotated[
                  "default: $FACEKIT_MODEL_DIR, else download into ~/.cache/facekit/models."),
 ]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", "-w", min=1,
-                                                help="Worker processes (default: all cores).")]
+                                                help="Parallel workers: processes (default: all cores).")]
 JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print machine-readable JSON instead of text.")]
 KerasOpt = Annotated[str | None, typer.Option(
     "--keras", help="Keras versions to load the file with too, each in an isolated environment created with "
@@ -242,7 +242,8 @@ def train(
     = None,
     precision: Annotated[Precision | None, typer.Option(help="auto: mixed_float16 on a GPU, float32 on a CPU.")]
     = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Data loader threads (default 4).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Parallel workers: threads that load and augment "
+                                                "batches (default 4).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Use a random subset of N cached images.")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="Cap batches per epoch (quick trials).")] = None,
     project: Annotated[str | None, typer.Option(help="Folder of runs (default runs).")] = None,
