@@ -41,7 +41,7 @@ from facekit.runs import (
     save_checkpoint,
     write_summary,
 )
-from facekit.split import RunSplit, count_twins, template_split, write_run_split
+from facekit.split import RunSplit, count_twins, read_run_split, template_split, write_run_split
 from facekit.template import RUN_TEMPLATE, read_template
 
 
@@ -209,6 +209,11 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
     monitor = None if cfg.full else cfg.monitor
     initial_epoch, best, best_epoch, earlier_seconds = 0, math.inf, None, 0.0
     if resume:
+        recorded = read_run_split(run_dir)
+        if recorded is not None and (recorded.train != split.train or recorded.val != split.val):
+            raise ValueError(f"{run_dir}: {cfg.cache} no longer splits into the images this run started with "
+                             "(the cache was rebuilt from other files?); resuming would validate on other images. "
+                             "Start a new run instead")
         point = resume_point(run_dir)
         initial_epoch = point.epochs_done
         if point.stopped_early:

@@ -224,6 +224,12 @@ def test_resume_restarts_or_refuses_what_it_cannot_continue(tiny_cache, tmp_path
     assert len(read_history(again.run_dir / "history.csv")) == 2
     with pytest.raises(ValueError, match="not a run folder"):
         train(TrainConfig(), resume=tmp_path)
+    split = json.loads((again.run_dir / "split.json").read_text())
+    (again.run_dir / "split.json").write_text(json.dumps({**split, "val": split["val"][1:]}))
+    args = json.loads((again.run_dir / "args.json").read_text())
+    (again.run_dir / "args.json").write_text(json.dumps({**args, "epochs": 3}))
+    with pytest.raises(ValueError, match="no longer splits into the images this run started with"):
+        train(TrainConfig(), resume=again.run_dir)
 
     early = train(quick_config("scratch", tiny_cache, tmp_path, epochs=6, patience=1, name="early"))
     if early.metrics["epochs_run"] < 6:  # stopped early: extending the run would undo that decision
