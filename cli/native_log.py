@@ -19,8 +19,9 @@ import faulthandler
 import io
 import os
 import re
+import signal
 import sys
-import threading
+import time
 
 NOISE = re.compile(
     r"^(?:"
@@ -39,8 +40,14 @@ def is_noise(line: str) -> bool:
 
 
 def filter_native_stderr() -> None:
-    """Install the filter once for this process (a no-op where it cannot or should not be)."""
-    if os.environ.get("FACEKIT_NATIVE_LOGS") == "1" or getattr(filter_native_stderr, "installed", False):
+    """Install the filter once for this process (a no-op where it cannot or should not be).
+
+    The reader is a forked process, not a thread: if native code crashes this
+    process, the reader still passes on everything written before the crash
+    (an abort message, a fatal log line) and then ends.
+    """
+    if (os.environ.get("FACEKIT_NATIVE_LOGS") == "1" or os.name != "posix"
+            or getattr(filter_native_stderr, "installed", False)):
         return
     try:
         sys.stderr.flush()
@@ -48,25 +55,36 @@ def filter_native_stderr() -> None:
         read_end, write_end = os.pipe()
     except (OSError, ValueError, AttributeError):  # no descriptor 2 (some embedded interpreters)
         return
+    reader = os.fork()
+    if reader == 0:  # the reader: only the pipe in, the real stderr out
+        os.close(write_end)
+        try:
+            _pump(read_end, real)
+        finally:
+            os._exit(0)
+    os.close(read_end)
     os.dup2(write_end, 2)
     os.close(write_end)
     encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
     sys.stderr = io.TextIOWrapper(io.FileIO(real, "w", closefd=False), encoding=encoding,
                                   errors="backslashreplace", line_buffering=True)
-    faulthandler.enable(file=sys.stderr)  # a crash report must not depend on the reader thread
-
-    def pump() -> None:
-        with io.FileIO(read_end, "r") as raw:
-            for line in io.BufferedReader(raw):
-                if not is_noise(line.decode("utf-8", "replace")):
-                    os.write(real, line)
-
-    thread = threading.Thread(target=pump, name="facekit-native-log", daemon=True)
-    thread.start()
+    faulthandler.enable(file=sys.stderr)  # a Python-level crash report goes straight to the terminal
 
     def restore() -> None:
-        os.dup2(real, 2)  # closes this process's write end; the reader drains what is left and ends
-        thread.join(timeout=2)
+        os.dup2(real, 2)  # closes this process's write end: the reader drains what is left and ends
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            if os.waitpid(reader, os.WNOHANG)[0]:
+                return
+            time.sleep(0.01)
 
     atexit.register(restore)
     filter_native_stderr.installed = True  # type: ignore[attr-defined]
+
+
+def _pump(read_end: int, out: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the command; the reader ends with the pipe
+    with io.FileIO(read_end, "r") as raw:
+        for line in io.BufferedReader(raw):
+            if not is_noise(line.decode("utf-8", "replace")):
+                os.write(out, line)

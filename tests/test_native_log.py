@@ -48,3 +48,13 @@ def test_prep_prints_no_native_noise(tmp_path: Path):
     loud = subprocess.run(cmd + ["--force"], env={**env, "FACEKIT_NATIVE_LOGS": "1"}, capture_output=True,
                           text=True, timeout=300)
     assert loud.returncode == 0 and [ln for ln in loud.stderr.splitlines() if is_noise(ln)]  # the filter did it
+
+
+def test_a_crash_message_survives_the_filter():
+    code = ("from facekit_cli.native_log import filter_native_stderr; filter_native_stderr(); import ctypes, os; "
+            "libc = ctypes.CDLL(None); libc.write(2, b'I0000 00:00:1.2 12 x.cc:1] noise\\n', 33); "
+            "libc.write(2, b'F0000 fatal: the real reason\\n', 29); os.abort()")
+    env = {k: v for k, v in os.environ.items() if k != "FACEKIT_NATIVE_LOGS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "F0000 fatal: the real reason" in out.stderr and "noise" not in out.stderr  # written by the reader
