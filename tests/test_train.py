@@ -270,6 +270,16 @@ def test_plot_model_draws_or_says_once_how_to_fix(tmp_path, monkeypatch):
         pytest.importorskip("pydot")
         assert plot_model(model, tmp_path) == str(tmp_path / "model.png")
         assert (tmp_path / "model.png").stat().st_size > 0
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/dot")
+    pytest.importorskip("pydot")
+
+    def dot_crashes(*args, **kwargs):  # what pydot raises when Graphviz dies ("Trapezoid-table overflow")
+        raise AssertionError('"dot" with args [\'-Tpng\'] returned code: -6')
+
+    monkeypatch.setattr(keras.utils, "plot_model", dot_crashes)
+    note = plot_model(model, tmp_path / "crash")
+    assert note.startswith("model.png not drawn: Graphviz's dot failed")
+    assert not (tmp_path / "crash" / "model.png").exists()
     monkeypatch.setattr(shutil, "which", lambda name: None)
     note = plot_model(model, tmp_path / "no_dot")
     assert "Graphviz's `dot` program is not installed" in note and note.count("graphviz") == 3
