@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from facekit.atomic import atomic_path, write_json
+from facekit.modelfiles import sha256_file
 
 LAST = "last.keras"
 STATE = "state.json"
@@ -55,14 +55,6 @@ class ResumePoint:
     stopped_early: bool
 
 
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_checkpoint(run_dir: Path, model: Any, epochs_done: int) -> None:
     """Write ``last.keras`` and record in ``state.json`` which epoch it holds.
 
@@ -76,7 +68,7 @@ def save_checkpoint(run_dir: Path, model: Any, epochs_done: int) -> None:
         old = _read_state(run_dir)
         previous = {"epochs_done": old["epochs_done"], "last_sha256": old["last_sha256"]} if old else None
         write_json(run_dir / STATE, {"epochs_done": epochs_done, "stopped_early": False,
-                                     "last_sha256": file_digest(tmp), "previous": previous})
+                                     "last_sha256": sha256_file(tmp), "previous": previous})
 
 
 def mark_stopped_early(run_dir: Path) -> None:
@@ -105,7 +97,7 @@ def resume_point(run_dir: Path) -> ResumePoint:
     state = _read_state(run_dir)
     if state is None:
         return ResumePoint(len(read_history(run_dir / "history.csv")), False)
-    digest = file_digest(run_dir / LAST)
+    digest = sha256_file(run_dir / LAST)
     if digest == state["last_sha256"]:
         return ResumePoint(int(state["epochs_done"]), bool(state.get("stopped_early")))
     previous = state.get("previous") or {}

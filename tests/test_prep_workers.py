@@ -36,15 +36,20 @@ def test_a_worker_that_cannot_start_is_a_clear_error(chip_folder: Path):
 
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
-def test_sigterm_leaves_no_temporary_file(tmp_path: Path):
+def _start_prep(tmp_path: Path, **popen: object) -> subprocess.Popen:
+    """`facekit prep` of 400 chips with 2 workers, writing under tmp_path/out, as a child process."""
     folder = tmp_path / "faces"
     folder.mkdir()
     for p in sorted(TRAIN_VAL.iterdir())[:400]:
         os.symlink(p, folder / p.name)
-    out = tmp_path / "out" / "c.h5"
     env = {**os.environ, "FACEKIT_MODEL_DIR": str(MODELS)}
-    proc = subprocess.Popen([sys.executable, "-c", "from facekit_cli.main import main; main()", "prep", str(folder),
-                             "-o", str(out), "-w", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-c", "from facekit_cli.main import main; main()", "prep", str(folder),
+                             "-o", str(tmp_path / "out" / "c.h5"), "-w", "2"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, **popen)
+
+
+def test_sigterm_leaves_no_temporary_file(tmp_path: Path):
+    proc = _start_prep(tmp_path)
     deadline = time.monotonic() + 120
     while not any((tmp_path / "out").glob(".*tmp*")) and time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -59,15 +64,7 @@ def test_sigterm_leaves_no_temporary_file(tmp_path: Path):
 @pytest.mark.parametrize("gap", [0.0, 0.05])
 def test_ctrl_c_twice_cleans_up_without_a_traceback(tmp_path: Path, gap: float):
     # The second SIGINT once landed inside the pool's shutdown: "RuntimeError: release unlocked lock".
-    folder = tmp_path / "faces"
-    folder.mkdir()
-    for p in sorted(TRAIN_VAL.iterdir())[:400]:
-        os.symlink(p, folder / p.name)
-    out = tmp_path / "out" / "c.h5"
-    env = {**os.environ, "FACEKIT_MODEL_DIR": str(MODELS)}
-    proc = subprocess.Popen([sys.executable, "-c", "from facekit_cli.main import main; main()", "prep", str(folder),
-                             "-o", str(out), "-w", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = _start_prep(tmp_path, start_new_session=True)
     # Wait for the first progress line (10 %): the workers are running, so this is the cleanup path. (While the
     # workers are being started, SIGINT is ignored for a few milliseconds so that they are born ignoring it.)
     seen = b""
