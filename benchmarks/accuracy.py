@@ -1,7 +1,7 @@
 """Accuracy of the default models over several seeds, scored the lecturer's way.
 
     python -m benchmarks.accuracy [--seeds 0 1 2] [--tasks scratch finetune] [--cache cache/train_val.h5]
-                                  [--data ../shared/data/train_val] [--epochs N] [--tag NAME]
+                                  [--data ../shared/data/train_val] [--epochs N] [--tag NAME] [--resume]
 
 Each seed trains with the defaults (only the initialisation/shuffling seed
 varies; the split stays the course template's), then scores the exported
@@ -10,7 +10,9 @@ alignment (``facekit evaluate --split val``). The defaults build flip
 averaging into the exported graph, so the plain MAE column is what the
 lecturer's code gets.
 Writes benchmarks/results/accuracy[-TAG].json and .md with per-run rows and
-mean +- standard deviation per model. Meant for the GPU machine
+mean +- standard deviation per model. ``--resume`` continues runs of the same
+names that a stopped series left (``facekit train --resume``), so a series can
+span sessions. Meant for the GPU machine
 (../shared/docs/gpu.md): a full run on a 2-core CPU takes hours per model.
 """
 
@@ -32,6 +34,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="train on a subset (smoke runs only)")
     ap.add_argument("--project", default="runs/accuracy")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue runs of the same names that a stopped series left, instead of new runs")
     args = ap.parse_args()
 
     from facekit.evaluate import load_labelled
@@ -44,7 +48,9 @@ def main() -> None:
     for task, seed in planned:
         cfg = TrainConfig.for_task(task, cache=args.cache, init_seed=seed, epochs=args.epochs, limit=args.limit,
                                    project=args.project, name=f"{task}-seed{seed}")
-        rows.append({"task": task, "seed": seed, **train_and_score(cfg, val)})
+        previous = Path(cfg.project) / task / cfg.name
+        resume = previous if args.resume and (previous / "args.json").is_file() else None
+        rows.append({"task": task, "seed": seed, **train_and_score(cfg, val, resume=resume)})
         print(rows[-1])
         # Written after every run, so a long series stopped part-way still leaves what finished.
         write(name, args, val, rows, complete=len(rows) == len(planned))

@@ -84,16 +84,21 @@ def held_out(run_dirs: list[Path], data: Path) -> Any:
     return load_labelled(data, split="val", names=names)
 
 
-def train_and_score(cfg: Any, val: Any) -> dict[str, Any]:
-    """Train one config and score its exported file (``score_model``) on ``val``.
+def train_and_score(cfg: Any, val: Any, resume: Path | None = None) -> dict[str, Any]:
+    """Train one config (or continue the run in ``resume``) and score its exported file on ``val``.
 
     Shared by the accuracy and ablation benchmarks so both report the same columns.
     Refuses a ``val`` that is not exactly the run's held-out images.
     """
     from facekit.split import read_run_split
-    from facekit.train import train
+    from facekit.train import TrainResult, train
 
-    res = train(cfg)
+    done = resume is not None and (resume / "metrics.json").is_file()
+    metrics = json.loads((resume / "metrics.json").read_text()) if done else {}
+    if done and not metrics.get("interrupted") and metrics.get("model"):  # finished earlier: score it only
+        res = TrainResult(resume, Path(metrics["model"]), metrics, [])
+    else:
+        res = train(cfg, resume=resume)
     recorded = read_run_split(res.run_dir)
     if recorded is None or sorted(recorded.val) != sorted(val.names):
         raise ValueError(f"{res.run_dir}: the benchmark's {len(val.names)} validation images are not the run's "

@@ -1,16 +1,26 @@
-"""Milliseconds per face for ``facekit predict`` on CPU, detection and alignment included.
+"""How fast ``facekit predict`` answers on this machine: one photo at a time, and a folder.
 
-    python -m benchmarks.predict_speed [--model-a PATH] [--model-b PATH] [--images 50]
+    python -m benchmarks.predict_speed [--model-a PATH] [--model-b PATH] [--images 100] [--folder 300]
 
 Without model files it builds the default recipes' exports (speed does not
-depend on the weights). Each chip is predicted one at a time, as a user
-calling predict on single photos would. Writes benchmarks/results/predict_speed.json.
+depend on the weights). Two figures per model, detection and alignment included:
+
+- single image: ``Predictor.image`` on each of ``--images`` chips, one after
+  the other, every stage in one thread (what an app calling the library per
+  photo sees; process start and model loading excluded, reported apart);
+- folder: ``Predictor.stream`` over ``--folder`` chips, the reader thread
+  overlapping the model and faces batched (what ``facekit predict FOLDER`` does).
+
+Each comes with the share of time per stage (read, detect, align, model).
+Writes benchmarks/results/predict_speed.json. Run it on an otherwise idle
+machine: a training run beside it halves every figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -30,43 +40,70 @@ def default_models(tmp: Path) -> dict[str, Path]:
     return paths
 
 
+def shares(timings: dict[str, float]) -> dict[str, float]:
+    total = sum(timings.values()) or 1.0
+    return {stage: round(sec / total, 3) for stage, sec in timings.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model-a", type=Path)
     ap.add_argument("--model-b", type=Path)
-    ap.add_argument("--images", type=int, default=50)
+    ap.add_argument("--images", type=int, default=100, help="chips for the single-image latency")
+    ap.add_argument("--folder", type=int, default=300, help="chips for the folder throughput")
     args = ap.parse_args()
     os.environ.setdefault("FACEKIT_MODEL_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "models"))
-    from facekit.align import align_face
-    from facekit.detect import FaceFinder
-    from facekit.imageio import read_rgb
     from facekit.inference import load
-    from facekit.predict import predict_image
-    from facekit.template import load_template
+    from facekit.predict import Predictor
 
-    chips = sorted(TRAIN_VAL.iterdir())[:: max(1, 5000 // args.images)][: args.images]
-    template = load_template()
-    result: dict[str, object] = {"images": len(chips)}
-    with tempfile.TemporaryDirectory() as tmp, FaceFinder(max_faces=20) as finder:
-        paths = default_models(Path(tmp))
-        paths = {"A": args.model_a or paths["A"], "B": args.model_b or paths["B"]}
-        start = time.perf_counter()
-        for p in chips:
-            rgb = read_rgb(p)
-            for f in finder.find(rgb, thorough=True):
-                align_face(rgb, f.points, template)
-        result["detect_align_ms"] = round((time.perf_counter() - start) / len(chips) * 1000, 1)
-        for kind, path in paths.items():
+    every = sorted(TRAIN_VAL.iterdir())
+    singles = every[:: max(1, len(every) // args.images)][: args.images]
+    folder = every[1 :: max(1, len(every) // args.folder)][: args.folder]
+    result: dict[str, object] = {"single_images": len(singles), "folder_images": len(folder),
+                                 "threads": os.cpu_count()}
+    with tempfile.TemporaryDirectory() as tmp:
+        built = default_models(Path(tmp))
+        given = {"A": args.model_a, "B": args.model_b}
+        for kind in ("B", "A"):
+            path = given[kind] or built[kind]
+            t = time.perf_counter()
             lm = load(path)
-            predict_image(chips[0], [lm], finder, template)  # warm-up: first call traces the model
-            faces, start = 0, time.perf_counter()
-            for p in chips:
-                faces += len(predict_image(p, [lm], finder, template)[0].faces)
-            ms = (time.perf_counter() - start) / faces * 1000
-            result[f"model_{kind}"] = {"file": str(path) if path in (args.model_a, args.model_b) else "untrained",
-                                       "ms_per_face": round(ms, 1), "faces": faces}
-            print(f"Model {kind}: {ms:.1f} ms per face (detection + alignment + model)")
-    print(f"detection + alignment alone: {result['detect_align_ms']} ms per image")
+            with Predictor([lm]) as predictor:
+                predictor.image(singles[0])  # the first call compiles the model's predict step
+                startup = time.perf_counter() - t
+            with Predictor([lm]) as predictor:
+                predictor.image(singles[0])
+                before = predictor.timings
+                per_face = []
+                for p in singles:
+                    t = time.perf_counter()
+                    n = len(predictor.image(p).faces)
+                    if n:
+                        per_face.append((time.perf_counter() - t) / n * 1000)
+                single_t = {k: v - before[k] for k, v in predictor.timings.items()}
+            with Predictor([lm]) as predictor:
+                predictor.image(singles[0])
+                before = predictor.timings
+                t = time.perf_counter()
+                faces = sum(len(r.faces) for r in predictor.stream(folder))
+                seconds = time.perf_counter() - t
+                folder_t = {k: v - before[k] for k, v in predictor.timings.items()}
+            result[f"model_{kind}"] = {
+                "file": str(path) if given[kind] else "untrained default export",
+                "load_and_first_image_s": round(startup, 2),
+                "single_image": {"median_ms_per_face": round(statistics.median(per_face), 1),
+                                 "mean_ms_per_face": round(statistics.fmean(per_face), 1),
+                                 "p90_ms_per_face": round(statistics.quantiles(per_face, n=10)[-1], 1),
+                                 "faces": len(per_face), "stage_share": shares(single_t)},
+                "folder": {"faces_per_second": round(faces / seconds, 1), "ms_per_face": round(seconds / faces * 1000,
+                                                                                               1),
+                           "faces": faces, "seconds": round(seconds, 2),
+                           "stage_seconds": {k: round(v, 2) for k, v in folder_t.items()}},
+            }
+            r = result[f"model_{kind}"]
+            print(f"Model {kind}: single image {r['single_image']['median_ms_per_face']} ms per face (median; "
+                  f"mean {r['single_image']['mean_ms_per_face']}), shares {r['single_image']['stage_share']}; "
+                  f"folder {r['folder']['faces_per_second']} faces/s")
     print(f"wrote {save('predict_speed', result)}")
 
 

@@ -29,12 +29,22 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+# Set by main(): the native log filter rewires this process's stderr, which only the real program may do
+# (not a test calling the app in-process).
+_PROGRAM = {"filter_logs": False}
+
+
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           metavar="", help="Print facekit's version and exit.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", metavar="",
+                                          help="Show the TensorFlow, absl, MediaPipe and LiteRT log lines "
+                                          "facekit hides (give it before the command).")] = False,
 ) -> None:
     """Age and gender models from UTKFace-style face images: prep, train, check, predict, evaluate."""
+    if _PROGRAM["filter_logs"] and not verbose:
+        filter_native_stderr()
 
 def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
     """A choice option from the library's own list: help shows the values, anything else is refused (exit 2)."""
@@ -460,6 +470,24 @@ def _load_models(specs: list[str], project: str):
     return load_all([resolve_model(s, project) for s in specs])
 
 
+def _output_stream(output: Path | None):
+    """Where records go: stdout, or a file written atomically (complete or absent, never half-written)."""
+    import contextlib
+    import sys
+
+    if output is None or str(output) == "-":
+        return contextlib.nullcontext(sys.stdout)
+
+    @contextlib.contextmanager
+    def atomic_text():
+        from facekit.atomic import atomic_path
+
+        with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+            yield f
+
+    return atomic_text()
+
+
 @app.command()
 def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
@@ -472,43 +500,95 @@ def predict(
                                       help="Test-time flip averaging at run time (a model trained with "
                                          "the default --tta has it built in: not applied twice).")] = False,
     max_faces: Annotated[int, typer.Option(min=1, help="Most faces to find per image.")] = 20,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", metavar="",
+                                            help="Also the images in subfolders of a folder.")] = False,
+    thorough: Annotated[bool, typer.Option("--thorough", metavar="",
+                                           help="Search every photo twice (with and without a border), as for "
+                                           "group photos with faces of very different sizes; slower.")] = False,
+    scores: Annotated[bool, typer.Option("--scores", metavar="",
+                                         help="Also run the face detector: a confidence score and a detector "
+                                         "box per face (without it: the landmarks' extent, no score); about "
+                                         "3 ms more per image.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Most faces per forward pass.")] = 32,
     project: Annotated[str, typer.Option(help="Runs folder searched for A / B.")] = "runs",
     model_dir: ModelDirOpt = None,
-    json_out: JsonOpt = False,
+    json_out: Annotated[bool, typer.Option("--json", metavar="", help="One JSON document with every record "
+                                           "and a summary, printed at the end.")] = False,
+    jsonl: Annotated[bool, typer.Option("--jsonl", metavar="", help="One JSON record per face and model, "
+                                        "streamed a line at a time (for big folders).")] = False,
+    csv_out: Annotated[bool, typer.Option("--csv", metavar="", help="The same records as CSV rows, streamed.")]
+    = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the records to this file (written "
+                                                "atomically) instead of standard output; the format comes from "
+                                                "--json/--jsonl/--csv or the file's suffix.")] = None,
 ) -> None:
-    """Age and gender for every face in IMAGES (chips, selfies, group photos, folders)."""
+    """Age and gender for every face in IMAGES (chips, selfies, group photos, folders).
+
+    --json, --jsonl and --csv write versioned records for scripts (README: "Output for scripts"); progress,
+    warnings and the summary line go to standard error, so standard output holds only the records."""
+    import time
+
     from rich.table import Table
 
     from facekit.contract import INPUT_SIZE
     from facekit.modelfiles import ModelFileError
-    from facekit.predict import predict as run_predict
+    from facekit.predict import Predictor, expand_inputs
+    from facekit.prediction_records import FORMATS, ModelInfo, RecordWriter, Tally, document_header, records
     from facekit.template import framing_for
 
+    chosen = [f for f, on in (("json", json_out), ("jsonl", jsonl), ("csv", csv_out)) if on]
+    if len(chosen) > 1:
+        fail(f"choose one output format, not {' and '.join('--' + f for f in chosen)}", 2)
+    fmt = chosen[0] if chosen else None
+    if fmt is None and output is not None and str(output) != "-":
+        fmt = output.suffix.lower().lstrip(".")
+        if fmt not in FORMATS:
+            fail(f"{output}: cannot tell the format from the suffix; add --json, --jsonl or --csv", 2)
+    elif fmt is None and output is not None:
+        fail("--output - needs --json, --jsonl or --csv", 2)
+    try:
+        files = expand_inputs(images, recursive)
+    except (FileNotFoundError, OSError) as exc:
+        fail(reason(exc))
+    if not files:
+        fail(f"no image files in {', '.join(str(p) for p in images)}" + ("" if recursive else
+                                                                          " (subfolders need --recursive)"))
     try:
         models = _load_models(model or ["B"], project)
         template, framing_warnings = framing_for([lm.path for lm in models], INPUT_SIZE)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
-    if not json_out:
-        for lm in models:
+    warnings = [*(lm.note for lm in models if lm.note), *framing_warnings]
+    for lm in models:
+        if fmt is None:
             console.print(f"model {lm.label}: {lm.path}", highlight=False)
-            if lm.note:
-                console.print(f"[yellow]warning:[/] {lm.note}", highlight=False)
-        for w in framing_warnings:
-            console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    for w in warnings:
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    infos = [ModelInfo.of(lm) for lm in models]
+    tally = Tally()
+    results = []  # the text table only; record formats stream
+    start = time.perf_counter()
     try:
-        with progress_bar("predict", quiet=json_out) as bar:
-            results = run_predict(images, models, annotate, tta=tta, max_faces=max_faces, template=template,
-                                  model_dir=str(model_dir) if model_dir else None, progress=bar)
+        with (Predictor(models, template, tta=tta, max_faces=max_faces, thorough=thorough, batch_size=batch_size,
+                        model_dir=str(model_dir) if model_dir else None, annotate_dir=annotate,
+                        scores=scores) as predictor,
+              _output_stream(output) as stream, progress_bar("predict") as bar):
+            writer = RecordWriter(stream, fmt, document_header(infos, template.digest(), warnings)) if fmt else None
+            for res in predictor.stream(files):
+                tally.add(res)
+                tally.seconds = time.perf_counter() - start
+                if res.error:
+                    err_console.print(f"[yellow]skipped:[/] {res.error}", highlight=False, soft_wrap=True)
+                if writer:
+                    writer.write(records(res, infos))
+                else:
+                    results.append(res)
+                bar(tally.images, len(files), f"{tally.faces_per_second:.1f} faces/s")
+            if writer:
+                writer.close(tally.to_json())
     except (ModelFileError, ValueError, OSError) as exc:
         fail(reason(exc))
-    if not results:
-        fail("no image files given")
-    if json_out:
-        print_json({"models": {lm.label: str(lm.path) for lm in models}, "template": template.digest(),
-                    "warnings": [*(lm.note for lm in models if lm.note), *framing_warnings],
-                    "images": [r.to_json() for r in results]})
-    else:
+    if fmt is None:
         table = Table(show_lines=False)
         table.add_column("image")
         table.add_column("face", justify="right")
@@ -527,12 +607,12 @@ def predict(
         if table.row_count:
             console.print(table)
         for r in results:
-            if r.error:
-                err_console.print(f"[yellow]skipped:[/] {r.error}", highlight=False, soft_wrap=True)
-        for r in results:
             if r.annotated:
                 console.print(f"annotated: {r.annotated}", highlight=False)
-    if not any(r.faces for r in results):
+    err_console.print(tally.line(), highlight=False)
+    if output is not None and str(output) != "-":
+        err_console.print(f"wrote {output}", highlight=False)
+    if not tally.faces:
         raise typer.Exit(1)
 
 
@@ -638,5 +718,5 @@ def main() -> None:
     # its temporary file instead of leaving it behind.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     signal.signal(signal.SIGINT, interrupt_once)
-    filter_native_stderr()
+    _PROGRAM["filter_logs"] = True
     app()

@@ -113,6 +113,25 @@ def flip_average(lm: LoadedModel, x: np.ndarray, plain: tuple[np.ndarray, np.nda
 
 
 def _predict(lm: LoadedModel, batch: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    out = lm.model.predict(batch, batch_size=batch_size, verbose=0)
-    return (np.asarray(out[lm.age_index], np.float64).reshape(-1),
-            np.asarray(out[lm.gender_index], np.float64).reshape(-1))
+    """The model's answers through its compiled predict step, ``batch_size`` images per call.
+
+    ``Model.predict`` builds a data pipeline on every call: about 75 ms of a
+    91 ms face on a 2-core CPU when predict went image by image. A chunk is
+    padded up to a power of two (at most ``batch_size``), so a folder's
+    varying face counts compile a handful of shapes, not one per count (JAX
+    traces every new shape). Inference-mode layers treat images independently,
+    so padding never changes an answer.
+    """
+    ages, genders = [], []
+    for start in range(0, len(batch), batch_size):
+        chunk = batch[start : start + batch_size]
+        n = len(chunk)
+        size = min(batch_size, 1 << (n - 1).bit_length())
+        if size > n:
+            chunk = np.concatenate([chunk, np.zeros((size - n, *chunk.shape[1:]), chunk.dtype)])
+        out = lm.model.predict_on_batch(chunk)
+        ages.append(np.asarray(out[lm.age_index], np.float64).reshape(-1)[:n])
+        genders.append(np.asarray(out[lm.gender_index], np.float64).reshape(-1)[:n])
+    if not ages:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(ages), np.concatenate(genders)

@@ -41,7 +41,7 @@ from facekit.runs import (
     save_checkpoint,
     write_summary,
 )
-from facekit.split import RunSplit, count_twins, read_run_split, template_split, write_run_split
+from facekit.split import SPLIT_FILE, RunSplit, count_twins, read_run_split, template_split, write_run_split
 from facekit.template import RUN_TEMPLATE, read_template
 
 
@@ -214,6 +214,10 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
             raise ValueError(f"{run_dir}: {cfg.cache} no longer splits into the images this run started with "
                              "(the cache was rebuilt from other files?); resuming would validate on other images. "
                              "Start a new run instead")
+        if recorded is None:  # a run from before split.json: record the split its args give, from now on
+            write_run_split(run_dir, split)
+            notes.append(f"{run_dir}: no {SPLIT_FILE} (a run older than it); recorded the split of {cfg.cache} "
+                         f"with seed {cfg.seed}")
         point = resume_point(run_dir)
         initial_epoch = point.epochs_done
         if point.stopped_early:

@@ -1,5 +1,6 @@
 """Native libraries' log lines stay out of the CLI's output; everything else gets through."""
 
+import json
 import os
 import subprocess
 import sys
@@ -58,3 +59,17 @@ def test_a_crash_message_survives_the_filter():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "F0000 fatal: the real reason" in out.stderr and "noise" not in out.stderr  # written by the reader
+
+
+def test_predict_is_quiet_unless_verbose(tiny_models, chip_sample):
+    cmd = [sys.executable, "-c", "from facekit_cli.main import main; main()"]
+    args = ["predict", str(chip_sample[0]), "-m", str(tiny_models["B"]), "--jsonl"]
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "FACEKIT_NATIVE_LOGS")}
+    env["FACEKIT_MODEL_DIR"] = str(MODELS)
+    quiet = subprocess.run(cmd + args, env=env, capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert not [ln for ln in quiet.stderr.splitlines() if is_noise(ln)], quiet.stderr
+    assert quiet.stdout.count("\n") == 1 and "1 face in 1 of 1 image" in quiet.stderr  # records out, summary err
+    loud = subprocess.run(cmd + ["--verbose", *args], env=env, capture_output=True, text=True, timeout=300)
+    assert loud.returncode == 0 and [ln for ln in loud.stderr.splitlines() if is_noise(ln)], loud.stderr
+    assert json.loads(loud.stdout)["status"] == "ok"  # log lines go to stderr, never into the records

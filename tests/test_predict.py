@@ -87,11 +87,143 @@ def test_predict_cli(photos: Path, tiny_models):
                               "--model", "A", "--model", "B", "--project", runs, "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert set(out["models"]) == {"A", "B"} and len(out["images"][0]["faces"]) == 4
-    assert out["images"][1]["error"].endswith("no face found")
+    assert [m["label"] for m in out["models"]] == ["A", "B"]
+    faces = [r for r in out["records"] if r["status"] == "ok"]
+    assert len(faces) == 8 and {r["face"] for r in faces} == {0, 1, 2, 3}  # four faces, two models each
+    (blank,) = [r for r in out["records"] if r["image"].endswith("blank.jpg")]
+    assert blank["status"] == "no_face" and blank["error"].endswith("no face found")
+    assert out["summary"]["faces"] == 4 and out["summary"]["no_face"] == 1
     text = runner.invoke(app, ["predict", str(photos / "chip.png"), "--project", runs])
     assert text.exit_code == 0 and "model B:" in text.stdout and "chip.png" in text.stdout
+    assert "1 face in 1 of 1 image" in text.stderr
     nothing = runner.invoke(app, ["predict", str(photos / "blank.jpg"), "--project", runs])
     assert nothing.exit_code == 1 and "no face found" in nothing.stderr
     none_trained = runner.invoke(app, ["predict", str(photos / "chip.png"), "--project", str(photos)])
     assert none_trained.exit_code == 1 and "facekit train finetune" in none_trained.stderr
+
+
+def _validator(definition: str):
+    import jsonschema
+
+    from facekit.prediction_records import load_schema
+
+    schema = load_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator({**schema, "$ref": f"#/$defs/{definition}"})
+
+
+def test_streamed_records_follow_the_documented_schema(photos: Path, tiny_models, tmp_path: Path):
+    """--jsonl and --csv on a folder with bad files: a valid record for every image, in folder order."""
+    from facekit.prediction_records import CSV_COLUMNS, csv_row
+
+    (photos / "empty.jpg").write_bytes(b"")
+    args = ["predict", str(photos), "-m", str(tiny_models["A"]), "-m", str(tiny_models["B"])]
+    res = runner.invoke(app, [*args, "--jsonl"])
+    assert res.exit_code == 0, res.output
+    records = [json.loads(line) for line in res.stdout.splitlines()]
+    validator = _validator("record")
+    for r in records:
+        errors = [e.message for e in validator.iter_errors(r)]
+        assert not errors, (r, errors)
+    status = {Path(r["image"]).name: r["status"] for r in records}
+    assert status == {"blank.jpg": "no_face", "broken.jpg": "unreadable", "chip.png": "ok", "empty.jpg": "unreadable",
+                      "group.jpg": "ok", "rgba.png": "ok"}
+    assert [Path(r["image"]).name for r in records] == sorted(Path(r["image"]).name for r in records)
+    ok = [r for r in records if r["status"] == "ok"]
+    assert len(ok) == 2 * 6 and {r["model"] for r in ok} == {"A", "B"}
+    assert all(len(r["model_sha256"]) == 64 and r["width"] > 0 for r in ok)
+    assert "2 unreadable" in res.stderr and "1 without a face" in res.stderr and "faces/s" in res.stderr
+    as_csv = runner.invoke(app, [*args, "--csv", "-o", str(tmp_path / "out.csv")])
+    assert as_csv.exit_code == 0, as_csv.output
+    import csv
+
+    with open(tmp_path / "out.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert rows[1:] == [[str(v) for v in csv_row(r)] for r in records]  # the same records, flattened
+    doc = runner.invoke(app, [*args, "-o", str(tmp_path / "out.json")])  # format from the suffix
+    assert doc.exit_code == 0, doc.output
+    data = json.loads((tmp_path / "out.json").read_text())
+    assert not [e.message for e in _validator("document").iter_errors(data)]
+    assert data["records"] == records and data["summary"]["images"] == 6
+
+
+def test_output_options_refused_with_a_reason(photos: Path, tiny_models, tmp_path: Path):
+    base = ["predict", str(photos / "chip.png"), "-m", str(tiny_models["B"])]
+    both = runner.invoke(app, [*base, "--json", "--csv"])
+    assert both.exit_code == 2 and "choose one output format" in both.stderr
+    odd = runner.invoke(app, [*base, "-o", str(tmp_path / "out.txt")])
+    assert odd.exit_code == 2 and "out.txt" in odd.stderr and not (tmp_path / "out.txt").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nothing = runner.invoke(app, ["predict", str(empty), "-m", str(tiny_models["B"])])
+    assert nothing.exit_code == 1 and "no image files" in nothing.stderr
+
+
+def test_batched_predictions_equal_one_at_a_time(photos: Path, loaded, chip_sample: list[Path]):
+    from facekit.predict import Predictor, expand_inputs
+
+    files = [*expand_inputs([photos]), *chip_sample[:6]]
+    with Predictor(loaded, batch_size=32) as predictor:
+        batched = list(predictor.stream(files))
+        single = [predictor.image(f) for f in files]
+    assert [r.path for r in batched] == [str(f) for f in files]
+    assert sum(len(r.faces) for r in batched) == 6 + 6
+    for b, s in zip(batched, single):
+        assert (b.status, b.error, len(b.faces)) == (s.status, s.error, len(s.faces))
+        for fb, fs in zip(b.faces, s.faces):
+            np.testing.assert_allclose(fb.box, fs.box)
+            for label in fb.predictions:
+                assert fb.predictions[label]["age"] == pytest.approx(fs.predictions[label]["age"], abs=0.11)
+                assert fb.predictions[label]["p_female"] == pytest.approx(fs.predictions[label]["p_female"],
+                                                                          abs=2e-4)
+
+
+def test_compiled_run_pads_and_chunks_without_changing_answers(loaded, chip_sample: list[Path]):
+    from facekit.contract import rgb_to_input
+    from facekit.imageio import square_resize
+    from facekit.inference import run
+
+    x = rgb_to_input(np.stack([square_resize(np.asarray(Image.open(p).convert("RGB"))) for p in chip_sample[:11]]))
+    for lm in loaded:
+        one = np.stack([np.concatenate(run(lm, x[i : i + 1], batch_size=1)) for i in range(len(x))])
+        for bs in (4, 8, 64):  # chunks of 4 (the last padded to 4), 8 (+3 padded to 4) and one padded chunk of 16
+            age, gender = run(lm, x, batch_size=bs)
+            np.testing.assert_allclose(np.stack([age, gender], 1), one, rtol=1e-4, atol=1e-4)
+
+
+def test_recursive_folders_and_awkward_photos(tmp_path: Path, chip_sample: list[Path], loaded):
+    from facekit.predict import expand_inputs, predict
+
+    root = tmp_path / "holiday"
+    (root / "day1").mkdir(parents=True)
+    (root / ".thumbs").mkdir()
+    chip = Image.open(chip_sample[2]).convert("RGB")
+    chip.save(root / "top.jpg")
+    chip.save(root / "day1" / "top.jpg")  # the same name in two folders: two annotations, not one
+    chip.save(root / ".thumbs" / "hidden.jpg")
+    assert [p.name for p in expand_inputs([root])] == ["top.jpg"]
+    assert [p.relative_to(root).as_posix() for p in expand_inputs([root], recursive=True)] == ["day1/top.jpg",
+                                                                                                "top.jpg"]
+    # A 6000 x 4000 photo: searched at DETECT_MAX_SIDE, boxes in the photo's own pixels.
+    big = Image.new("RGB", (6000, 4000), (40, 60, 80))
+    big.paste(chip.resize((1024, 1024)), (3000, 1500))
+    big.save(root / "big.jpg", quality=90)
+    # Rotated on disk with an EXIF tag that says so; CMYK; 16-bit grey.
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    chip.rotate(90, expand=True).save(root / "exif.jpg", exif=exif.tobytes())
+    chip.convert("CMYK").save(root / "cmyk.jpg")
+    Image.fromarray(np.asarray(chip.convert("L"), np.uint16) * 257).save(root / "grey16.png")
+    results = {Path(r.path).relative_to(root).as_posix(): r
+               for r in predict([root], loaded, recursive=True, annotate_dir=tmp_path / "ann")}
+    assert set(results) == {"big.jpg", "cmyk.jpg", "day1/top.jpg", "exif.jpg", "grey16.png", "top.jpg"}
+    for name, r in results.items():
+        assert r.status == "ok" and len(r.faces) == 1, (name, r.error)
+    (face,) = results["big.jpg"].faces
+    x0, y0, x1, y1 = face.box
+    assert 3000 < x0 < x1 < 4024 and 1500 < y0 < y1 < 2524, face.box  # full-resolution pixels
+    assert results["big.jpg"].size == (6000, 4000)
+    assert results["exif.jpg"].size == (chip.width, chip.height)  # as viewed, not as stored
+    annotated = sorted(Path(r.annotated).name for r in results.values())
+    assert len(set(annotated)) == 6 and "top-2.annotated.png" in annotated

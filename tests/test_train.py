@@ -62,7 +62,10 @@ def test_resume_continues_the_run(tiny_cache, tmp_path):
     args = json.loads((first.run_dir / "args.json").read_text())
     args["epochs"] = 4
     (first.run_dir / "args.json").write_text(json.dumps(args))
+    recorded = (first.run_dir / "split.json").read_text()
+    (first.run_dir / "split.json").unlink()  # as a run from before split.json existed
     again = train(TrainConfig(), resume=first.run_dir)
+    assert (first.run_dir / "split.json").read_text() == recorded and any("older than it" in n for n in again.notes)
     assert again.metrics["train_seconds"] > first.metrics["train_seconds"]  # counts both sessions
     assert again.run_dir == first.run_dir and len(read_history(first.run_dir / "history.csv")) == 4
     assert [int(h["epoch"]) for h in read_history(first.run_dir / "history.csv")] == [0, 1, 2, 3]
