@@ -7,11 +7,13 @@ depend on the weights). Two figures per model, detection and alignment included:
 
 - single image: ``Predictor.image`` on each of ``--images`` chips, one after
   the other, every stage in one thread (what an app calling the library per
-  photo sees; process start and model loading excluded, reported apart);
+  photo sees; process start, model loading and the once-per-model LiteRT
+  conversion excluded, reported apart);
 - folder: ``Predictor.stream`` over ``--folder`` chips, the reader thread
   overlapping the model and faces batched (what ``facekit predict FOLDER`` does).
 
-Each comes with the share of time per stage (read, detect, align, model).
+Each comes with the share of time per stage (read, detect, align, model), for
+``--engine`` (predict's default ``auto``: LiteRT where it runs, else Keras).
 Writes benchmarks/results/predict_speed.json. Run it on an otherwise idle
 machine: a training run beside it halves every figure.
 """
@@ -26,6 +28,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import TRAIN_VAL, save
+from facekit.choices import ENGINES
 
 
 def default_models(tmp: Path) -> dict[str, Path]:
@@ -51,6 +54,7 @@ def main() -> None:
     ap.add_argument("--model-b", type=Path)
     ap.add_argument("--images", type=int, default=100, help="chips for the single-image latency")
     ap.add_argument("--folder", type=int, default=300, help="chips for the folder throughput")
+    ap.add_argument("--engine", default="auto", choices=ENGINES)
     args = ap.parse_args()
     os.environ.setdefault("FACEKIT_MODEL_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "models"))
     from facekit.inference import load
@@ -60,7 +64,7 @@ def main() -> None:
     singles = every[:: max(1, len(every) // args.images)][: args.images]
     folder = every[1 :: max(1, len(every) // args.folder)][: args.folder]
     result: dict[str, object] = {"single_images": len(singles), "folder_images": len(folder),
-                                 "threads": os.cpu_count()}
+                                 "threads": os.cpu_count(), "engine": args.engine}
     with tempfile.TemporaryDirectory() as tmp:
         built = default_models(Path(tmp))
         given = {"A": args.model_a, "B": args.model_b}
@@ -68,10 +72,11 @@ def main() -> None:
             path = given[kind] or built[kind]
             t = time.perf_counter()
             lm = load(path)
-            with Predictor([lm]) as predictor:
+            with Predictor([lm], engine=args.engine) as predictor:
                 predictor.image(singles[0])  # the first call compiles the model's predict step
                 startup = time.perf_counter() - t
-            with Predictor([lm]) as predictor:
+                engine = "litert" if predictor.engines else "keras"
+            with Predictor([lm], engine=args.engine) as predictor:
                 predictor.image(singles[0])
                 before = predictor.timings
                 per_face = []
@@ -81,7 +86,7 @@ def main() -> None:
                     if n:
                         per_face.append((time.perf_counter() - t) / n * 1000)
                 single_t = {k: v - before[k] for k, v in predictor.timings.items()}
-            with Predictor([lm]) as predictor:
+            with Predictor([lm], engine=args.engine) as predictor:
                 predictor.image(singles[0])
                 before = predictor.timings
                 t = time.perf_counter()
@@ -90,7 +95,8 @@ def main() -> None:
                 folder_t = {k: v - before[k] for k, v in predictor.timings.items()}
             result[f"model_{kind}"] = {
                 "file": str(path) if given[kind] else "untrained default export",
-                "load_and_first_image_s": round(startup, 2),
+                "engine": engine,
+                "load_convert_and_first_image_s": round(startup, 2),
                 "single_image": {"median_ms_per_face": round(statistics.median(per_face), 1),
                                  "mean_ms_per_face": round(statistics.fmean(per_face), 1),
                                  "p90_ms_per_face": round(statistics.quantiles(per_face, n=10)[-1], 1),
@@ -101,8 +107,8 @@ def main() -> None:
                            "stage_seconds": {k: round(v, 2) for k, v in folder_t.items()}},
             }
             r = result[f"model_{kind}"]
-            print(f"Model {kind}: single image {r['single_image']['median_ms_per_face']} ms per face (median; "
-                  f"mean {r['single_image']['mean_ms_per_face']}), shares {r['single_image']['stage_share']}; "
+            print(f"Model {kind} ({engine}): single image {r['single_image']['median_ms_per_face']} ms per face "
+                  f"(median; mean {r['single_image']['mean_ms_per_face']}), shares {r['single_image']['stage_share']}; "
                   f"folder {r['folder']['faces_per_second']} faces/s")
     print(f"wrote {save('predict_speed', result)}")
 

@@ -1,4 +1,4 @@
-"""The values of each choice option (augment, mix, precision, split, backend), in one light module.
+"""The values of each choice option (augment, mix, precision, split, backend, engine), in one light module.
 
 The library modules that implement the choices import them from here, and the
 CLI lists them in its help and refuses anything else, without importing
@@ -12,3 +12,4 @@ MIXES = ("none", "mixup", "cutmix")
 PRECISIONS = ("auto", "mixed", "float32")  # auto: mixed_float16 on a GPU, float32 on a CPU
 SPLITS = ("all", "train", "val")
 BACKENDS = ("tensorflow", "jax", "torch")
+ENGINES = ("auto", "litert", "keras")  # predict: auto = LiteRT where it runs and agrees with Keras, else Keras

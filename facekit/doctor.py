@@ -95,7 +95,24 @@ def backend_findings() -> list[Finding]:
     out = [Finding("keras backend", OK, f"{backend} (Keras {keras.__version__}); set KERAS_BACKEND to change it")]
     out.append(Finding("gpu", OK if gpu else INFO, gpu or "none seen by the backend: training runs on the CPU "
                        "(hours per model; see README), predict and check are fine"))
+    out.append(predict_engine_finding(backend))
     return out
+
+
+def predict_engine_finding(backend: str) -> Finding:
+    """Whether predict can use its LiteRT engine here (twice as fast on a CPU) or falls back to Keras."""
+    from facekit.litert import EngineUnavailable, interpreter_class
+
+    try:
+        interpreter = interpreter_class()
+    except EngineUnavailable as exc:
+        return Finding("predict engine", INFO, f"keras: {exc}", "pip install ai-edge-litert")
+    where = f"{interpreter.__module__}.{interpreter.__name__}"
+    if backend != "tensorflow":
+        return Finding("predict engine", INFO, f"keras for new models: Keras converts to LiteRT on the TensorFlow "
+                       f"backend, not {backend} (models converted before still run with {where})",
+                       "KERAS_BACKEND=tensorflow for predict")
+    return Finding("predict engine", OK, f"litert ({where}); each model is converted once, on its first use")
 
 
 def model_file_findings(directory: str | Path | None = None) -> list[Finding]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -21,6 +23,13 @@ class LoadedModel:
     age_index: int
     gender_index: int
     note: str | None = None  # e.g. outputs in an unexpected order
+
+    @cached_property
+    def sha256(self) -> str:
+        """The file's content hash: what predict's records and the LiteRT cache name it by."""
+        from facekit.modelfiles import sha256_file
+
+        return sha256_file(self.path)
 
     @property
     def flip_built_in(self) -> bool:
@@ -93,14 +102,18 @@ def load_all(paths: list[Path]) -> list[LoadedModel]:
     return models
 
 
-def run(lm: LoadedModel, x: np.ndarray, tta: bool = False, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Age in years and P(female) for a batch of model inputs (BGR, [0, 1]); ``tta`` averages with the mirror."""
-    plain = _predict(lm, x, batch_size)
-    return flip_average(lm, x, plain, batch_size) if tta else plain
+def run(lm: LoadedModel, x: np.ndarray, tta: bool = False, batch_size: int = 64,
+        engine: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Age in years and P(female) for a batch of model inputs (BGR, [0, 1]); ``tta`` averages with the mirror.
+
+    ``engine`` answers in the model's place (``litert.LiteRTModel``); None runs the Keras model.
+    """
+    plain = _predict(lm, x, batch_size, engine)
+    return flip_average(lm, x, plain, batch_size, engine) if tta else plain
 
 
 def flip_average(lm: LoadedModel, x: np.ndarray, plain: tuple[np.ndarray, np.ndarray],
-                 batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+                 batch_size: int = 64, engine: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """``plain`` (the model's answers on ``x``) averaged with its answers on the mirror images.
 
     Takes the plain answers rather than recomputing them, so a caller that
@@ -108,11 +121,11 @@ def flip_average(lm: LoadedModel, x: np.ndarray, plain: tuple[np.ndarray, np.nda
     """
     if lm.flip_built_in:  # a second mirror pass would give the same answer at twice the cost
         return plain
-    age2, gender2 = _predict(lm, x[:, :, ::-1, :], batch_size)
+    age2, gender2 = _predict(lm, x[:, :, ::-1, :], batch_size, engine)
     return (plain[0] + age2) / 2, (plain[1] + gender2) / 2
 
 
-def _predict(lm: LoadedModel, batch: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def _predict(lm: LoadedModel, batch: np.ndarray, batch_size: int, engine: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """The model's answers through its compiled predict step, ``batch_size`` images per call.
 
     ``Model.predict`` builds a data pipeline on every call: about 75 ms of a
@@ -129,7 +142,7 @@ def _predict(lm: LoadedModel, batch: np.ndarray, batch_size: int) -> tuple[np.nd
         size = min(batch_size, 1 << (n - 1).bit_length())
         if size > n:
             chunk = np.concatenate([chunk, np.zeros((size - n, *chunk.shape[1:]), chunk.dtype)])
-        out = lm.model.predict_on_batch(chunk)
+        out = (engine or lm.model).predict_on_batch(chunk)
         ages.append(np.asarray(out[lm.age_index], np.float64).reshape(-1)[:n])
         genders.append(np.asarray(out[lm.gender_index], np.float64).reshape(-1)[:n])
     if not ages:

@@ -179,21 +179,38 @@ class Predictor:
     one the models were trained with (``framing_for``); ``thorough`` runs both
     detection passes on every photo (``FaceFinder.find``); ``scores`` adds the
     face detector's confidence and box (``FaceFinder``: a fifth of the search
-    time, so off unless asked for). ``timings`` holds the seconds spent in each
-    of ``STAGES`` so far.
+    time, so off unless asked for). ``engine`` (``litert.ENGINES``): ``auto``
+    answers with each model's LiteRT conversion where it runs and agrees with
+    Keras, else with Keras (``notes`` says why); ``litert`` insists; ``keras``
+    never converts. ``timings`` holds the seconds spent in each of ``STAGES`` so far.
     """
 
     def __init__(self, models: list[LoadedModel], template: Template | None = None, tta: bool = False,
                  max_faces: int = 20, model_dir: str | None = None, thorough: bool = False,
-                 batch_size: int = 32, annotate_dir: Path | None = None, scores: bool = False) -> None:
+                 batch_size: int = 32, annotate_dir: Path | None = None, scores: bool = False,
+                 engine: str = "auto") -> None:
+        from facekit.choices import ENGINES
+        from facekit.litert import EngineUnavailable, accelerate
+
         if max_faces < 1:
             raise ValueError(f"max faces must be at least 1, got {max_faces}")
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
         if template is None:
             template, _ = framing_for([lm.path for lm in models], INPUT_SIZE)
         self.models, self.template, self.tta, self.thorough = models, template, tta, thorough
         self.batch_size, self.annotate_dir = batch_size, annotate_dir
+        self.engines: dict[str, Any] = {}  # label -> LiteRT twin; absent: the Keras model answers
+        self.notes: list[str] = []
+        for lm in models if engine != "keras" else []:
+            try:
+                self.engines[lm.label] = accelerate(lm.model, lm.sha256)
+            except EngineUnavailable as exc:
+                if engine == "litert":
+                    raise ValueError(f"{lm.path}: cannot predict with LiteRT: {exc}") from None
+                self.notes.append(f"{lm.path.name}: predicting with Keras ({exc})")
         self._finder = FaceFinder(model_dir=model_dir, max_faces=max_faces, scores=scores)
         self._clock = _Clock()
         self._names: set[str] = set()
@@ -249,7 +266,8 @@ class Predictor:
         if crops:
             t = time.perf_counter()
             x = np.concatenate(crops)
-            answers = {lm.label: run(lm, x, tta=self.tta, batch_size=self.batch_size) for lm in self.models}
+            answers = {lm.label: run(lm, x, tta=self.tta, batch_size=self.batch_size, engine=self.engines.get(lm.label))
+                       for lm in self.models}
             self._clock.add("model", t)
         offset = 0
         for a in pending:
@@ -296,12 +314,12 @@ def annotate(rgb: np.ndarray, result: ImageResult, dest: Path) -> Path:
 def predict(paths: list[Path], models: list[LoadedModel], annotate_dir: Path | None = None, tta: bool = False,
             max_faces: int = 20, model_dir: str | None = None, progress: Callable[[int, int], None] | None = None,
             template: Template | None = None, recursive: bool = False, thorough: bool = False,
-            batch_size: int = 32, scores: bool = False) -> list[ImageResult]:
+            batch_size: int = 32, scores: bool = False, engine: str = "auto") -> list[ImageResult]:
     """Every result for ``paths`` (files and folders) as a list; ``Predictor.stream`` streams them."""
     files = expand_inputs(paths, recursive)
     results = []
     with Predictor(models, template, tta, max_faces, model_dir, thorough, batch_size, annotate_dir,
-                   scores) as predictor:
+                   scores, engine) as predictor:
         for res in predictor.stream(files):
             results.append(res)
             if progress:

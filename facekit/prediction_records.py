@@ -42,9 +42,7 @@ class ModelInfo:
 
     @classmethod
     def of(cls, loaded: Any) -> ModelInfo:
-        from facekit.modelfiles import sha256_file
-
-        return cls(loaded.label, str(loaded.path), sha256_file(Path(loaded.path)))
+        return cls(loaded.label, str(loaded.path), loaded.sha256)
 
 
 def _round(v: float, places: int = 1) -> float | None:

@@ -227,3 +227,37 @@ def test_recursive_folders_and_awkward_photos(tmp_path: Path, chip_sample: list[
     assert results["exif.jpg"].size == (chip.width, chip.height)  # as viewed, not as stored
     annotated = sorted(Path(r.annotated).name for r in results.values())
     assert len(set(annotated)) == 6 and "top-2.annotated.png" in annotated
+
+
+def test_litert_engine_agrees_with_keras_and_recovers(loaded, chip_sample: list[Path], tmp_path: Path, monkeypatch):
+    import keras
+
+    from facekit import litert
+    from facekit.contract import rgb_to_input
+    from facekit.imageio import square_resize
+    from facekit.inference import run
+    from facekit.predict import Predictor
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    x = rgb_to_input(np.stack([square_resize(np.asarray(Image.open(p).convert("RGB"))) for p in chip_sample[:5]]))
+    for lm in loaded:
+        twin = litert.accelerate(lm.model, lm.sha256)
+        for bs in (1, 4, 64):
+            np.testing.assert_allclose(np.stack(run(lm, x, batch_size=bs, engine=twin)), np.stack(run(lm, x)),
+                                       atol=litert.AGREEMENT)
+    cached = litert.cache_dir() / f"{loaded[0].sha256}.tflite"
+    cached.write_bytes(b"damaged")  # a cache file cut short: converted again, not a crash
+    litert.accelerate(loaded[0].model, loaded[0].sha256)
+    assert cached.stat().st_size > 1000
+    for i in range(3):
+        (litert.cache_dir() / f"old{i}.tflite").write_bytes(b"x")
+    litert._prune(litert.cache_dir(), keep=2)
+    assert len(list(litert.cache_dir().glob("*.tflite"))) == 2
+    # Where Keras cannot convert (here: another backend), auto falls back with a note and litert refuses.
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    for f in litert.cache_dir().glob("*.tflite"):
+        f.unlink()
+    with Predictor(loaded, engine="auto") as predictor:
+        assert predictor.engines == {} and all("TensorFlow backend, not jax" in n for n in predictor.notes)
+    with pytest.raises(ValueError, match="cannot predict with LiteRT"):
+        Predictor(loaded, engine="litert")
