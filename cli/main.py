@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from facekit.choices import AUGMENT_STRENGTHS, BACKENDS, ENGINES, MIXES, PRECISIONS, SPLITS
+from facekit.choices import AUGMENT_STRENGTHS, BACKENDS, CACHE_MODES, ENGINES, MIXES, PRECISIONS, SPLITS
 from facekit.contract import CHECK_KERAS, OUTPUT_ORDERS
 from facekit_cli.native_log import filter_native_stderr
 from facekit_cli.ui import console, err_console, fail, interrupt_once, print_json, progress_bar, reason
@@ -58,6 +58,7 @@ OutputOrder = _choices("OutputOrder", OUTPUT_ORDERS)
 Split = _choices("Split", SPLITS)
 Backend = _choices("Backend", BACKENDS)
 Engine = _choices("Engine", ENGINES)
+CacheMode = _choices("CacheMode", CACHE_MODES)
 FINETUNE_ONLY = "Model B only (train finetune)"
 
 
@@ -117,7 +118,8 @@ def prep(
     min_confidence: Annotated[float, typer.Option(min=0.0, max=1.0, help="Minimum face detection confidence.")]
     = 0.5,
     force: Annotated[bool, typer.Option("--force", "-f", metavar="",
-                                        help="Rebuild even if an up-to-date cache exists.")] = False,
+                                        help="Detect every image again, even where an up-to-date cache (or an "
+                                        "interrupted run's rows) could be reused.")] = False,
     template: Annotated[Path | None, typer.Option(help="Alignment template JSON from `facekit template` "
                                                   "(default: the one facekit ships).")] = None,
     workers: WorkersOpt = None,
@@ -143,14 +145,21 @@ def prep(
     except (OSError, ValueError, CacheError, ModelFileError, PrepError) as exc:
         fail(reason(exc))
     except KeyboardInterrupt:
-        fail("interrupted; no cache was written (it is written only when complete)", code=130)
+        from facekit.prep import PARTIAL, default_cache_path, sidecar
+
+        kept = sidecar(out or default_cache_path(folder), PARTIAL)
+        fail("interrupted; the cache was not written (it is replaced only when complete)"
+             + (f"; the images done so far are kept in {kept} and the same command resumes from them"
+                if kept.exists() else ""), code=130)
     if json_out:
         print_json({"cache": str(result.cache), "reused": result.reused, "report": result.report})
         return
     if result.reused:
         console.print(f"[green]cache up to date[/]: {result.cache} (use --force to rebuild)")
     else:
-        console.print(f"[green]wrote[/] {result.cache}")
+        reused = (f" ({result.reused_rows} unchanged images reused, not detected again)" if result.reused_rows
+                  else "")
+        console.print(f"[green]wrote[/] {result.cache}{reused}")
     for line in summary_lines(result.report):
         console.print(line, highlight=False, markup=False)
     console.print(f"report: {result.report_path}")
@@ -255,6 +264,9 @@ def train(
     = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Parallel workers: threads that load and augment "
                                                 "batches (default 4).")] = None,
+    cache_mode: Annotated[CacheMode | None, typer.Option(help="memory: every crop in memory; stream: each batch "
+                                                         "read from the cache (flat memory, any size); auto "
+                                                         "(default): memory when the crops fit.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Use a random subset of N cached images.")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="Cap batches per epoch (quick trials).")] = None,
     project: Annotated[str | None, typer.Option(help="Folder of runs (default runs).")] = None,
@@ -290,6 +302,7 @@ def train(
             mean_variance=mean_variance, sigma=sigma,
             tta=tta, teacher=str(teacher) if teacher else None, distill_weight=distill_weight,
             output_order=_value(output_order), precision=_value(precision), workers=workers, limit=limit,
+            cache_mode=_value(cache_mode),
             steps_per_epoch=steps,
             project=project, name=name, model_dir=str(model_dir) if model_dir else None,
             check_keras=_keras_versions(check_keras) if check_keras is not None else None, **finetune_only,

@@ -345,7 +345,7 @@ def check_run(run_dir: str | Path, keras_versions: tuple[str, ...] | None = None
     cfg = TrainConfig.load(run_dir / "args.json")
     path = run_dir / cfg.export_name
     versions = tuple(cfg.check_keras) if keras_versions is None else keras_versions
-    data = read_cache(cfg.cache)
+    data = read_cache(cfg.cache, in_memory=False)  # 32 crops at most are read
     tr, va = select(data, cfg)
     held_out = va if len(va) else tr  # --full holds nothing out
     idx = held_out[:: max(1, len(held_out) // 32)][:32]

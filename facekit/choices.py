@@ -1,4 +1,4 @@
-"""The values of each choice option (augment, mix, precision, split, backend, engine), in one light module.
+"""The values of each choice option (augment, mix, precision, split, backend, engine, cache mode), in one light module.
 
 The library modules that implement the choices import them from here, and the
 CLI lists them in its help and refuses anything else, without importing
@@ -13,3 +13,4 @@ PRECISIONS = ("auto", "mixed", "float32")  # auto: mixed_float16 on a GPU, float
 SPLITS = ("all", "train", "val")
 BACKENDS = ("tensorflow", "jax", "torch")
 ENGINES = ("auto", "litert", "keras")  # predict: auto = LiteRT where it runs and agrees with Keras, else Keras
+CACHE_MODES = ("auto", "memory", "stream")  # train: every crop in memory, or each batch read from the cache

@@ -58,6 +58,7 @@ class TrainConfig:
     freeze_epochs: int = 0
     output_order: str = DEFAULT_OUTPUT_ORDER
     precision: str = "auto"
+    cache_mode: str = "auto"  # memory, stream, or auto: memory when the crops fit (cache.choose_mode)
     check_keras: tuple[str, ...] = CHECK_KERAS  # Keras versions `facekit check` loads the hand-in file with
     workers: int = 4  # loader threads
     limit: int | None = None  # use a random subset of this many cached images (quick runs, tests)
@@ -81,7 +82,7 @@ class TrainConfig:
         """Fail on a bad option before any data is read or model built."""
         from facekit.backbones import get_backbone
         from facekit.choices import AUGMENT_STRENGTHS as STRENGTHS
-        from facekit.choices import MIXES, PRECISIONS
+        from facekit.choices import CACHE_MODES, MIXES, PRECISIONS
 
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
@@ -98,6 +99,8 @@ class TrainConfig:
         check_output_order(self.output_order)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.cache_mode not in CACHE_MODES:
+            raise ValueError(f"cache mode must be one of {', '.join(CACHE_MODES)}, got {self.cache_mode!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch size must be at least 1")
         if not 0.0 <= self.val_split < 1.0:

@@ -20,7 +20,7 @@ import numpy as np
 from facekit.atomic import atomic_path, write_json
 from facekit.augment import build_augment
 from facekit.backbones import get_backbone, resolve_weights
-from facekit.cache import CacheData, read_cache
+from facekit.cache import CacheData, choose_mode, read_cache, take
 from facekit.contract import INPUT_SHAPE
 from facekit.dataset import FaceBatches
 from facekit.device import describe, set_precision
@@ -181,7 +181,9 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
             restart_in, resume = run_dir, None
     cfg.validate()
     policy = set_precision(cfg.precision)
-    data = read_cache(cfg.cache)
+    mode, why = choose_mode(cfg.cache, cfg.cache_mode)
+    data = read_cache(cfg.cache, in_memory=mode == "memory")
+    notes.append(f"cache in {mode}: {why}")
     if data.attrs.get("channel_order") != "RGB":
         raise ValueError(f"{cfg.cache}: channel order {data.attrs.get('channel_order')!r}, expected RGB")
     if data.images.shape[1:] != INPUT_SHAPE:
@@ -197,14 +199,14 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
     soft = None
     if cfg.teacher:
         check_teacher_split(Path(cfg.teacher), split)
-        targets = teacher_targets(cfg.teacher, data.images[tr], cfg.sigma)
+        targets = teacher_targets(cfg.teacher, take(data.images, tr), cfg.sigma)
         soft = (targets.age_dist, targets.p_female)
         notes.append(f"distilling from {cfg.teacher} ({targets.source}), weight {cfg.distill_weight}")
-    train_batches = FaceBatches(data.images[tr], data.age[tr], data.gender[tr], cfg.batch_size,
+    train_batches = FaceBatches(take(data.images, tr), data.age[tr], data.gender[tr], cfg.batch_size,
                                 build_augment(cfg.augment), shuffle=True, sigma=cfg.sigma, seed=cfg.run_seed,
                                 workers=cfg.workers, steps=cfg.steps_per_epoch, mix=cfg.mix,
                                 mix_alpha=cfg.mix_alpha, soft=soft, soft_weight=cfg.distill_weight)
-    val_batches = None if cfg.full else FaceBatches(data.images[va], data.age[va], data.gender[va],
+    val_batches = None if cfg.full else FaceBatches(take(data.images, va), data.age[va], data.gender[va],
                                                     cfg.batch_size, None, sigma=cfg.sigma, workers=cfg.workers)
     monitor = None if cfg.full else cfg.monitor
     initial_epoch, best, best_epoch, earlier_seconds = 0, math.inf, None, 0.0
@@ -307,6 +309,7 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
         "val_twins_in_train": split.val_twins_in_train,  # pixel-identical copies: their scores are not unseen
         "train_seconds": round(earlier_seconds + elapsed, 1),  # all sessions of the run
         "precision": policy,
+        "cache_mode": mode,
         "interrupted": interrupted,
         **describe(),
     }

@@ -1,6 +1,7 @@
 """prep end to end on a small folder: cache schema, report, reuse, atomicity, bad input."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -126,3 +127,83 @@ def test_duplicates_name_the_labels_that_differ():
     groups = find_duplicates([row("a", 30, 0, 1, "x"), row("b", 30, 0, 2, "x"),  # race only: not a conflict
                               row("c", 5, 1, 0, "y"), row("d", 6, 1, 0, "y"), row("e", 40, 0, 0, "z")])
     assert [(g["differs"], g["conflict"]) for g in groups] == [(["race"], False), (["age"], True)]
+
+
+def _count_detections(monkeypatch) -> dict[str, int]:
+    """Counts FaceFinder.find calls (workers=1 runs them in this process)."""
+    from facekit.detect import FaceFinder
+
+    calls = {"n": 0}
+    real = FaceFinder.find
+
+    def counted(self, rgb, thorough=False):
+        calls["n"] += 1
+        return real(self, rgb, thorough)
+
+    monkeypatch.setattr(FaceFinder, "find", counted)
+    return calls
+
+
+def test_incremental_prep_detects_only_changed_files(chip_folder: Path, chip_sample: list[Path], tmp_path: Path,
+                                                     monkeypatch):
+    out = tmp_path / "c.h5"
+    prep(chip_folder, out, workers=1)
+    names = sorted(p.name for p in chip_folder.iterdir())
+    (chip_folder / names[0]).unlink()  # removed
+    shutil.copy(chip_sample[12], chip_folder / chip_sample[12].name)  # added
+    shutil.copy(chip_sample[13], chip_folder / names[1])  # same name, other pixels: detected again
+    os.utime(chip_folder / names[2])  # touched only: same pixels, reused
+    calls = _count_detections(monkeypatch)
+    res = prep(chip_folder, out, workers=1)
+    assert not res.reused and res.reused_rows == 10 and calls["n"] == 2
+    assert res.report["counts"]["reused_rows"] == 10
+    fresh = read_cache(prep(chip_folder, tmp_path / "fresh.h5", workers=1, force=True).cache)
+    got = read_cache(out)
+    assert list(got.filename) == list(fresh.filename) and names[0] not in set(got.filename)
+    for col in ("images", "age", "gender", "score", "landmarks", "aligned", "n_faces", "content_sha256"):
+        np.testing.assert_array_equal(getattr(got, col), getattr(fresh, col), err_msg=col)
+
+
+def test_interrupted_prep_resumes_where_it_stopped(chip_folder: Path, tmp_path: Path, monkeypatch):
+    out = tmp_path / "c.h5"
+    real = cache_mod.CacheWriter.append
+    calls = {"n": 0}
+
+    def ctrl_c_at_six(self, **row):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        real(self, **row)
+
+    monkeypatch.setattr(cache_mod.CacheWriter, "append", ctrl_c_at_six)
+    with pytest.raises(KeyboardInterrupt):
+        prep(chip_folder, out, workers=1)
+    monkeypatch.setattr(cache_mod.CacheWriter, "append", real)
+    assert not out.exists() and (tmp_path / "c.partial.h5").exists()  # no cache in place, the progress kept
+    detections = _count_detections(monkeypatch)
+    res = prep(chip_folder, out, workers=1)
+    assert res.reused_rows == 5 and detections["n"] == 12 - 5
+    assert sorted(p.name for p in tmp_path.glob("c.*")) == ["c.aligned.png", "c.h5", "c.report.json",
+                                                            "c.samples.png"]  # no partial files left
+    assert len(read_cache(out)) == 12
+
+
+def test_streamed_cache_reads_what_memory_holds(chip_folder: Path, tmp_path: Path, monkeypatch):
+    from facekit.cache import CacheImages, choose_mode, take
+
+    out = prep(chip_folder, tmp_path / "c.h5", workers=1).cache
+    mem, disk = read_cache(out), read_cache(out, in_memory=False)
+    assert isinstance(disk.images, CacheImages) and disk.images.shape == mem.images.shape
+    rows = np.array([7, 2, 9, 2 + 1])
+    np.testing.assert_array_equal(disk.images[rows], mem.images[rows])
+    np.testing.assert_array_equal(disk.images[3:6], mem.images[3:6])
+    np.testing.assert_array_equal(disk.images[4], mem.images[4])
+    view = take(disk.images, rows)
+    assert isinstance(view, CacheImages) and len(view) == 4
+    np.testing.assert_array_equal(view[np.array([3, 0])], mem.images[[3, 7]])
+    assert choose_mode(out, "auto")[0] == "memory" and choose_mode(out, "stream")[0] == "stream"
+    monkeypatch.setattr(cache_mod, "available_memory", lambda: disk.images.nbytes)  # less than twice the crops
+    mode, why = choose_mode(out)
+    assert mode == "stream" and "memory stays flat" in why
+    with pytest.raises(ValueError, match="cache mode"):
+        choose_mode(out, "disk")

@@ -48,16 +48,22 @@ def _start_prep(tmp_path: Path, **popen: object) -> subprocess.Popen:
                             stderr=subprocess.PIPE, **popen)
 
 
-def test_sigterm_leaves_no_temporary_file(tmp_path: Path):
+def test_sigterm_leaves_no_cache_only_the_progress_to_resume_from(tmp_path: Path):
     proc = _start_prep(tmp_path)
     deadline = time.monotonic() + 120
-    while not any((tmp_path / "out").glob(".*tmp*")) and time.monotonic() < deadline:
+    while not (tmp_path / "out" / "c.partial.h5").exists() and time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"prep ended before it could be stopped: {proc.stderr.read().decode()[-2000:]}")
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) != 0
-    assert list((tmp_path / "out").iterdir()) == []  # neither the cache nor its temporary file
+    left = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert left in ([], ["c.partial.h5"])  # no cache, no temporary file; the rows done so far if any
+    if left:
+        import h5py
+
+        with h5py.File(tmp_path / "out" / "c.partial.h5", "r") as f:  # closed properly: readable for the resume
+            assert len(f["filename"]) == len(f["images"]) > 0
 
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
@@ -78,5 +84,7 @@ def test_ctrl_c_twice_cleans_up_without_a_traceback(tmp_path: Path, gap: float):
     os.killpg(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=60) == 130
     err = (seen + proc.stderr.read()).decode()
-    assert "Traceback" not in err and "interrupted; no cache was written" in err, err[-3000:]
-    assert list((tmp_path / "out").iterdir()) == []
+    assert "Traceback" not in err and "interrupted; the cache was not written" in err, err[-3000:]
+    left = [p.name for p in (tmp_path / "out").iterdir()]
+    assert left in ([], ["c.partial.h5"])  # no cache, no temporary file; the progress if any
+    assert ("the same command resumes" in err) == bool(left)

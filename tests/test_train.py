@@ -296,3 +296,13 @@ def test_plot_model_draws_or_says_once_how_to_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_pydot)
     note = plot_model(model, tmp_path / "no_pydot")
     assert "pip install 'facekit[plot]'" in note and note.count("pydot") == 1  # said once, not Keras's words too
+
+
+def test_streamed_cache_trains_like_the_in_memory_one(tiny_cache, tmp_path):
+    runs = {mode: train(quick_config("scratch", tiny_cache, tmp_path, cache_mode=mode, name=mode, epochs=1))
+            for mode in ("memory", "stream")}
+    for mode, res in runs.items():
+        assert res.metrics["cache_mode"] == mode and any(n.startswith(f"cache in {mode}") for n in res.notes)
+    rows = {mode: read_history(res.run_dir / "history.csv")[0] for mode, res in runs.items()}
+    for key in ("loss", "val_loss", "val_age_mae"):
+        assert rows["stream"][key] == pytest.approx(rows["memory"][key], rel=1e-4), key  # the same batches
