@@ -267,6 +267,9 @@ def train(
     cache_mode: Annotated[CacheMode | None, typer.Option(help="memory: every crop in memory; stream: each batch "
                                                          "read from the cache (flat memory, any size); auto "
                                                          "(default): memory when the crops fit.")] = None,
+    devices: Annotated[str | None, typer.Option(help="all, or how many devices to train on (data parallel, "
+                                                "JAX backend); --batch-size is per device and the learning rate "
+                                                "scales with the count (default 1).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Use a random subset of N cached images.")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="Cap batches per epoch (quick trials).")] = None,
     project: Annotated[str | None, typer.Option(help="Folder of runs (default runs).")] = None,
@@ -302,7 +305,7 @@ def train(
             mean_variance=mean_variance, sigma=sigma,
             tta=tta, teacher=str(teacher) if teacher else None, distill_weight=distill_weight,
             output_order=_value(output_order), precision=_value(precision), workers=workers, limit=limit,
-            cache_mode=_value(cache_mode),
+            cache_mode=_value(cache_mode), devices=devices,
             steps_per_epoch=steps,
             project=project, name=name, model_dir=str(model_dir) if model_dir else None,
             check_keras=_keras_versions(check_keras) if check_keras is not None else None, **finetune_only,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from typing import Any
 
 import albumentations as A
 import keras
@@ -72,7 +73,13 @@ class FaceBatches(keras.utils.PyDataset):
         mix_alpha: float | None = None,
         soft: tuple[np.ndarray, np.ndarray] | None = None,
         soft_weight: float = 0.5,
+        multiple_of: int = 1,
     ) -> None:
+        """``multiple_of``: every batch's size must divide by it (the devices a batch is split over).
+        Shuffled (training) batches drop the few images past the last multiple, different ones each
+        epoch; unshuffled (validation) ones pad the last batch with weight-0 copies, so every image
+        counts once in the (weighted) metrics; Keras divides a loss by the whole batch, so the
+        validation loss is low by at most (devices - 1) / images."""
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max(4, 2 * workers))
         if not len(images) == len(ages) == len(genders):
             raise ValueError("images, ages and genders differ in length")
@@ -91,21 +98,37 @@ class FaceBatches(keras.utils.PyDataset):
         self.rng = np.random.default_rng(seed)
         self.order = np.arange(len(images))
         self.steps = steps
+        self.multiple_of = multiple_of
+        if multiple_of > 1 and batch_size % multiple_of:
+            raise ValueError(f"batch size {batch_size} does not divide over {multiple_of} devices")
+        if multiple_of > 1 and shuffle and len(images) < multiple_of:
+            raise ValueError(f"{len(images)} images cannot fill one batch over {multiple_of} devices")
         self.epoch = 0
         self._local = threading.local()
         if shuffle:
             self.rng.shuffle(self.order)
 
     @property
+    def usable(self) -> int:
+        """Images an epoch takes: all, or (training over several devices) all but the remainder."""
+        n = len(self.images)
+        return n - n % self.multiple_of if self.shuffle else n
+
+    @property
     def num_batches(self) -> int:
-        full = int(np.ceil(len(self.images) / self.batch_size))
+        full = int(np.ceil(self.usable / self.batch_size))
         return min(full, self.steps) if self.steps else full
 
     def __len__(self) -> int:
         return self.num_batches
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
+        idx = self.order[i * self.batch_size : min((i + 1) * self.batch_size, self.usable)]
+        weight = None
+        if self.multiple_of > 1 and not self.shuffle:
+            real = len(idx)
+            idx = np.concatenate([idx, np.repeat(idx[-1:], -real % self.multiple_of)])
+            weight = (np.arange(len(idx)) < real).astype(np.float32)
         batch = self.images[idx]
         if self.augment is not None:
             aug = self._thread_augment()
@@ -125,7 +148,7 @@ class FaceBatches(keras.utils.PyDataset):
             # Seeded by (seed, epoch, batch), not the shared generator, so worker threads stay reproducible.
             x, targets = mix_batch(x, targets, self.mix, self.mix_alpha,
                                    np.random.default_rng([self.seed, self.epoch, i]))
-        return x, targets
+        return (x, targets) if weight is None else (x, targets, weight)
 
     def _thread_augment(self) -> A.Compose:
         """Each worker thread gets its own pipeline copy: albumentations keeps RNG state per pipeline."""

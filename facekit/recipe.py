@@ -59,6 +59,7 @@ class TrainConfig:
     output_order: str = DEFAULT_OUTPUT_ORDER
     precision: str = "auto"
     cache_mode: str = "auto"  # memory, stream, or auto: memory when the crops fit (cache.choose_mode)
+    devices: str = "1"  # "all" or a number: data parallel over that many devices (facekit.distribute)
     check_keras: tuple[str, ...] = CHECK_KERAS  # Keras versions `facekit check` loads the hand-in file with
     workers: int = 4  # loader threads
     limit: int | None = None  # use a random subset of this many cached images (quick runs, tests)
@@ -99,6 +100,9 @@ class TrainConfig:
         check_output_order(self.output_order)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        from facekit.distribute import parse_devices
+
+        parse_devices(self.devices)
         if self.cache_mode not in CACHE_MODES:
             raise ValueError(f"cache mode must be one of {', '.join(CACHE_MODES)}, got {self.cache_mode!r}")
         if self.epochs < 1 or self.batch_size < 1:

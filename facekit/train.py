@@ -25,6 +25,7 @@ from facekit.contract import INPUT_SHAPE
 from facekit.dataset import FaceBatches
 from facekit.device import describe, set_precision
 from facekit.distill import check_teacher_split, teacher_targets
+from facekit.distribute import Plan, distributed, plan
 from facekit.export import float32_copy, save_hand_in
 from facekit.losses import MEAN_WEIGHT, DistributionVariance
 from facekit.models import AgeGenderModels, build_finetune, build_scratch, export_from_train, find_backbone
@@ -110,17 +111,19 @@ def plan_phases(cfg: TrainConfig, has_backbone: bool) -> list[tuple[str, int, in
 
 
 def compile_train(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, epochs: int,
-                  constant_lr: float | None = None) -> None:
+                  constant_lr: float | None = None, lr: float | None = None) -> None:
+    """``lr`` overrides ``cfg.lr`` (scaled for several devices)."""
+    peak = cfg.lr if lr is None else lr
     total = max(1, steps_per_epoch * epochs)
     warm = min(total - 1, steps_per_epoch * cfg.warmup_epochs) if constant_lr is None else 0
-    lr: Any = constant_lr if constant_lr is not None else keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=cfg.lr * 0.01 if warm else cfg.lr, decay_steps=max(1, total - warm), alpha=0.01,
-        warmup_target=cfg.lr if warm else None, warmup_steps=warm,
+    schedule: Any = constant_lr if constant_lr is not None else keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak * 0.01 if warm else peak, decay_steps=max(1, total - warm), alpha=0.01,
+        warmup_target=peak if warm else None, warmup_steps=warm,
     )
     # Keras's EMA has no warm-up, so a fixed 0.999 still carried half the random initial weights
     # after 10 epochs of 63 steps (measured: 26.5 MAE). By default the average has a half-life of one epoch.
     momentum = cfg.ema_momentum or 0.5 ** (1 / max(1, steps_per_epoch))
-    opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=cfg.weight_decay, use_ema=cfg.ema,
+    opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay, use_ema=cfg.ema,
                                  ema_momentum=momentum)
     opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     loss: dict[str, Any] = {"age_dist": keras.losses.CategoricalCrossentropy(),
@@ -134,8 +137,10 @@ def compile_train(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, ep
         optimizer=opt,
         loss=loss,
         loss_weights=weights,
-        metrics={"age": [keras.metrics.MeanAbsoluteError(name="mae")],
-                 "gender": [keras.metrics.BinaryAccuracy(name="accuracy")]},
+        # Weighted: validation over several devices pads its last batch with weight-0 copies
+        # (FaceBatches), which plain compiled metrics would count. Without weights they are the same.
+        weighted_metrics={"age": [keras.metrics.MeanAbsoluteError(name="mae")],
+                          "gender": [keras.metrics.BinaryAccuracy(name="accuracy")]},
     )
 
 
@@ -164,7 +169,22 @@ def select(data: CacheData, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
 
 def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = None,
           resume: str | Path | None = None) -> TrainResult:
-    """Train per ``cfg`` (or continue the run in ``resume``) and return where everything went."""
+    """Train per ``cfg`` (or continue the run in ``resume``) and return where everything went.
+
+    With ``cfg.devices`` above one, everything from building the model to the
+    last epoch runs under Keras's data-parallel distribution (``facekit.distribute``).
+    """
+    if resume and (Path(resume) / "args.json").is_file():
+        devices = TrainConfig.load(Path(resume) / "args.json").devices
+    else:
+        devices = cfg.devices
+    dist = plan(devices, cfg.batch_size, cfg.lr)  # refused before any work if this machine cannot
+    with distributed(dist):
+        return _train(cfg, callbacks, resume, dist.devices)
+
+
+def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, resume: str | Path | None,
+           devices: tuple[str, ...]) -> TrainResult:
     notes: list[str] = []
     restart_in: Path | None = None
     if resume:
@@ -180,6 +200,10 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
                 (run_dir / stale).unlink(missing_ok=True)
             restart_in, resume = run_dir, None
     cfg.validate()
+    dist = Plan(devices, cfg.batch_size, cfg.lr)
+    if dist.count > 1:
+        notes.append(f"data parallel over {dist.count} devices ({', '.join(devices)}): global batch "
+                     f"{dist.global_batch}, learning rate {dist.scaled_lr:g}")
     policy = set_precision(cfg.precision)
     mode, why = choose_mode(cfg.cache, cfg.cache_mode)
     data = read_cache(cfg.cache, in_memory=mode == "memory")
@@ -202,12 +226,14 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
         targets = teacher_targets(cfg.teacher, take(data.images, tr), cfg.sigma)
         soft = (targets.age_dist, targets.p_female)
         notes.append(f"distilling from {cfg.teacher} ({targets.source}), weight {cfg.distill_weight}")
-    train_batches = FaceBatches(take(data.images, tr), data.age[tr], data.gender[tr], cfg.batch_size,
+    train_batches = FaceBatches(take(data.images, tr), data.age[tr], data.gender[tr], dist.global_batch,
                                 build_augment(cfg.augment), shuffle=True, sigma=cfg.sigma, seed=cfg.run_seed,
                                 workers=cfg.workers, steps=cfg.steps_per_epoch, mix=cfg.mix,
-                                mix_alpha=cfg.mix_alpha, soft=soft, soft_weight=cfg.distill_weight)
+                                mix_alpha=cfg.mix_alpha, soft=soft, soft_weight=cfg.distill_weight,
+                                multiple_of=dist.count)
     val_batches = None if cfg.full else FaceBatches(take(data.images, va), data.age[va], data.gender[va],
-                                                    cfg.batch_size, None, sigma=cfg.sigma, workers=cfg.workers)
+                                                    dist.global_batch, None, sigma=cfg.sigma, workers=cfg.workers,
+                                                    multiple_of=dist.count)
     monitor = None if cfg.full else cfg.monitor
     initial_epoch, best, best_epoch, earlier_seconds = 0, math.inf, None, 0.0
     if resume:
@@ -250,7 +276,8 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
         if isinstance(template, dict):  # predict frames faces with the template the crops were aligned to
             write_json(run_dir / RUN_TEMPLATE, template)
             digest = read_template(run_dir / RUN_TEMPLATE).digest()
-        write_json(run_dir / "args.json", {**cfg.to_json(), "template_digest": digest})
+        write_json(run_dir / "args.json", {**cfg.to_json(), "template_digest": digest,
+                                           "distribution": dist.to_json()})
         write_run_split(run_dir, split)
     model_path = run_dir / cfg.export_name
     steps = len(train_batches)
@@ -273,7 +300,7 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
                 if models.backbone is not None:
                     models.backbone.trainable = phase == "full"
                 compile_train(models.train, cfg, steps, end - first,
-                              constant_lr=cfg.lr if phase == "frozen" else None)
+                              constant_lr=dist.scaled_lr if phase == "frozen" else None, lr=dist.scaled_lr)
             # A fresh EMA swapper per fit: one left over from the previous phase would swap
             # the new optimizer's unbuilt averages into the model.
             ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []
@@ -310,6 +337,7 @@ def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = N
         "train_seconds": round(earlier_seconds + elapsed, 1),  # all sessions of the run
         "precision": policy,
         "cache_mode": mode,
+        "devices": dist.count,
         "interrupted": interrupted,
         **describe(),
     }
