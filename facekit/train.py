@@ -63,6 +63,27 @@ class TrainResult:
     notes: list[str] = field(default_factory=list)
 
 
+class ResumedEarlyStopping(keras.callbacks.EarlyStopping):
+    """Early stopping that carries a resumed run's count on.
+
+    Keras's resets its best value and its count of epochs without improvement
+    at the start of every ``fit``, so a run resumed 12 epochs after its best
+    trained on past the patience an uninterrupted run stops at (seen: best epoch
+    16, resumed at 18, still training at 29 with patience 12). The recorded best
+    and count are put back once, for this session's first fit.
+    """
+
+    def __init__(self, *args: Any, best: float = math.inf, wait: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._resumed: tuple[float, int] | None = (best, wait) if math.isfinite(best) else None
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        super().on_train_begin(logs)
+        if self._resumed is not None:
+            self.best, self.wait = self._resumed
+            self._resumed = None
+
+
 class SaveBest(keras.callbacks.Callback):
     """Export the deployable model atomically whenever the monitored metric improves."""
 
@@ -286,8 +307,8 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
     csv_log = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=bool(resume))
     stop = None
     if monitor and cfg.patience:
-        stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience, mode="min",
-                                             restore_best_weights=True)
+        stop = ResumedEarlyStopping(monitor=monitor, patience=cfg.patience, mode="min", restore_best_weights=True,
+                                    best=best, wait=initial_epoch - best_epoch if best_epoch else 0)
 
     start = time.perf_counter()
     interrupted = False
