@@ -21,8 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from facekit.choices import ENGINES  # noqa: F401  (the values predict's engine option takes)
-
 KEEP = 20  # converted models kept in the cache (about 9 MB each for B)
 AGREEMENT = 1e-3  # most a converted model may differ from Keras (years; probability) on the probe batch
 

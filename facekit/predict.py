@@ -179,7 +179,7 @@ class Predictor:
     one the models were trained with (``framing_for``); ``thorough`` runs both
     detection passes on every photo (``FaceFinder.find``); ``scores`` adds the
     face detector's confidence and box (``FaceFinder``: a fifth of the search
-    time, so off unless asked for). ``engine`` (``litert.ENGINES``): ``auto``
+    time, so off unless asked for). ``engine`` (``choices.ENGINES``): ``auto``
     answers with each model's LiteRT conversion where it runs and agrees with
     Keras, else with Keras (``notes`` says why); ``litert`` insists; ``keras``
     never converts. ``timings`` holds the seconds spent in each of ``STAGES`` so far.
