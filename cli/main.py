@@ -488,7 +488,7 @@ def _load_models(specs: list[str], project: str):
 
 
 def _output_stream(output: Path | None):
-    """Where records go: stdout, or a file written atomically (complete or absent, never half-written)."""
+    """Where records go: stdout (no file, or ``-``), or a file written atomically (complete or absent)."""
     import contextlib
     import sys
 
@@ -560,7 +560,8 @@ def predict(
     if len(chosen) > 1:
         fail(f"choose one output format, not {' and '.join('--' + f for f in chosen)}", 2)
     fmt = chosen[0] if chosen else None
-    if fmt is None and output is not None and str(output) != "-":
+    to_file = output is not None and str(output) != "-"
+    if fmt is None and to_file:
         fmt = output.suffix.lower().lstrip(".")
         if fmt not in FORMATS:
             fail(f"{output}: cannot tell the format from the suffix; add --json, --jsonl or --csv", 2)
@@ -634,7 +635,7 @@ def predict(
             if r.annotated:
                 console.print(f"annotated: {r.annotated}", highlight=False)
     err_console.print(tally.line(), highlight=False)
-    if output is not None and str(output) != "-":
+    if to_file:
         err_console.print(f"wrote {output}", highlight=False)
     if not tally.faces:
         raise typer.Exit(1)

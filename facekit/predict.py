@@ -156,12 +156,9 @@ class _Reader:
             except queue.Full:
                 continue
 
-    def take(self, block: bool) -> Any:
-        """The next item; None if ``block`` is false and none is ready."""
-        try:
-            item = self.queue.get(block=block)
-        except queue.Empty:
-            return None
+    def take(self) -> Any:
+        """The next item, waiting for it; an exception the reader met is raised here."""
+        item = self.queue.get()
         if isinstance(item, BaseException):
             raise item
         return item
@@ -246,7 +243,7 @@ class Predictor:
             done = False
             while not done:
                 pending: list[_Aligned] = []
-                item = reader.take(block=True)
+                item = reader.take()
                 while True:
                     if item is _Reader._DONE:
                         done = True
@@ -254,7 +251,7 @@ class Predictor:
                     pending.append(item)
                     if sum(len(a.faces) for a in pending) >= self.batch_size:
                         break
-                    item = reader.take(block=True)
+                    item = reader.take()
                 yield from self._answer(pending)
         finally:
             reader.close()

@@ -371,10 +371,10 @@ def prep(
         if not kept:
             raise ValueError(f"{folder}: no image could be read ({len(unreadable)} unreadable)")
     except BaseException:
-        reusable.close()
         _keep_larger(partial, previous)
         raise
-    reusable.close()
+    finally:
+        reusable.close()
     os.replace(partial, out)  # atomic: the old cache stays whole until the new one is complete
     previous.unlink(missing_ok=True)
     report = build_report(folder, out, files, kept, rejected, repaired, unreadable, dropped, options)
