@@ -267,8 +267,8 @@ def train(
     cache_mode: Annotated[CacheMode | None, typer.Option(help="memory: every crop in memory; stream: each batch "
                                                          "read from the cache (flat memory, any size); auto "
                                                          "(default): memory when the crops fit.")] = None,
-    devices: Annotated[str | None, typer.Option(help="all, or how many devices to train on (data parallel, "
-                                                "JAX backend); --batch-size is per device and the learning rate "
+    devices: Annotated[str | None, typer.Option(help="all, or how many devices to train on (data parallel); "
+                                                "--batch-size is per device and the learning rate "
                                                 "scales with the count (default 1).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Use a random subset of N cached images.")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="Cap batches per epoch (quick trials).")] = None,

@@ -1,13 +1,21 @@
 """Training on several devices of one machine: Keras's distribution API, data parallel.
 
 ``facekit train --devices all|N`` keeps one copy of the model per device and
-splits each batch over them (``keras.distribution.DataParallel``). The batch
-size stays per device, so the global batch grows with the device count, and
-the learning rate grows with it (the linear scaling rule of Goyal et al. 2017);
-both are recorded in the run's ``args.json``. Keras's distribution API runs on
-the JAX backend; on TensorFlow more than one device is refused with that
-reason. On a CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` splits
-the host into N JAX devices, which is how the tests run this.
+splits each batch over them. The batch size stays per device, so the global
+batch grows with the device count, and the learning rate grows with it (the
+linear scaling rule of Goyal et al. 2017); both are recorded in the run's
+``args.json``.
+
+On JAX this is Keras's own distribution API (``keras.distribution.DataParallel``).
+Keras's distribution API does not drive ``fit`` on TensorFlow; there Keras's
+TensorFlow trainer follows the ``tf.distribute`` strategy in scope, so this
+module (the one place facekit touches ``tf.*`` for training) enters a
+``MirroredStrategy`` over the same devices, and everything else stays Keras.
+TensorFlow's replicas normalise each over its own share of the batch unless
+BatchNormalization is ``synchronized``; facekit synchronises them
+(``sync_batch_norm``) so a batch means the same on N devices as on one, as
+it does on JAX. Tests split a CPU into devices: ``XLA_FLAGS=--xla_force_host_platform_device_count=N``
+for JAX, ``tf.config.set_logical_device_configuration`` for TensorFlow.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras
+
+from facekit.contract_probe import all_layers
 
 
 @dataclass(frozen=True)
@@ -65,11 +75,11 @@ def plan(devices: str | int, batch_size: int, lr: float) -> Plan:
     if wanted == 1:
         return Plan((), batch_size, lr)
     backend = keras.backend.backend()
-    if backend != "jax":
+    if backend not in ("jax", "tensorflow"):
         if wanted is None:
-            return Plan((), batch_size, lr)  # "all" on a backend without the distribution API: the one device
-        raise ValueError(f"--devices {devices}: Keras's distribution API trains on several devices on the JAX "
-                         f"backend, not {backend}; run with KERAS_BACKEND=jax")
+            return Plan((), batch_size, lr)  # "all" on a backend facekit cannot distribute: the one device
+        raise ValueError(f"--devices {devices}: facekit trains on several devices on the JAX or TensorFlow "
+                         f"backend, not {backend}")
     found = keras.distribution.list_devices()
     gpus = [d for d in found if not d.lower().startswith("cpu")]
     pool = gpus or found
@@ -81,9 +91,19 @@ def plan(devices: str | int, batch_size: int, lr: float) -> Plan:
 
 @contextlib.contextmanager
 def distributed(p: Plan) -> Iterator[None]:
-    """Keras's global distribution set to data parallel over ``p.devices`` for the block (nothing for one)."""
+    """Data parallel over ``p.devices`` for the block (nothing for one device).
+
+    Everything from building the model to the last epoch must run inside it:
+    both backends place each variable when it is created.
+    """
     if p.count == 1:
         yield
+        return
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf  # the edge where Keras needs TensorFlow's own strategy
+
+        with tf.distribute.MirroredStrategy([f"/{d}" for d in p.devices]).scope():
+            yield
         return
     before = keras.distribution.distribution()
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=list(p.devices)))
@@ -91,3 +111,15 @@ def distributed(p: Plan) -> Iterator[None]:
         yield
     finally:
         keras.distribution.set_distribution(before)
+
+
+def sync_batch_norm(model: keras.Model, p: Plan) -> int:
+    """Batch statistics over the global batch on TensorFlow replicas, as on one device; returns how many
+    layers changed. The hand-in file is written unsynchronised (``facekit.export``): only TensorFlow
+    accepts the flag, and inference never uses it."""
+    if p.count == 1 or keras.backend.backend() != "tensorflow":
+        return 0
+    layers = [layer for layer in all_layers(model, keras) if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in layers:
+        layer.synchronized = True
+    return len(layers)

@@ -68,6 +68,20 @@ def float32_copy(model: keras.Model) -> keras.Model:
     return clone
 
 
+@contextlib.contextmanager
+def unsynchronized(model: keras.Model) -> Iterator[None]:
+    """BatchNormalization without ``synchronized`` while the block saves: TensorFlow multi-device training
+    sets it (``facekit.distribute``), and every other backend refuses to load a layer that has it."""
+    synced = [layer for layer in all_layers(model, keras) if getattr(layer, "synchronized", False)]
+    for layer in synced:
+        layer.synchronized = False
+    try:
+        yield
+    finally:
+        for layer in synced:
+            layer.synchronized = True
+
+
 def save_hand_in(model: keras.Model, dest: str | Path, oldest: str = OLDEST_KERAS) -> list[Removal]:
     """Write ``model`` as a hand-in file at ``dest``, atomically; returns the config keys removed for
     older Keras (``facekit.compat``).
@@ -89,7 +103,8 @@ def save_hand_in(model: keras.Model, dest: str | Path, oldest: str = OLDEST_KERA
     with atomic_path(dest) as tmp:
         raw = tmp.with_name(tmp.name + ".raw.keras")  # as Keras saved it, before the rewrite
         try:
-            model.save(raw)
+            with unsynchronized(model):
+                model.save(raw)
             config = read_config(raw)
             removed = make_portable(config, oldest)
             left = non_float32(config)

@@ -25,7 +25,7 @@ from facekit.contract import INPUT_SHAPE
 from facekit.dataset import FaceBatches
 from facekit.device import describe, set_precision
 from facekit.distill import check_teacher_split, teacher_targets
-from facekit.distribute import Plan, distributed, plan
+from facekit.distribute import Plan, distributed, plan, sync_batch_norm
 from facekit.export import float32_copy, save_hand_in
 from facekit.losses import MEAN_WEIGHT, DistributionVariance
 from facekit.models import AgeGenderModels, build_finetune, build_scratch, export_from_train, find_backbone
@@ -300,6 +300,8 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
         write_json(run_dir / "args.json", {**cfg.to_json(), "template_digest": digest,
                                            "distribution": dist.to_json()})
         write_run_split(run_dir, split)
+    if sync_batch_norm(models.train, dist):
+        notes.append("batch normalisation synchronised over the devices (TensorFlow)")
     model_path = run_dir / cfg.export_name
     steps = len(train_batches)
     save_best = SaveBest(models.export, model_path, monitor, best, best_epoch)

@@ -89,6 +89,31 @@ def test_saved_hand_in_is_portable_and_has_one_input(tmp_path):
         np.testing.assert_allclose(g, w, atol=1e-5)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="only TensorFlow has synchronized BatchNormalization")
+def test_synchronized_batch_norm_stays_out_of_the_file(tmp_path):
+    """TensorFlow multi-device training synchronises BatchNormalization (facekit.distribute); JAX refuses to
+    load a layer with the flag, so the file must not carry it, and training must keep it."""
+    m = build_scratch(widths=(8, 8, 16, 16, 16), hidden=16)
+    bns = [layer for layer in m.train.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in bns:
+        layer.synchronized = True
+    save_hand_in(m.export, tmp_path / "age_gender_A.keras")
+    saved = [o["config"] for o in _objects(read_config(tmp_path / "age_gender_A.keras"))
+             if o.get("class_name") == "BatchNormalization"]
+    assert len(saved) == len(bns) and not any(c["synchronized"] for c in saved)
+    assert all(layer.synchronized for layer in bns)
+
+
+def _objects(node):
+    if isinstance(node, dict):
+        yield node
+        for v in node.values():
+            yield from _objects(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _objects(v)
+
+
 @pytest.mark.parametrize("task", ["scratch", "finetune"])
 def test_mixed_precision_model_is_exported_in_float32(task, tmp_path):
     with global_policy("mixed_float16"):
