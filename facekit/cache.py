@@ -11,6 +11,10 @@ Layout (schema 2), readable with plain h5py:
 - ``content_sha256`` (N,) sha256 of the decoded pixels (shape-prefixed), so re-encoded copies match
 - ``n_faces``   (N,) int16 faces found in the source image (schema 2: an incremental prep reuses
   a row without detecting again, and the report still counts images with several faces)
+- ``file_size``, ``file_mtime_ns`` (N,) int64 the source file's size and modification time when it
+  was read, -1 where unknown: an incremental prep trusts a row whose file still has both without
+  reading the file again. Optional: schema-2 caches written before them have none, and their
+  files are read and hashed once instead.
 
 ``images`` is stored one gzip-compressed chunk per crop, so any crop is read on
 its own: a shuffled batch of 64 reads at about 2,300 crops a second on one core
@@ -155,6 +159,8 @@ class CacheData:
 class CacheWriter:
     """Appends records to an open HDF5 file in blocks; the caller owns atomicity (see atomic_path)."""
 
+    OPTIONAL = {"file_size": -1, "file_mtime_ns": -1}  # columns a row may leave out: unknown
+
     def __init__(self, path: Path, size: int, attrs: dict[str, Any], block: int = 256) -> None:
         self.f = h5py.File(path, "w")
         self.block = block
@@ -169,6 +175,7 @@ class CacheWriter:
             ("age", np.int16, ()), ("gender", np.int8, ()), ("race", np.int8, ()),
             ("filename", _STR, ()), ("score", np.float32, ()), ("landmarks", np.float32, (5, 2)),
             ("aligned", np.bool_, ()), ("content_sha256", "S64", ()), ("n_faces", np.int16, ()),
+            ("file_size", np.int64, ()), ("file_mtime_ns", np.int64, ()),
         ]:
             f.create_dataset(name, (0, *shape), dtype, maxshape=(None, *shape), chunks=(1024, *shape))
         for key, value in attrs.items():
@@ -186,9 +193,8 @@ class CacheWriter:
         for name in self.f:
             ds = self.f[name]
             ds.resize(self.n + k, axis=0)
-            ds[self.n : self.n + k] = np.stack([np.asarray(r[name]) for r in self._buf]) if name != "filename" else [
-                r[name] for r in self._buf
-            ]
+            values = [r.get(name, self.OPTIONAL.get(name)) if name in self.OPTIONAL else r[name] for r in self._buf]
+            ds[self.n : self.n + k] = values if name == "filename" else np.stack([np.asarray(v) for v in values])
         self.n += k
         self._buf.clear()
 

@@ -77,6 +77,9 @@ class Record:
     size: tuple[int, int] = (0, 0)  # (height, width) of the source image
     preview: np.ndarray | None = None
     reused: bool = False  # same pixels as a row of the previous cache: not detected again, the row is copied
+    unread: bool = False  # reused on the file's size and modification time alone: not even decoded
+    file_size: int = -1
+    file_mtime_ns: int = -1
 
 
 @dataclass
@@ -136,26 +139,38 @@ def pixel_digest(rgb: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def process_file(task: tuple[str, bool, str | None]) -> Record:
+def process_file(task: tuple[str, bool, Known | None]) -> Record:
     """Read, detect and align one file; every failure becomes an error in the Record.
 
-    ``task`` is (path, make a preview, the pixel digest of a reusable row or None):
-    a file whose pixels match is only read and hashed, not detected again.
+    ``task`` is (path, make a preview, what a reusable row knows of the file or
+    None). A file whose size and modification time match the row's is not read
+    at all (decoding is most of an incremental prep's time once detection is
+    skipped: 15 minutes of a 100,000-image folder here); one whose pixels match
+    is read and hashed, not detected again.
     """
     from facekit.align import align_face
     from facekit.detect import main_face
 
     if _start_error is not None:
         raise PrepError(f"a prep worker could not start: {_start_error}")
-    path, want_preview, known_sha = task
+    path, want_preview, known = task
     rec = Record(name=os.path.basename(path))
     try:
+        try:
+            st = os.stat(path)
+            rec.file_size, rec.file_mtime_ns = st.st_size, st.st_mtime_ns
+        except OSError:
+            pass  # read_rgb says what is wrong with the file
+        if (known is not None and not want_preview and known.file_size >= 0
+                and (known.file_size, known.file_mtime_ns) == (rec.file_size, rec.file_mtime_ns)):
+            rec.content_sha256, rec.reused, rec.unread = known.sha, True, True
+            return rec
         rgb = read_rgb(path)
         rec.content_sha256 = pixel_digest(rgb)
         rec.size = (rgb.shape[0], rgb.shape[1])
         if want_preview:
             rec.preview = _letterbox(rgb, PREVIEW_SIZE)
-        if rec.content_sha256 == known_sha:
+        if known is not None and rec.content_sha256 == known.sha:
             rec.reused = True
             return rec
         assert _template is not None and _options is not None
@@ -194,7 +209,7 @@ def map_files(
     workers: int,
     model_dir: str | None = None,
     previews: set[int] | None = None,
-    known: dict[str, str] | None = None,
+    known: dict[str, Known] | None = None,
 ) -> Iterator[Record]:
     """Process files in order, in ``workers`` processes (1: in this process, the plain loop).
 
@@ -339,12 +354,12 @@ def prep(
     if partial.exists():  # an interrupted run's rows: read from under another name while this run writes anew
         os.replace(partial, previous)
     reusable = ReusableRows([] if force else [previous, out], options, template)
-    reused_rows = 0
+    reused_rows = unread_rows = 0
     try:
         writer = CacheWriter(partial, template.size, attrs)
         try:
             records = map_files([str(p) for p, _ in labelled], options, template, workers, model_dir, preview_idx,
-                                reusable.digests())
+                                reusable.known())
             for i, rec in enumerate(records):
                 label = labelled[i][1]
                 if progress:
@@ -356,13 +371,15 @@ def prep(
                     "images": rec.image, "score": rec.score, "landmarks": rec.points, "aligned": rec.aligned,
                     "n_faces": rec.n_faces}
                 reused_rows += rec.reused
+                unread_rows += rec.unread
                 if rec.preview is not None:
                     pairs.append((rec.preview, row["images"], _caption(label)))
                 if options.align and not row["aligned"] and options.drop_unaligned:
                     dropped.append(rec.name)
                     continue
                 writer.append(**row, age=label.age, gender=label.gender, race=label.race, filename=rec.name,
-                              content_sha256=rec.content_sha256.encode())
+                              content_sha256=rec.content_sha256.encode(), file_size=rec.file_size,
+                              file_mtime_ns=rec.file_mtime_ns)
                 kept.append({"file": rec.name, "age": label.age, "gender": label.gender, "race": label.race,
                              "aligned": bool(row["aligned"]), "n_faces": int(row["n_faces"]),
                              "sha": rec.content_sha256})
@@ -379,6 +396,7 @@ def prep(
     previous.unlink(missing_ok=True)
     report = build_report(folder, out, files, kept, rejected, repaired, unreadable, dropped, options)
     report["counts"]["reused_rows"] = reused_rows  # rows copied from the previous cache, not detected again
+    report["counts"]["unread_files"] = unread_rows  # of those, files unchanged in size and time: not even read
     write_json(report_path, report)
     samples_png = contact_sheet(out, sidecar(out, ".samples.png"), seed=seed)
     pairs_png = pairs_sheet(pairs, sidecar(out, ".aligned.png")) if pairs else None
@@ -408,10 +426,20 @@ PARTIAL = ".partial.h5"  # rows written so far; an interrupted prep leaves it an
 PARTIAL_PREVIOUS = ".partial.prev.h5"
 
 
+@dataclass(frozen=True)
+class Known:
+    """What a reusable row knows of its source file (-1: size and time unknown, an older cache)."""
+
+    sha: str
+    file_size: int = -1
+    file_mtime_ns: int = -1
+
+
 class ReusableRows:
     """Rows of earlier caches of this folder (the cache being replaced, an interrupted run's) that may be
-    copied instead of detected again: same schema, options, template and crop size, and the same pixels
-    (the worker compares each file's digest with the row's). Unreadable or unlike files are ignored."""
+    copied instead of detected again: same schema, options, template and crop size, and the same file
+    (size and modification time) or the same pixels (the worker compares each file's digest with the
+    row's). Unreadable or unlike files are ignored."""
 
     _COLUMNS = ("images", "score", "landmarks", "aligned", "n_faces")
 
@@ -419,7 +447,7 @@ class ReusableRows:
         import h5py
 
         self._files: list[Any] = []
-        self._where: dict[str, tuple[Any, int, str]] = {}
+        self._where: dict[str, tuple[Any, int, Known]] = {}
         for src in sources:
             try:
                 attrs = read_attrs(src)
@@ -431,12 +459,16 @@ class ReusableRows:
                 continue
             self._files.append(f)
             names, digests = f["filename"][...], f["content_sha256"][...]
+            unknown = np.full(len(names), -1, np.int64)
+            sizes = f["file_size"][...] if "file_size" in f else unknown
+            times = f["file_mtime_ns"][...] if "file_mtime_ns" in f else unknown
             for i, (name, sha) in enumerate(zip(names, digests)):
                 name = name.decode() if isinstance(name, bytes) else str(name)
-                self._where.setdefault(name, (f, i, sha.decode()))  # the first source wins
+                # The first source wins.
+                self._where.setdefault(name, (f, i, Known(sha.decode(), int(sizes[i]), int(times[i]))))
 
-    def digests(self) -> dict[str, str]:
-        return {name: sha for name, (_, _, sha) in self._where.items()}
+    def known(self) -> dict[str, Known]:
+        return {name: known for name, (_, _, known) in self._where.items()}
 
     def row(self, name: str) -> dict[str, Any]:
         f, i, _ = self._where[name]

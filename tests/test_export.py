@@ -89,7 +89,7 @@ def test_saved_hand_in_is_portable_and_has_one_input(tmp_path):
         np.testing.assert_allclose(g, w, atol=1e-5)
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="only TensorFlow has synchronized BatchNormalization")
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="synchronized BatchNormalization is TensorFlow's")
 def test_synchronized_batch_norm_stays_out_of_the_file(tmp_path):
     """TensorFlow multi-device training synchronises BatchNormalization (facekit.distribute); JAX refuses to
     load a layer with the flag, so the file must not carry it, and training must keep it."""

@@ -162,6 +162,53 @@ def test_incremental_prep_detects_only_changed_files(chip_folder: Path, chip_sam
     assert list(got.filename) == list(fresh.filename) and names[0] not in set(got.filename)
     for col in ("images", "age", "gender", "score", "landmarks", "aligned", "n_faces", "content_sha256"):
         np.testing.assert_array_equal(getattr(got, col), getattr(fresh, col), err_msg=col)
+    with h5py.File(out) as a, h5py.File(tmp_path / "fresh.h5") as b:
+        for col in ("file_size", "file_mtime_ns"):  # what the next prep trusts, as a fresh build records it
+            np.testing.assert_array_equal(a[col][...], b[col][...], err_msg=col)
+
+
+def _count_reads(monkeypatch) -> list[str]:
+    from facekit import prep as prep_mod
+
+    reads: list[str] = []
+    real = prep_mod.read_rgb
+
+    def counted(path):
+        reads.append(os.path.basename(path))
+        return real(path)
+
+    monkeypatch.setattr(prep_mod, "read_rgb", counted)
+    return reads
+
+
+def test_unchanged_files_are_not_even_read(chip_folder: Path, chip_sample: list[Path], tmp_path: Path,
+                                          monkeypatch):
+    from facekit import prep as prep_mod
+
+    monkeypatch.setattr(prep_mod, "N_PREVIEWS", 0)  # a preview needs the source image: none, so none is read
+    out = tmp_path / "c.h5"
+    prep(chip_folder, out, workers=1)
+    names = sorted(p.name for p in chip_folder.iterdir())
+    os.utime(chip_folder / names[0])  # touched: read and hashed, same pixels, reused
+    shutil.copy(chip_sample[13], chip_folder / names[1])  # other pixels under the same name: detected
+    reads, detections = _count_reads(monkeypatch), _count_detections(monkeypatch)
+    res = prep(chip_folder, out, workers=1)
+    assert sorted(reads) == names[:2] and detections["n"] == 1
+    assert (res.reused_rows, res.report["counts"]["unread_files"]) == (11, 10)
+
+    # A cache from before the size and time columns: every file is read and hashed once, none detected,
+    # and the rewritten cache has the columns, so the next prep reads nothing.
+    with h5py.File(out, "a") as f:
+        del f["file_size"], f["file_mtime_ns"]
+    shutil.copy(chip_sample[14], chip_folder / chip_sample[14].name)  # new: the fingerprint changes
+    reads.clear()
+    detections["n"] = 0
+    res = prep(chip_folder, out, workers=1)
+    assert len(reads) == 13 and detections["n"] == 1 and res.report["counts"]["unread_files"] == 0
+    (chip_folder / chip_sample[14].name).unlink()
+    reads.clear()
+    res = prep(chip_folder, out, workers=1)
+    assert reads == [] and res.report["counts"]["unread_files"] == 12 and len(read_cache(out)) == 12
 
 
 def test_interrupted_prep_resumes_where_it_stopped(chip_folder: Path, tmp_path: Path, monkeypatch):
