@@ -119,7 +119,7 @@ def main() -> None:
                     help="score the saved model of every row that lacks a score column (no training)")
     args = ap.parse_args()
 
-    from facekit.evaluate import load_labelled
+    from facekit.labelled import load_labelled
     from facekit.recipe import TrainConfig
 
     name = "ablation" + (f"-{args.tag}" if args.tag else "")

@@ -2,6 +2,7 @@
 
     python -m benchmarks.accuracy [--seeds 0 1 2] [--tasks scratch finetune] [--cache cache/train_val.h5]
                                   [--data ../shared/data/train_val] [--epochs N] [--tag NAME] [--resume]
+                                  [--set KEY=VALUE ...]
 
 Each seed trains with the defaults (only the initialisation/shuffling seed
 varies; the split stays the course template's), then scores the exported
@@ -10,7 +11,10 @@ alignment (``facekit evaluate --split val``). The defaults build flip
 averaging into the exported graph, so the plain MAE column is what the
 lecturer's code gets.
 Writes benchmarks/results/accuracy[-TAG].json and .md with per-run rows and
-mean +- standard deviation per model. ``--resume`` continues runs of the same
+mean +- standard deviation per model. ``--set`` changes one training option
+from its default for every run (a lever at full length: ``--set val_images=raw
+--tag raw-val``; values are read as JSON where they parse, else as text) and
+is recorded in the results. ``--resume`` continues runs of the same
 names that a stopped series left (``facekit train --resume``), so a series can
 span sessions. Meant for the GPU machine
 (../shared/docs/gpu.md): a full run on a 2-core CPU takes hours per model.
@@ -19,7 +23,9 @@ span sessions. Meant for the GPU machine
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import RESULTS, TRAIN_VAL, environment, mean_sd, save, train_and_score
 
@@ -36,9 +42,14 @@ def main() -> None:
     ap.add_argument("--tag", default="")
     ap.add_argument("--resume", action="store_true",
                     help="continue runs of the same names that a stopped series left, instead of new runs")
+    ap.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="a training option away from its default, for every run (TrainConfig field names)")
     args = ap.parse_args()
+    overrides = parse_overrides(args.overrides)
+    if overrides and not args.tag:
+        ap.error("--set needs a --tag: its runs and results must not take the defaults' names")
 
-    from facekit.evaluate import load_labelled
+    from facekit.labelled import load_labelled
     from facekit.recipe import TrainConfig
 
     val = load_labelled(args.data, split="val")
@@ -46,8 +57,9 @@ def main() -> None:
     planned = [(task, seed) for task in args.tasks for seed in args.seeds]
     rows: list[dict] = []
     for task, seed in planned:
-        cfg = TrainConfig.for_task(task, cache=args.cache, init_seed=seed, epochs=args.epochs, limit=args.limit,
-                                   project=args.project, name=f"{task}-seed{seed}")
+        cfg = TrainConfig.for_task(task, **{**overrides, "cache": args.cache, "init_seed": seed,
+                                            "epochs": args.epochs, "limit": args.limit, "project": args.project,
+                                            "name": f"{task}-seed{seed}" + (f"-{args.tag}" if overrides else "")})
         previous = Path(cfg.project) / task / cfg.name
         resume = previous if args.resume and (previous / "args.json").is_file() else None
         rows.append({"task": task, "seed": seed, **train_and_score(cfg, val, resume=resume)})
@@ -57,6 +69,25 @@ def main() -> None:
     print(f"wrote {RESULTS / name}.json")
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["val_images=raw", "ema=true"]`` -> ``{"val_images": "raw", "ema": True}``; unknown fields refused."""
+    from dataclasses import fields
+
+    from facekit.recipe import TrainConfig
+
+    known = {f.name for f in fields(TrainConfig)}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or key not in known:
+            raise SystemExit(f"--set {item}: expected KEY=VALUE with KEY one of TrainConfig's fields")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
+
+
 def write(name: str, args: argparse.Namespace, val: object, rows: list[dict], complete: bool) -> None:
     tasks = [t for t in args.tasks if any(r["task"] == t for r in rows)]
     summary = {}
@@ -64,13 +95,15 @@ def write(name: str, args: argparse.Namespace, val: object, rows: list[dict], co
         got = [r for r in rows if r["task"] == task]
         summary[task] = {k: mean_sd([r[k] for r in got])
                          for k in ("raw_mae", "raw_acc", "raw_tta_mae", "raw_tta_acc", "train_seconds")}
+    overrides = parse_overrides(args.overrides)
     result = {"validation_images": len(val.names), "epochs_override": args.epochs, "limit": args.limit,
-              "complete": complete, "rows": rows, "summary": summary}
+              "overrides": overrides, "complete": complete, "rows": rows, "summary": summary}
     save(name, result)
     env = environment()
     lines = [f"# {name}", "", f"{env['date']}, commit {env['commit']}, {env['machine']}",
              f"backend {rows[0]['backend']}, GPU {rows[0]['gpu']}; {len(val.names)} validation images read as "
              "cv2.imread / 255 (raw chips, no alignment)"
+             + (f"; changed from the defaults: {json.dumps(overrides)}" if overrides else "")
              + ("" if complete else "; PARTIAL: the series did not finish, only the rows below ran"), "",
              "| model | seeds | MAE | accuracy | MAE flip-TTA | accuracy flip-TTA | train s |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -85,6 +118,7 @@ def write(name: str, args: argparse.Namespace, val: object, rows: list[dict], co
                      f"{f(s, 'raw_acc', True)} % | {f(s, 'raw_tta_mae')} | {f(s, 'raw_tta_acc', True)} % | "
                      f"{s['train_seconds']['mean']:.0f} |")
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+
 
 if __name__ == "__main__":
     main()

@@ -78,7 +78,8 @@ def held_out(run_dirs: list[Path], data: Path) -> Any:
 
     Runs from before split.json fall back to re-splitting ``data`` by the template.
     """
-    from facekit.evaluate import held_out_names, load_labelled
+    from facekit.evaluate import held_out_names
+    from facekit.labelled import load_labelled
 
     names, _ = held_out_names([Path(r) / "model.keras" for r in run_dirs], "val")
     return load_labelled(data, split="val", names=names)

@@ -9,7 +9,8 @@ labels of the chip it came from. Then, each in a child process whose peak
 resident memory is read from the kernel (``ru_maxrss`` of the children):
 
 1. ``facekit prep`` of the whole folder: images per second, peak memory;
-2. the same prep after adding 1 % new images (incremental: only those are detected);
+2. the same prep after adding 1 % new images (incremental: only those are detected, and the
+   unchanged files are not even read);
 3. ``facekit train scratch --full`` for one epoch capped at ``--steps``
    batches, with the crops in memory and streamed from the cache
    (``--cache-mode``): training images per second and peak memory.
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,8 +55,9 @@ def build_folder(dest: Path, n: int, seed: int = 0) -> None:
         Image.fromarray(rgb).save(dest / f"{age}_{gender}_{race}_{20260000000000000 + i}.jpg.chip.jpg", quality=90)
 
 
-def run_child(cmd: list[str]) -> dict[str, float]:
-    """Wall time and peak resident memory of one facekit command, run as a child process.
+def run_child(cmd: list[str]) -> dict[str, Any]:
+    """Wall time, peak resident memory and the ``--json`` document of one facekit command, run as a child
+    process.
 
     ``os.wait4`` gives that child's own peak (prep's worker processes, about
     210 MB each, are not in it); ``RUSAGE_CHILDREN`` would be a running maximum
@@ -71,7 +74,17 @@ def run_child(cmd: list[str]) -> dict[str, float]:
         if proc.returncode != 0:
             err.seek(0)
             raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {err.read().decode()[-2000:]}")
-    return {"seconds": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}  # kB on Linux
+        out.seek(0)
+        document = json.loads(out.read().decode() or "null")
+    return {"seconds": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # kB on Linux
+            "json": document}
+
+
+def prep_counts(run: dict[str, Any]) -> dict[str, Any]:
+    """What a prep did: rows written, how many were reused from the old cache, and of those how many
+    files were not even read (same size and modification time)."""
+    counts = run.pop("json")["report"]["counts"]
+    return {**run, **{k: counts.get(k) for k in ("cached", "reused_rows", "unread_files")}}
 
 
 def main() -> None:
@@ -92,20 +105,21 @@ def main() -> None:
         result["build_folder_seconds"] = round(time.perf_counter() - t, 1)
     cache.unlink(missing_ok=True)
     workers = ["-w", str(args.workers)] if args.workers else []
-    prep = run_child([*facekit, "prep", str(folder), "-o", str(cache), "--json", *workers])
+    prep = prep_counts(run_child([*facekit, "prep", str(folder), "-o", str(cache), "--json", *workers]))
     prep["images_per_second"] = round(args.images / prep["seconds"], 1)
     result["prep"] = prep
     extra = folder.parent / "extra"
     build_folder(extra, max(1, args.images // 100), seed=1)
     for p in extra.iterdir():
         p.rename(folder / p.name.replace("2026", "2027", 1))
-    again = run_child([*facekit, "prep", str(folder), "-o", str(cache), "--json", *workers])
+    again = prep_counts(run_child([*facekit, "prep", str(folder), "-o", str(cache), "--json", *workers]))
     result["prep_after_adding_1_percent"] = again
     for mode in ("memory", "stream"):
         # --full: no held-out part to validate on, so the epoch's seconds are training's alone.
         run = run_child([*facekit, "train", "scratch", "--cache", str(cache), "--epochs", "1", "--steps",
                          str(args.steps), "--full", "--cache-mode", mode, "--no-check", "--project",
                          str(args.work / "runs"), "--name", mode, "--json"])
+        run.pop("json")
         metrics = json.loads((args.work / "runs" / "scratch" / mode / "metrics.json").read_text())
         run["train_images_per_second"] = round(args.steps * 64 / metrics["train_seconds"], 1)
         run["cache_mode"] = metrics["cache_mode"]

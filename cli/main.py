@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from facekit.choices import AUGMENT_STRENGTHS, BACKENDS, CACHE_MODES, ENGINES, MIXES, PRECISIONS, SPLITS
+from facekit.choices import AUGMENT_STRENGTHS, BACKENDS, CACHE_MODES, ENGINES, MIXES, PRECISIONS, SPLITS, VAL_IMAGES
 from facekit.contract import CHECK_KERAS, OUTPUT_ORDERS
 from facekit_cli.native_log import filter_native_stderr
 from facekit_cli.ui import console, err_console, fail, interrupt_once, print_json, progress_bar, reason
@@ -59,6 +59,7 @@ Split = _choices("Split", SPLITS)
 Backend = _choices("Backend", BACKENDS)
 Engine = _choices("Engine", ENGINES)
 CacheMode = _choices("CacheMode", CACHE_MODES)
+ValImages = _choices("ValImages", VAL_IMAGES)
 FINETUNE_ONLY = "Model B only (train finetune)"
 
 
@@ -229,6 +230,11 @@ def train(
                                                   "(default: --seed), to repeat runs on one split.")] = None,
     full: Annotated[bool, typer.Option("--full", metavar="", help="Train on all images for exactly --epochs "
                                        "(take the epoch count from a validation run's metrics.json).")] = False,
+    val_images: Annotated[ValImages | None, typer.Option(help="Validate on the cache's aligned crops (default) "
+                                                         "or on the held-out files themselves, read as the "
+                                                         "lecturer reads them (raw).")] = None,
+    raw_dir: Annotated[Path | None, typer.Option(help="Where --val-images raw finds the files (default: the "
+                                                 "folder the cache was built from).")] = None,
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs (0: off).")] = None,
     ema: Annotated[bool | None, typer.Option("--ema/--no-ema", metavar="",
                                              help="Exponential moving average of weights.")]
@@ -301,6 +307,7 @@ def train(
         cfg = TrainConfig.for_task(
             task.value, cache=str(cache), epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
             augment=_value(augment), val_split=val_split, seed=seed, init_seed=init_seed, full=full or None,
+            val_images=_value(val_images), raw_dir=str(raw_dir) if raw_dir else None,
             patience=patience, ema=ema, ema_momentum=ema_momentum, mix=_value(mix), mix_alpha=mix_alpha,
             mean_variance=mean_variance, sigma=sigma,
             tta=tta, teacher=str(teacher) if teacher else None, distill_weight=distill_weight,
@@ -666,7 +673,8 @@ def evaluate(
     from rich.table import Table
 
     from facekit.evaluate import evaluate as run_evaluate
-    from facekit.evaluate import held_out_names, load_labelled, write_plots
+    from facekit.evaluate import held_out_names, write_plots
+    from facekit.labelled import load_labelled
 
     try:
         loaded = _load_models(models, project)

@@ -1,4 +1,5 @@
-"""The values of each choice option (augment, mix, precision, split, backend, engine, cache mode), in one light module.
+"""The values of each choice option (augment, mix, precision, split, backend, engine, cache mode, validation
+images), in one light module.
 
 The library modules that implement the choices import them from here, and the
 CLI lists them in its help and refuses anything else, without importing
@@ -14,3 +15,5 @@ SPLITS = ("all", "train", "val")
 BACKENDS = ("tensorflow", "jax", "torch")
 ENGINES = ("auto", "litert", "keras")  # predict: auto = LiteRT where it runs and agrees with Keras, else Keras
 CACHE_MODES = ("auto", "memory", "stream")  # train: every crop in memory, or each batch read from the cache
+# train: validate on the cache's aligned crops, or on the held-out files read as the lecturer reads them
+VAL_IMAGES = ("crops", "raw")

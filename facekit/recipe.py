@@ -39,6 +39,8 @@ class TrainConfig:
     seed: int = 0  # the split's seed (0: the course template's split); also initialisation unless init_seed is set
     init_seed: int | None = None  # weights, shuffling and augmentation only, so seeds can vary on a fixed split
     full: bool = False  # train on everything (no validation) for exactly `epochs`
+    val_images: str = "crops"  # or "raw": the held-out files as the lecturer reads them (facekit.labelled)
+    raw_dir: str | None = None  # where the raw files are (default: the folder the cache was built from)
     patience: int = 12  # early stopping on `monitor`; 0 disables
     monitor: str = "val_age_mae"
     ema: bool = False
@@ -83,12 +85,16 @@ class TrainConfig:
         """Fail on a bad option before any data is read or model built."""
         from facekit.backbones import get_backbone
         from facekit.choices import AUGMENT_STRENGTHS as STRENGTHS
-        from facekit.choices import CACHE_MODES, MIXES, PRECISIONS
+        from facekit.choices import CACHE_MODES, MIXES, PRECISIONS, VAL_IMAGES
 
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.task == "finetune":
             get_backbone(self.backbone)
+        if self.val_images not in VAL_IMAGES:
+            raise ValueError(f"val images must be one of {', '.join(VAL_IMAGES)}, got {self.val_images!r}")
+        if self.raw_dir is not None and not Path(self.raw_dir).is_dir():
+            raise ValueError(f"{self.raw_dir}: raw folder not found (--raw-dir names the folder prep read)")
         if self.mix not in MIXES:
             raise ValueError(f"mix must be one of {', '.join(MIXES)}, got {self.mix!r}")
         if not 0.0 <= self.distill_weight <= 1.0:

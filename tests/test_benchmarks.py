@@ -41,3 +41,15 @@ def test_ensemble_benchmark_runs_on_two_quick_runs(tiny_cache, tmp_path, monkeyp
     rows = json.loads((tmp_path / "ensemble-t.json").read_text())["rows"]
     assert [r["members"] for r in rows] == [1, 2] and rows[1]["megabytes"] > rows[0]["megabytes"]
     assert "| 2 |" in (tmp_path / "ensemble-t.md").read_text()
+
+
+def test_accuracy_levers_are_training_options_read_as_json():
+    import pytest
+
+    from benchmarks.accuracy import parse_overrides
+
+    assert parse_overrides(["val_images=raw", "ema=true", "patience=20"]) == {
+        "val_images": "raw", "ema": True, "patience": 20}
+    for bad in ("nonsense=1", "ema"):
+        with pytest.raises(SystemExit, match="KEY=VALUE"):
+            parse_overrides([bad])

@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from facekit.evaluate import evaluate, load_labelled
+from facekit.evaluate import evaluate
 from facekit.inference import load
+from facekit.labelled import load_labelled
 from facekit.labels import parse_name
 from facekit_cli.main import app
 
