@@ -230,6 +230,9 @@ def train(
                                                   "(default: --seed), to repeat runs on one split.")] = None,
     full: Annotated[bool, typer.Option("--full", metavar="", help="Train on all images for exactly --epochs "
                                        "(take the epoch count from a validation run's metrics.json).")] = False,
+    refit: Annotated[bool, typer.Option("--refit", metavar="", help="After the run, train again on all images "
+                                        "for its best epoch count (a second run folder, NAME-full); that "
+                                        "run's file is the hand-in.")] = False,
     val_images: Annotated[ValImages | None, typer.Option(help="Validate on the cache's aligned crops (default) "
                                                          "or on the held-out files themselves, read as the "
                                                          "lecturer reads them (raw).")] = None,
@@ -319,9 +322,20 @@ def train(
         )
     except (TypeError, ValueError) as exc:
         fail(str(exc))
-    callbacks = [] if json_out else [RichProgress(cfg.epochs)]
+    if refit and (full or resume):
+        fail("--refit runs the split itself and then the refit; with --full or --resume, run the two steps "
+             "yourself: `--resume RUN`, then `--full --epochs N` with N its best epoch")
     try:
-        result = run_train(cfg, callbacks=callbacks, resume=resume)
+        if refit:
+            from facekit.refit import refit as run_refit
+
+            chosen, result = run_refit(cfg, None if json_out else lambda epochs: [RichProgress(epochs)])
+            if not json_out:
+                cm = chosen.metrics
+                console.print(f"[green]split run[/] {chosen.run_dir}: best epoch {cm['best_epoch']}, validation "
+                              f"age MAE {cm['val_age_mae']:.2f}, gender accuracy {cm['val_gender_accuracy']:.1%}")
+        else:
+            result = run_train(cfg, callbacks=[] if json_out else [RichProgress(cfg.epochs)], resume=resume)
     except TrainingInterrupted as exc:
         fail(str(exc), code=130)
     except (OSError, ValueError, CacheError, ModelFileError) as exc:
@@ -343,6 +357,8 @@ def train(
         return
     m = result.metrics
     which = f"best epoch {m['best_epoch']}" if m["monitor"] else "no validation (--full): last epoch saved"
+    if m.get("refit_of"):
+        which = f"all images for the split run's best {m['refit_of']['best_epoch']} epochs, last epoch saved"
     console.print(f"[green]done[/] in {m['train_seconds']:.0f} s ({m['backend']}, {m['gpu'] or 'CPU'}): "
                   f"{m['epochs_run']} epoch{'s' if m['epochs_run'] != 1 else ''}, {which}")
     if m["val_age_mae"] is not None:

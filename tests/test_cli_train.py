@@ -87,3 +87,23 @@ def test_help_lists_choices_groups_model_b_options_and_hides_bool_metavars():
     assert "<all|train|val>" in ev
     chk = runner.invoke(app, ["check", "--help"], env={"COLUMNS": "160"}).output
     assert "<tensorflow|jax|torch>" in chk
+
+
+def test_refit_trains_on_everything_for_the_split_runs_best_epoch_count(tiny_cache, tmp_path):
+    res = runner.invoke(app, ["train", "scratch", "--cache", str(tiny_cache), "--epochs", "2", "--batch-size", "8",
+                              "--steps", "1", "--workers", "1", "--project", str(tmp_path), "--name", "r",
+                              "--refit", "--no-check", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    split_dir = tmp_path / "scratch" / "r"
+    split = json.loads((split_dir / "metrics.json").read_text())
+    assert out["run_dir"] == str(tmp_path / "scratch" / "r-full") and Path(out["model"]).is_file()
+    assert out["refit_of"] == {"run_dir": str(split_dir), "best_epoch": split["best_epoch"],
+                               "val_age_mae": split["val_age_mae"],
+                               "val_gender_accuracy": split["val_gender_accuracy"], "val_images": split["val_images"]}
+    args = json.loads((tmp_path / "scratch" / "r-full" / "args.json").read_text())
+    assert args["full"] is True and args["epochs"] == split["best_epoch"] == out["epochs_run"]
+    assert out["train_images"] == split["train_images"] + split["val_images"] and out["val_images"] == 0
+    assert json.loads((tmp_path / "scratch" / "r-full" / "metrics.json").read_text())["refit_of"] == out["refit_of"]
+    both = runner.invoke(app, ["train", "scratch", "--cache", str(tiny_cache), "--refit", "--full"])
+    assert both.exit_code == 1 and "--refit runs the split itself" in both.stderr
