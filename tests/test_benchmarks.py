@@ -53,3 +53,34 @@ def test_accuracy_levers_are_training_options_read_as_json():
     for bad in ("nonsense=1", "ema"):
         with pytest.raises(SystemExit, match="KEY=VALUE"):
             parse_overrides([bad])
+
+
+def test_refit_benchmark_scores_both_files_on_a_holdout_neither_run_saw(tiny_cache, tmp_path, monkeypatch):
+    import json
+    import sys
+
+    import h5py
+
+    import benchmarks.common
+    import benchmarks.refit
+    from facekit.cache import read_attrs
+
+    monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
+    monkeypatch.setattr(benchmarks.refit, "RESULTS", tmp_path)
+    data = read_attrs(tiny_cache)["source_dir"]
+    monkeypatch.setattr(sys, "argv", [
+        "refit", "--tasks", "scratch", "--seeds", "0", "--cache", str(tiny_cache), "--data", data, "--epochs", "2",
+        "--project", str(tmp_path / "runs"), "--tag", "t", "--set", "batch_size=8", "steps_per_epoch=1",
+        "workers=1", "widths=[8,8,16,16,16]", "hidden=16"])
+    benchmarks.refit.main()
+    result = json.loads((tmp_path / "refit-t.json").read_text())
+    (row,) = result["rows"]
+    with h5py.File(tiny_cache) as f:
+        assert result["holdout_images"] + result["pool_images"] == len(f["filename"])
+    # The refit trained on the whole pool, the split run on its train part; the holdout is neither's (the
+    # benchmark asserts that against both split.json files).
+    assert row["refit"]["train_images"] == result["pool_images"] > row["split"]["train_images"]
+    for part in ("split", "refit"):
+        assert 0 <= row[part]["raw_acc"] <= 1 and row[part]["raw_mae"] > 0
+    assert result["summary"]["scratch"]["mae_change"]["mean"] == row["refit"]["raw_mae"] - row["split"]["raw_mae"]
+    assert "| A | 0 |" in (tmp_path / "refit-t.md").read_text()
