@@ -8,7 +8,17 @@ from typing import Annotated
 
 import typer
 
-from facekit.choices import AUGMENT_STRENGTHS, BACKENDS, CACHE_MODES, ENGINES, MIXES, PRECISIONS, SPLITS, VAL_IMAGES
+from facekit.choices import (
+    AUGMENT_STRENGTHS,
+    BACKENDS,
+    CACHE_MODES,
+    ENGINES,
+    MIXES,
+    PRECISIONS,
+    SCRATCH_ARCHS,
+    SPLITS,
+    VAL_IMAGES,
+)
 from facekit.contract import CHECK_KERAS, OUTPUT_ORDERS
 from facekit_cli.native_log import filter_native_stderr
 from facekit_cli.ui import console, err_console, fail, interrupt_once, print_json, progress_bar, reason
@@ -60,7 +70,9 @@ Backend = _choices("Backend", BACKENDS)
 Engine = _choices("Engine", ENGINES)
 CacheMode = _choices("CacheMode", CACHE_MODES)
 ValImages = _choices("ValImages", VAL_IMAGES)
+Arch = _choices("Arch", SCRATCH_ARCHS)
 FINETUNE_ONLY = "Model B only (train finetune)"
+SCRATCH_ONLY = "Model A only (train scratch)"
 
 
 def _value(choice: Enum | None) -> str | None:
@@ -259,6 +271,9 @@ def train(
                                              help="Test-time flip averaging, built into the "
                                              "exported file (default on; built-in layers; twice the inference "
                                              "cost).")] = None,
+    arch: Annotated[Arch | None, typer.Option(help="plain: VGG-style, 2 convolutions a stage (default); residual: "
+                                              "a strided stem and residual blocks, about 2.4x faster.",
+                                              rich_help_panel=SCRATCH_ONLY)] = None,
     backbone: Annotated[str | None, typer.Option(help="Backbone name (see `facekit backbones`).",
                                                  rich_help_panel=FINETUNE_ONLY)] = None,
     weights: Annotated[str | None, typer.Option(help="imagenet, none or a weights file.",
@@ -306,11 +321,13 @@ def train(
                      "freeze_epochs": freeze_epochs}
     if task is Task.scratch and any(v is not None for v in finetune_only.values()):
         fail("--backbone, --weights, --internal-size and --freeze-epochs apply to `train finetune` only")
+    if task is Task.finetune and arch is not None:
+        fail("--arch applies to `train scratch` only (Model B's architecture is its --backbone)")
     try:
         cfg = TrainConfig.for_task(
             task.value, cache=str(cache), epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
             augment=_value(augment), val_split=val_split, seed=seed, init_seed=init_seed, full=full or None,
-            val_images=_value(val_images), raw_dir=str(raw_dir) if raw_dir else None,
+            val_images=_value(val_images), raw_dir=str(raw_dir) if raw_dir else None, arch=_value(arch),
             patience=patience, ema=ema, ema_momentum=ema_momentum, mix=_value(mix), mix_alpha=mix_alpha,
             mean_variance=mean_variance, sigma=sigma,
             tta=tta, teacher=str(teacher) if teacher else None, distill_weight=distill_weight,

@@ -54,6 +54,7 @@ class TrainConfig:
     dropout: float = 0.3
     hidden: int = 256
     widths: tuple[int, ...] = (32, 64, 128, 256, 384)  # Model A's five stages
+    arch: str = "plain"  # Model A's trunk (choices.SCRATCH_ARCHS)
     backbone: str = DEFAULT_BACKBONE
     weights: str = "imagenet"
     internal_size: int = INPUT_SIZE
@@ -85,12 +86,14 @@ class TrainConfig:
         """Fail on a bad option before any data is read or model built."""
         from facekit.backbones import get_backbone
         from facekit.choices import AUGMENT_STRENGTHS as STRENGTHS
-        from facekit.choices import CACHE_MODES, MIXES, PRECISIONS, VAL_IMAGES
+        from facekit.choices import CACHE_MODES, MIXES, PRECISIONS, SCRATCH_ARCHS, VAL_IMAGES
 
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.task == "finetune":
             get_backbone(self.backbone)
+        if self.arch not in SCRATCH_ARCHS:
+            raise ValueError(f"arch must be one of {', '.join(SCRATCH_ARCHS)}, got {self.arch!r}")
         if self.val_images not in VAL_IMAGES:
             raise ValueError(f"val images must be one of {', '.join(VAL_IMAGES)}, got {self.val_images!r}")
         if self.raw_dir is not None and not Path(self.raw_dir).is_dir():

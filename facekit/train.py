@@ -168,7 +168,7 @@ def compile_train(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, ep
 
 def build_models(cfg: TrainConfig) -> AgeGenderModels:
     if cfg.task == "scratch":
-        models = build_scratch(tuple(cfg.widths), cfg.hidden, cfg.dropout, cfg.output_order)
+        models = build_scratch(tuple(cfg.widths), cfg.hidden, cfg.dropout, cfg.output_order, cfg.arch)
     else:
         spec = get_backbone(cfg.backbone)
         weights = resolve_weights(spec, cfg.weights, cfg.model_dir)

@@ -38,6 +38,8 @@ def test_train_and_check_through_the_cli(tiny_cache, tmp_path):
 def test_train_rejects_options_of_the_other_task(tiny_cache):
     res = runner.invoke(app, ["train", "scratch", "--cache", str(tiny_cache), "--backbone", "resnet50"])
     assert res.exit_code == 1 and "apply to `train finetune` only" in res.stderr
+    res = runner.invoke(app, ["train", "finetune", "--cache", str(tiny_cache), "--arch", "residual"])
+    assert res.exit_code == 1 and "--arch applies to `train scratch` only" in res.stderr
 
 
 def test_train_bad_inputs(tmp_path):
