@@ -34,7 +34,7 @@ import numpy as np
 
 from facekit import __version__
 from facekit.atomic import write_json
-from facekit.cache import SCHEMA_VERSION, CacheError, CacheWriter, SchemaMismatch, read_attrs
+from facekit.cache import SCHEMA_VERSION, CacheError, CacheWriter, SchemaMismatch, StoredCrop, read_attrs
 from facekit.contract import INPUT_SIZE
 from facekit.imageio import ImageReadError, list_files, read_rgb, square_resize
 from facekit.labels import Label, Rejection, parse_name
@@ -373,7 +373,8 @@ def prep(
                 reused_rows += rec.reused
                 unread_rows += rec.unread
                 if rec.preview is not None:
-                    pairs.append((rec.preview, row["images"], _caption(label)))
+                    crop = reusable.crop(rec.name) if rec.reused else row["images"]
+                    pairs.append((rec.preview, crop, _caption(label)))
                 if options.align and not row["aligned"] and options.drop_unaligned:
                     dropped.append(rec.name)
                     continue
@@ -471,8 +472,15 @@ class ReusableRows:
         return {name: known for name, (_, _, known) in self._where.items()}
 
     def row(self, name: str) -> dict[str, Any]:
+        """The row's columns; its crop still compressed where the source's layout allows (``StoredCrop``)."""
         f, i, _ = self._where[name]
-        return {col: f[col][i] for col in self._COLUMNS}
+        images = f["images"]
+        crop = StoredCrop.read(images, i) if StoredCrop.readable(images) else images[i]
+        return {"images": crop, **{col: f[col][i] for col in self._COLUMNS if col != "images"}}
+
+    def crop(self, name: str) -> np.ndarray:
+        f, i, _ = self._where[name]
+        return f["images"][i]
 
     def close(self) -> None:
         for f in self._files:

@@ -192,9 +192,14 @@ def test_unchanged_files_are_not_even_read(chip_folder: Path, chip_sample: list[
     os.utime(chip_folder / names[0])  # touched: read and hashed, same pixels, reused
     shutil.copy(chip_sample[13], chip_folder / names[1])  # other pixels under the same name: detected
     reads, detections = _count_reads(monkeypatch), _count_detections(monkeypatch)
+    copied = []
+    real_read = cache_mod.StoredCrop.read.__func__
+    monkeypatch.setattr(cache_mod.StoredCrop, "read",
+                        classmethod(lambda cls, images, i: copied.append(i) or real_read(cls, images, i)))
     res = prep(chip_folder, out, workers=1)
     assert sorted(reads) == names[:2] and detections["n"] == 1
     assert (res.reused_rows, res.report["counts"]["unread_files"]) == (11, 10)
+    assert len(copied) == 11  # reused crops are copied still compressed (their pixels: the test above)
 
     # A cache from before the size and time columns: every file is read and hashed once, none detected,
     # and the rewritten cache has the columns, so the next prep reads nothing.
