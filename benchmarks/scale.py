@@ -1,6 +1,6 @@
 """facekit beyond the course's 5,000 chips: prep and training on a large synthetic folder.
 
-    python -m benchmarks.scale [--images 100000] [--steps 30] [--work /tmp/facekit-scale]
+    python -m benchmarks.scale [--images 100000] [--steps 30] [--work /tmp/facekit-scale] [--again]
 
 Builds a folder of ``--images`` UTKFace-named JPEGs: the 5,000 chips of
 train_val, each copy changed by its own random flip, shift, brightness and
@@ -16,6 +16,9 @@ resident memory is read from the kernel (``ru_maxrss`` of the children):
    (``--cache-mode``): training images per second and peak memory.
 
 Writes benchmarks/results/scale-<images>.json with machine and commit.
+``--again`` repeats only step 2 on the folder and cache a run left (another
+1 % of new images), to measure a change to incremental prep without the
+hour of step 1; it writes scale-<images>-again.json.
 """
 
 from __future__ import annotations
@@ -87,33 +90,49 @@ def prep_counts(run: dict[str, Any]) -> dict[str, Any]:
     return {**run, **{k: counts.get(k) for k in ("cached", "reused_rows", "unread_files")}}
 
 
+def add_and_prep(folder: Path, cache: Path, images: int, facekit: list[str], workers: list[str]) -> dict[str, Any]:
+    """Add 1 % of ``images`` new distinct images to the folder (a new name prefix each round) and prep again."""
+    n = max(1, images // 100)
+    round_ = (len(list(folder.iterdir())) - images) // n + 1
+    extra = folder.parent / "extra"
+    shutil.rmtree(extra, ignore_errors=True)
+    build_folder(extra, n, seed=round_)
+    for p in extra.iterdir():
+        p.rename(folder / p.name.replace("2026", str(2026 + round_), 1))
+    return prep_counts(run_child([*facekit, "prep", str(folder), "-o", str(cache), "--json", *workers]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=100_000)
     ap.add_argument("--steps", type=int, default=30, help="training batches per measured epoch")
     ap.add_argument("--work", type=Path, default=Path("/tmp/facekit-scale"))
     ap.add_argument("--workers", type=int, default=None, help="prep processes (default: all cores)")
+    ap.add_argument("--again", action="store_true", help="only another incremental prep of a previous run's folder")
     args = ap.parse_args()
     os.environ.setdefault("FACEKIT_MODEL_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "models"))
     facekit = [sys.executable, "-c", "from facekit_cli.main import main; main()"]
     folder, cache = args.work / "faces", args.work / "scale.h5"
+    workers = ["-w", str(args.workers)] if args.workers else []
     result: dict[str, object] = {"images": args.images}
+    if args.again:
+        if not cache.is_file():
+            raise SystemExit(f"{cache}: no cache from a previous run to prep again")
+        result["files_before"] = len(list(folder.iterdir()))
+        result["prep_after_adding_1_percent"] = add_and_prep(folder, cache, args.images, facekit, workers)
+        print(json.dumps(result, indent=2))
+        print(f"wrote {save(f'scale-{args.images}-again', result)}")
+        return
     if not folder.is_dir() or len(list(folder.iterdir())) != args.images:
         shutil.rmtree(args.work, ignore_errors=True)
         t = time.perf_counter()
         build_folder(folder, args.images)
         result["build_folder_seconds"] = round(time.perf_counter() - t, 1)
     cache.unlink(missing_ok=True)
-    workers = ["-w", str(args.workers)] if args.workers else []
     prep = prep_counts(run_child([*facekit, "prep", str(folder), "-o", str(cache), "--json", *workers]))
     prep["images_per_second"] = round(args.images / prep["seconds"], 1)
     result["prep"] = prep
-    extra = folder.parent / "extra"
-    build_folder(extra, max(1, args.images // 100), seed=1)
-    for p in extra.iterdir():
-        p.rename(folder / p.name.replace("2026", "2027", 1))
-    again = prep_counts(run_child([*facekit, "prep", str(folder), "-o", str(cache), "--json", *workers]))
-    result["prep_after_adding_1_percent"] = again
+    result["prep_after_adding_1_percent"] = add_and_prep(folder, cache, args.images, facekit, workers)
     for mode in ("memory", "stream"):
         # --full: no held-out part to validate on, so the epoch's seconds are training's alone.
         run = run_child([*facekit, "train", "scratch", "--cache", str(cache), "--epochs", "1", "--steps",
