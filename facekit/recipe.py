@@ -94,8 +94,12 @@ class TrainConfig:
             get_backbone(self.backbone)
         if self.arch not in SCRATCH_ARCHS:
             raise ValueError(f"arch must be one of {', '.join(SCRATCH_ARCHS)}, got {self.arch!r}")
+        if self.task == "finetune" and self.arch != "plain":
+            raise ValueError("arch picks Model A's trunk; Model B's architecture is its backbone")
         if self.val_images not in VAL_IMAGES:
             raise ValueError(f"val images must be one of {', '.join(VAL_IMAGES)}, got {self.val_images!r}")
+        if self.full and self.val_images != "crops":
+            raise ValueError("--val-images raw picks what validation reads, and --full holds nothing out")
         if self.raw_dir is not None and not Path(self.raw_dir).is_dir():
             raise ValueError(f"{self.raw_dir}: raw folder not found (--raw-dir names the folder prep read)")
         if self.mix not in MIXES:

@@ -35,7 +35,8 @@ def refit(cfg: TrainConfig, callbacks: Callbacks | None = None) -> tuple[TrainRe
     best = chosen.metrics.get("best_epoch")
     if not best:
         raise ValueError(f"{chosen.run_dir}: no best epoch was recorded, so there is no epoch count to refit for")
-    full_cfg = dataclasses.replace(cfg, full=True, epochs=int(best), name=f"{chosen.run_dir.name}-full")
+    full_cfg = dataclasses.replace(cfg, full=True, epochs=int(best), name=f"{chosen.run_dir.name}-full",
+                                   val_images="crops")  # nothing is held out, whatever the split run read
     result = train(full_cfg, callbacks(full_cfg.epochs) if callbacks else None)
     result.metrics["refit_of"] = {"run_dir": str(chosen.run_dir), "best_epoch": int(best),
                                   **{k: chosen.metrics.get(k) for k in ("val_age_mae", "val_gender_accuracy",

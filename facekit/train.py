@@ -272,10 +272,11 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
                                 multiple_of=dist.count)
     val_batches = None
     if not cfg.full:
-        images, ages, genders = take(data.images, va), data.age[va], data.gender[va]
         if cfg.val_images == "raw":
             images, ages, genders, where = raw_validation(cfg, data, split.val)
             notes.append(f"validating on the {len(ages)} held-out files of {where} as the lecturer reads them")
+        else:
+            images, ages, genders = take(data.images, va), data.age[va], data.gender[va]
         val_batches = FaceBatches(images, ages, genders, dist.global_batch, None, sigma=cfg.sigma,
                                   workers=cfg.workers, multiple_of=dist.count)
     monitor = None if cfg.full else cfg.monitor

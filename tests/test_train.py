@@ -362,3 +362,5 @@ def test_validation_on_raw_files_scores_what_the_lecturer_reads(tiny_cache, tmp_
                            steps_per_epoch=1))
     with pytest.raises(ValueError, match="val images must be one of crops, raw"):
         quick_config("scratch", tiny_cache, tmp_path, val_images="aligned")
+    with pytest.raises(ValueError, match="--full holds nothing out"):
+        quick_config("scratch", tiny_cache, tmp_path, val_images="raw", full=True)
