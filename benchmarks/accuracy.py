@@ -27,7 +27,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, TRAIN_VAL, environment, mean_sd, save, train_and_score
+from benchmarks.common import RESULTS, TRAIN_VAL, environment, mean_sd, plus_minus, save, train_and_score
 
 
 def main() -> None:
@@ -108,15 +108,11 @@ def write(name: str, args: argparse.Namespace, val: object, rows: list[dict], co
              "| model | seeds | MAE | accuracy | MAE flip-TTA | accuracy flip-TTA | train s |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
 
-    def f(s: dict, k: str, pct: bool = False) -> str:
-        mul = 100 if pct else 1
-        return f"{s[k]['mean'] * mul:.2f} ± {s[k]['sd'] * mul:.2f}"
-
     for task, s in summary.items():
         seeds = ",".join(str(r["seed"]) for r in rows if r["task"] == task)
-        lines.append(f"| {'A' if task == 'scratch' else 'B'} | {seeds} | {f(s, 'raw_mae')} | "
-                     f"{f(s, 'raw_acc', True)} % | {f(s, 'raw_tta_mae')} | {f(s, 'raw_tta_acc', True)} % | "
-                     f"{s['train_seconds']['mean']:.0f} |")
+        lines.append(f"| {'A' if task == 'scratch' else 'B'} | {seeds} | {plus_minus(s['raw_mae'])} | "
+                     f"{plus_minus(s['raw_acc'], 100)} % | {plus_minus(s['raw_tta_mae'])} | "
+                     f"{plus_minus(s['raw_tta_acc'], 100)} % | {s['train_seconds']['mean']:.0f} |")
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 

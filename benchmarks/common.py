@@ -117,3 +117,8 @@ def mean_sd(values: list[float]) -> dict[str, float]:
     import statistics
 
     return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def plus_minus(stats: dict[str, float], scale: float = 1) -> str:
+    """``mean_sd``'s result as a table cell: ``5.47 ± 0.12`` (``scale`` 100 for percentages)."""
+    return f"{stats['mean'] * scale:.2f} ± {stats['sd'] * scale:.2f}"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.accuracy import parse_overrides
-from benchmarks.common import RESULTS, TRAIN_VAL, environment, mean_sd, save, score_model
+from benchmarks.common import RESULTS, TRAIN_VAL, environment, mean_sd, plus_minus, save, score_model
 
 
 def pool_cache(src: Path, dest: Path, leave_out: set[str]) -> int:
@@ -111,14 +111,11 @@ def write(name: str, args: argparse.Namespace, overrides: dict[str, Any], holdou
              "| model | seeds | split run (pool's train part) MAE | accuracy | refit (whole pool) MAE | accuracy | "
              "MAE change |", "| --- | --- | --- | --- | --- | --- | --- |"]
 
-    def f(s: dict[str, float], mul: float = 1) -> str:
-        return f"{s['mean'] * mul:.2f} ± {s['sd'] * mul:.2f}"
-
     for task, s in summary.items():
         seeds = ",".join(str(r["seed"]) for r in rows if r["task"] == task)
-        lines.append(f"| {'A' if task == 'scratch' else 'B'} | {seeds} | {f(s['split_raw_mae'])} | "
-                     f"{f(s['split_raw_acc'], 100)} % | {f(s['refit_raw_mae'])} | {f(s['refit_raw_acc'], 100)} % | "
-                     f"{f(s['mae_change'])} |")
+        lines.append(f"| {'A' if task == 'scratch' else 'B'} | {seeds} | {plus_minus(s['split_raw_mae'])} | "
+                     f"{plus_minus(s['split_raw_acc'], 100)} % | {plus_minus(s['refit_raw_mae'])} | "
+                     f"{plus_minus(s['refit_raw_acc'], 100)} % | {plus_minus(s['mae_change'])} |")
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
