@@ -5,10 +5,12 @@ own MediaPipe instances; the parent writes records in file order into
 ``<cache>.partial.h5``, which replaces the cache only when everything
 succeeded. A bad image is recorded and skipped, never fatal.
 
-Prep is incremental: a file whose decoded pixels match a row of the cache it
-replaces (or of the partial file an interrupted run left) is read and hashed
-but not detected again; its row is copied. Adding 10 files to a folder of
-5,000 detects 10. ``--force`` detects everything.
+Prep is incremental: a file whose size and modification time match its row in
+the cache it replaces (or in the partial file an interrupted run left) is not
+read at all, and one whose decoded pixels match is read and hashed but not
+detected again; either way its row is copied, the crop still compressed.
+Adding 10 files to a folder of 5,000 detects 10 and reads 10. ``--force``
+detects everything.
 """
 
 from __future__ import annotations
