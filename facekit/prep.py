@@ -9,7 +9,7 @@ Prep is incremental: a file whose size and modification time match its row in
 the cache it replaces (or in the partial file an interrupted run left) is not
 read at all, and one whose decoded pixels match is read and hashed but not
 detected again; either way its row is copied, the crop still compressed.
-Adding 10 files to a folder of 5,000 detects 10 and reads 10. ``--force``
+Adding 10 files to a folder of 5,000 detects 10 and reads 10 (and the 12 preview images). ``--force``
 detects everything.
 """
 
