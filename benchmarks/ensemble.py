@@ -7,7 +7,8 @@ the seeds of ``benchmarks.accuracy``: runs/accuracy/finetune/finetune-seed0 ...)
 The first k runs' hand-in files are merged (``facekit merge``: mean age,
 sigmoid of the mean gender logit, built-in layers) for every k, and each
 merged file is scored on the split's held-out chips read as the lecturer
-reads them. A run whose split differs is refused: its "held-out" chips would
+reads them, beside each member scored alone (the gain columns: the merged file
+against the mean of its own members). A run whose split differs is refused: its "held-out" chips would
 be another run's training images. Writes benchmarks/results/ensemble[-TAG].json and .md.
 """
 
@@ -18,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS, TRAIN_VAL, environment, held_out, save
+from benchmarks.common import RESULTS, TRAIN_VAL, environment, held_out, mean_sd, plus_minus, save
 
 
 def main() -> None:
@@ -40,33 +41,48 @@ def main() -> None:
         raise SystemExit(f"the runs must share one task and one held-out split (not --full); got {sorted(splits)}")
     val = held_out(args.runs, args.data)
     files = [r / c.export_name for r, c in zip(args.runs, cfgs)]
+
+    def score(path: Path, label: str) -> dict:
+        lm = load(path, label=label)
+        start = time.perf_counter()
+        report, _ = evaluate([lm], val)
+        seconds = time.perf_counter() - start
+        m = report["models"][lm.label]
+        return {"mae": m["mae"], "gender_accuracy": m["gender_accuracy"],
+                "megabytes": round(path.stat().st_size / 2**20, 2),
+                "ms_per_image": round(1000 * seconds / len(val.names), 2)}
+
+    # Each member alone, so a merged file is judged against what its own members score,
+    # not against whichever member happens to come first.
+    alone = [{"run": str(r), **score(f, f"member{i}")} for i, (r, f) in enumerate(zip(args.runs, files))]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(1, len(files) + 1):
             path = files[0] if k == 1 else Path(tmp) / f"k{k}_{cfgs[0].export_name}"
             if k > 1:
                 save_hand_in(merge_files(files[:k], cfgs[0].output_order), path)
-            lm = load(path, label=f"k{k}")
-            start = time.perf_counter()
-            report, _ = evaluate([lm], val)
-            seconds = time.perf_counter() - start
-            m = report["models"][lm.label]
-            rows.append({"members": k, "mae": m["mae"], "gender_accuracy": m["gender_accuracy"],
-                         "megabytes": round(path.stat().st_size / 2**20, 2),
-                         "ms_per_image": round(1000 * seconds / len(val.names), 2)})
-            print(rows[-1])
+            row = {"members": k, **(alone[0] if k == 1 else score(path, f"k{k}"))}
+            own = alone[:k]
+            row["alone_mae"] = mean_sd([a["mae"] for a in own])
+            row["alone_accuracy"] = mean_sd([a["gender_accuracy"] for a in own])
+            row["gain_mae"] = row["alone_mae"]["mean"] - row["mae"]
+            row["gain_accuracy"] = row["gender_accuracy"] - row["alone_accuracy"]["mean"]
+            rows.append(row)
+            print(row)
     name = "ensemble" + (f"-{args.tag}" if args.tag else "")
     result = {"task": cfgs[0].task, "runs": [str(r) for r in args.runs], "validation_images": len(val.names),
-              "rows": rows}
+              "alone": alone, "rows": rows}
     print(f"wrote {save(name, result)}")
     env = environment()
     lines = [f"# {name}", "", f"{env['date']}, commit {env['commit']}, {env['machine']}",
              f"{cfgs[0].task}; {len(val.names)} held-out chips read as cv2.imread / 255; members: "
              + ", ".join(str(r) for r in args.runs), "",
-             "| members | MAE | gender accuracy | file MB | ms per image (batch 64, this machine) |",
-             "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['members']} | {r['mae']:.2f} | {r['gender_accuracy'] * 100:.1f} % | {r['megabytes']} | "
-              f"{r['ms_per_image']} |" for r in rows]
+             "| members | MAE | gender accuracy | its members alone: MAE | alone: accuracy % | MAE gain | "
+             "accuracy gain | file MB | ms per image (batch 64, this machine) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['members']} | {r['mae']:.2f} | {r['gender_accuracy'] * 100:.1f} % | "
+              f"{plus_minus(r['alone_mae'])} | {plus_minus(r['alone_accuracy'], 100)} | {r['gain_mae']:+.2f} | "
+              f"{r['gain_accuracy'] * 100:+.1f} | {r['megabytes']} | {r['ms_per_image']} |" for r in rows]
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 

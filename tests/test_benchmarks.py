@@ -40,6 +40,11 @@ def test_ensemble_benchmark_runs_on_two_quick_runs(tiny_cache, tmp_path, monkeyp
     benchmarks.ensemble.main()
     rows = json.loads((tmp_path / "ensemble-t.json").read_text())["rows"]
     assert [r["members"] for r in rows] == [1, 2] and rows[1]["megabytes"] > rows[0]["megabytes"]
+    alone = json.loads((tmp_path / "ensemble-t.json").read_text())["alone"]
+    assert [a["run"] for a in alone] == [str(r) for r in runs]
+    assert rows[0]["gain_mae"] == 0 and rows[0]["mae"] == alone[0]["mae"]
+    assert abs(rows[1]["alone_mae"]["mean"] - (alone[0]["mae"] + alone[1]["mae"]) / 2) < 1e-12
+    assert abs(rows[1]["gain_mae"] - (rows[1]["alone_mae"]["mean"] - rows[1]["mae"])) < 1e-12
     assert "| 2 |" in (tmp_path / "ensemble-t.md").read_text()
 
 
