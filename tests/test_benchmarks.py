@@ -38,9 +38,9 @@ def test_ensemble_benchmark_runs_on_two_quick_runs(tiny_cache, tmp_path, monkeyp
     data = read_attrs(tiny_cache)["source_dir"]
     monkeypatch.setattr(sys, "argv", ["ensemble", *map(str, runs), "--data", data, "--tag", "t"])
     benchmarks.ensemble.main()
-    rows = json.loads((tmp_path / "ensemble-t.json").read_text())["rows"]
+    result = json.loads((tmp_path / "ensemble-t.json").read_text())
+    rows, alone = result["rows"], result["alone"]
     assert [r["members"] for r in rows] == [1, 2] and rows[1]["megabytes"] > rows[0]["megabytes"]
-    alone = json.loads((tmp_path / "ensemble-t.json").read_text())["alone"]
     assert [a["run"] for a in alone] == [str(r) for r in runs]
     assert rows[0]["gain_mae"] == 0 and rows[0]["mae"] == alone[0]["mae"]
     assert abs(rows[1]["alone_mae"]["mean"] - (alone[0]["mae"] + alone[1]["mae"]) / 2) < 1e-12
