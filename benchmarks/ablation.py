@@ -46,7 +46,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
     "internal-160": ("backbone runs at 160 x 160 (bilinear upsampling in the graph)", {"internal_size": 160}, B_ONLY),
     "internal-192": ("backbone runs at 192 x 192", {"internal_size": 192}, B_ONLY),
     "distill": ("targets blended half-and-half with a Model B teacher's predictions (--teacher)",
-                {"teacher": "<teacher>"}, A_ONLY),
+                {"teachers": "<teacher>"}, A_ONLY),
     "raw-chips": ("trained on the chips as they are (prep --no-align) instead of aligned crops",
                   {"cache": RAW_CACHE}, BOTH),
 }
@@ -114,7 +114,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=TRAIN_VAL, help="the raw folder the cache was built from")
     ap.add_argument("--project", default="runs/ablation")
     ap.add_argument("--tag", default="")
-    ap.add_argument("--teacher", help="for the distill variant: a Model B trained on the same split")
+    ap.add_argument("--teacher", nargs="+", help="for the distill variant: Model B files trained on the same "
+                    "split (several: their mean)")
     ap.add_argument("--rescore", action="store_true",
                     help="score the saved model of every row that lacks a score column (no training)")
     args = ap.parse_args()
@@ -136,17 +137,17 @@ def main() -> None:
         write(name, result, val, args.epochs)
         return
     variants = args.variants or [v for v, (_, o, tasks) in VARIANTS.items()
-                                 if args.task in tasks and (args.teacher or "teacher" not in o)]
+                                 if args.task in tasks and (args.teacher or "teachers" not in o)]
     for variant in variants:
         if args.task not in VARIANTS[variant][2]:
             ap.error(f"variant {variant} applies to {' and '.join(VARIANTS[variant][2])} only")
         # Exported without built-in flip averaging, so MAE is the plain network's; every row also reports
         # the in-graph flip (same weights), which is how the defaults export.
         overrides = {"cache": args.cache, "tta": False, **VARIANTS[variant][1]}
-        if overrides.get("teacher") == "<teacher>":
+        if overrides.get("teachers") == "<teacher>":
             if not args.teacher:
                 ap.error("the distill variant needs --teacher PATH")
-            overrides["teacher"] = args.teacher
+            overrides["teachers"] = args.teacher
         if overrides["cache"] == RAW_CACHE:
             ensure_raw_cache(args.data)
         for seed in args.seeds:

@@ -263,9 +263,10 @@ def train(
                                                        metavar="", help="Add the mean-variance age loss.")] = None,
     sigma: Annotated[float | None, typer.Option(help="Width in years of the Gaussian age target (default 2).")]
     = None,
-    teacher: Annotated[Path | None, typer.Option(help="Distil from this trained model (e.g. Model B into A); "
-                                                 "it must come from the same split.")] = None,
-    distill_weight: Annotated[float | None, typer.Option(help="Share of the teacher in the targets "
+    teacher: Annotated[list[Path] | None, typer.Option(help="Distil from this trained model (e.g. Model B into A; "
+                                                       "repeat for an ensemble: their mean); it must come from "
+                                                       "the same split.")] = None,
+    distill_weight: Annotated[float | None, typer.Option(help="Share of the teachers in the targets "
                                                          "(default 0.5).")] = None,
     tta: Annotated[bool | None, typer.Option("--tta/--no-tta", metavar="",
                                              help="Test-time flip averaging, built into the "
@@ -330,7 +331,7 @@ def train(
             val_images=_value(val_images), raw_dir=str(raw_dir) if raw_dir else None, arch=_value(arch),
             patience=patience, ema=ema, ema_momentum=ema_momentum, mix=_value(mix), mix_alpha=mix_alpha,
             mean_variance=mean_variance, sigma=sigma,
-            tta=tta, teacher=str(teacher) if teacher else None, distill_weight=distill_weight,
+            tta=tta, teachers=tuple(map(str, teacher or ())) or None, distill_weight=distill_weight,
             output_order=_value(output_order), precision=_value(precision), workers=workers, limit=limit,
             cache_mode=_value(cache_mode), devices=devices,
             steps_per_epoch=steps,

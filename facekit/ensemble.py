@@ -29,6 +29,23 @@ from keras import layers
 from facekit.compat import read_config
 from facekit.contract import DEFAULT_OUTPUT_ORDER, INPUT_SHAPE, N_AGES, check_output_order, in_output_order
 
+MEMBER_PREFIX = "m{}_"  # member i's layers are copied in as MEMBER_PREFIX.format(i) + their name
+
+
+def age_dist_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """A facekit export's age-distribution layers: its own ``age_dist``, or one per member of a merged file.
+
+    Distillation needs the distribution, not just the mean age; a merged file
+    has no ``age_dist`` of its own, only its members'. Empty for other files.
+    """
+    by_name = {layer.name: layer for layer in model.layers}
+    if "age_dist" in by_name:
+        return [by_name["age_dist"]]
+    members = []
+    while (name := MEMBER_PREFIX.format(len(members)) + "age_dist") in by_name:
+        members.append(by_name[name])
+    return members
+
 
 def _copy_into(member: keras.Model, inp, prefix: str) -> keras.Model:
     """``member``'s graph over ``inp`` with renamed copies of its layers, carrying its weights."""
@@ -56,9 +73,10 @@ def merge(members: list[keras.Model], output_order: str = DEFAULT_OUTPUT_ORDER,
     inp = keras.Input(INPUT_SHAPE, name="image")
     dists, features, kernels, biases = [], [], [], []
     for i, member in enumerate(members):
-        copy = _copy_into(member, inp, f"m{i}_")
-        dists.append(copy.get_layer(f"m{i}_age_dist").output)
-        gender = copy.get_layer(f"m{i}_gender")
+        prefix = MEMBER_PREFIX.format(i)
+        copy = _copy_into(member, inp, prefix)
+        dists.append(copy.get_layer(prefix + "age_dist").output)
+        gender = copy.get_layer(prefix + "gender")
         features.append(gender.input)
         kernel, bias = gender.get_weights()
         kernels.append(kernel)

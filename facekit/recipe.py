@@ -19,6 +19,7 @@ from facekit.backbones import DEFAULT_BACKBONE
 from facekit.contract import CHECK_KERAS, DEFAULT_OUTPUT_ORDER, HAND_IN_NAMES, INPUT_SIZE, check_output_order
 
 TASKS = tuple(HAND_IN_NAMES)
+TUPLES = ("widths", "check_keras", "teachers")  # TrainConfig fields that JSON stores as lists
 
 
 @dataclass
@@ -49,8 +50,8 @@ class TrainConfig:
     mix_alpha: float | None = None  # Beta(alpha, alpha) mixing weight; None: 0.2 for mixup, 1.0 for cutmix
     mean_variance: bool = False  # add the mean-variance age loss (Pan et al., 2018)
     tta: bool = True  # build flip averaging into the exported graph (measured: B 5.85 -> 5.67 MAE)
-    teacher: str | None = None  # distil from this trained .keras file (its predictions blended into the targets)
-    distill_weight: float = 0.5  # share of the teacher in each target
+    teachers: tuple[str, ...] = ()  # distil from these trained .keras files (their mean blended into the targets)
+    distill_weight: float = 0.5  # share of the teachers in each target
     dropout: float = 0.3
     hidden: int = 256
     widths: tuple[int, ...] = (32, 64, 128, 256, 384)  # Model A's five stages
@@ -106,8 +107,11 @@ class TrainConfig:
             raise ValueError(f"mix must be one of {', '.join(MIXES)}, got {self.mix!r}")
         if not 0.0 <= self.distill_weight <= 1.0:
             raise ValueError(f"distill weight must be in [0, 1], got {self.distill_weight}")
-        if self.teacher is not None and not Path(self.teacher).is_file():
-            raise ValueError(f"{self.teacher}: teacher model not found")
+        for teacher in self.teachers:
+            if not Path(teacher).is_file():
+                raise ValueError(f"{teacher}: teacher model not found")
+        if len(set(self.teachers)) != len(self.teachers):
+            raise ValueError("the same teacher is named twice: an ensemble of teachers needs different runs")
         if self.augment not in STRENGTHS:
             raise ValueError(f"augment must be one of {', '.join(STRENGTHS)}, got {self.augment!r}")
         check_output_order(self.output_order)
@@ -151,17 +155,23 @@ class TrainConfig:
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        d["widths"] = list(self.widths)
-        d["check_keras"] = list(self.check_keras)
+        for key in TUPLES:
+            d[key] = list(d[key])
         return d
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
-        data = json.loads(Path(path).read_text())
+        raw = json.loads(Path(path).read_text())
         known = {f.name for f in fields(cls)}
-        data = {k: v for k, v in data.items() if k in known}
+        data = {k: v for k, v in raw.items() if k in known}
         data.setdefault("tta", False)  # runs from before the option existed exported without it
-        for key in ("widths", "check_keras"):
-            if key in data:
-                data[key] = tuple(data[key])
+        if raw.get("teacher"):  # runs from before several teachers were allowed
+            data["teachers"] = [raw["teacher"]]
         return cls(**data)
+
+    def __post_init__(self) -> None:
+        # JSON (args.json, benchmarks' --set) brings lists and a lone teacher as text; one form from here on.
+        if isinstance(self.teachers, (str, Path)):
+            self.teachers = (self.teachers,)
+        for key in TUPLES:
+            setattr(self, key, tuple(str(v) if key == "teachers" else v for v in getattr(self, key)))

@@ -24,7 +24,7 @@ from facekit.cache import CacheData, choose_mode, read_cache, take
 from facekit.contract import INPUT_SHAPE, PIXEL_SCALE
 from facekit.dataset import FaceBatches
 from facekit.device import describe, set_precision
-from facekit.distill import check_teacher_split, teacher_targets
+from facekit.distill import check_teacher_split, mean_targets, teacher_targets
 from facekit.distribute import Plan, distributed, plan, sync_batch_norm
 from facekit.export import float32_copy, save_hand_in
 from facekit.labelled import load_labelled
@@ -260,11 +260,11 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
                      cache=str(cfg.cache), seed=cfg.seed, val_split=cfg.val_split, full=cfg.full,
                      val_twins_in_train=count_twins(data.content_sha256[tr], data.content_sha256[va]))
     soft = None
-    if cfg.teacher:
-        check_teacher_split(Path(cfg.teacher), split)
-        targets = teacher_targets(cfg.teacher, take(data.images, tr), cfg.sigma)
+    if cfg.teachers:
+        notes.extend(n for t in cfg.teachers if (n := check_teacher_split(Path(t), split)))
+        targets = mean_targets([teacher_targets(t, take(data.images, tr), cfg.sigma) for t in cfg.teachers])
         soft = (targets.age_dist, targets.p_female)
-        notes.append(f"distilling from {cfg.teacher} ({targets.source}), weight {cfg.distill_weight}")
+        notes.append(f"distilling from {', '.join(cfg.teachers)} ({targets.source}), weight {cfg.distill_weight}")
     train_batches = FaceBatches(take(data.images, tr), data.age[tr], data.gender[tr], dist.global_batch,
                                 build_augment(cfg.augment), shuffle=True, sigma=cfg.sigma, seed=cfg.run_seed,
                                 workers=cfg.workers, steps=cfg.steps_per_epoch, mix=cfg.mix,

@@ -51,6 +51,10 @@ def test_train_bad_inputs(tmp_path):
     assert res.exit_code == 2 and "Invalid value for '--mix'" in res.output and "'blend' is not one of" in res.output
     res = runner.invoke(app, ["train", "scratch", "--teacher", str(tmp_path / "b.keras")])
     assert res.exit_code == 1 and "teacher model not found" in res.stderr
+    (tmp_path / "b0.keras").write_bytes(b"")  # several teachers: each is checked, the missing one named
+    res = runner.invoke(app, ["train", "scratch", "--teacher", str(tmp_path / "b0.keras"),
+                              "--teacher", str(tmp_path / "b1.keras")])
+    assert res.exit_code == 1 and f"{tmp_path / 'b1.keras'}: teacher model not found" in res.stderr
 
 
 def test_check_cli_failure_exit_code(tmp_path):

@@ -9,7 +9,11 @@ import pytest
 from facekit.cache import read_cache
 from facekit.contract import N_AGES, rgb_to_input
 from facekit.dataset import FaceBatches
-from facekit.distill import check_teacher_split, teacher_targets
+from facekit.distill import check_teacher_split, mean_targets, teacher_targets
+from facekit.ensemble import merge
+from facekit.export import save_hand_in
+from facekit.models import build_scratch
+from facekit.recipe import TrainConfig
 from facekit.split import RunSplit, write_run_split
 from facekit.train import train
 from tests.conftest import quick_config
@@ -68,10 +72,49 @@ def test_teacher_from_another_split_is_refused(tmp_path):
     with pytest.raises(ValueError, match="trained on 1 of this run's 1 validation images"):
         check_teacher_split(teacher, student)
     write_run_split(tmp_path, RunSplit(train=["a.jpg", "b.jpg"], val=["c.jpg"]))
-    check_teacher_split(teacher, student)
+    assert check_teacher_split(teacher, student) is None
 
 
-def test_student_trains_from_a_teacher(tiny_models, tiny_cache, tmp_path):
-    res = train(quick_config("scratch", tiny_cache, tmp_path, teacher=str(tiny_models["B"]), epochs=1))
-    assert res.model_path.exists() and any("distilling from" in n for n in res.notes)
-    assert json.loads((res.run_dir / "args.json").read_text())["teacher"] == str(tiny_models["B"])
+def test_teacher_that_cannot_be_checked_is_named(tmp_path):
+    merged = tmp_path / "ensemble.keras"  # a merged file on its own: no split.json, no args.json beside it
+    merged.write_bytes(b"")
+    note = check_teacher_split(merged, RunSplit(train=["a.jpg"], val=["c.jpg"]))
+    assert note is not None and str(merged) in note and "cannot check" in note
+    assert check_teacher_split(merged, RunSplit(train=["a.jpg"], val=[], full=True)) is None
+
+
+def test_several_teachers_give_what_their_merged_file_gives(tiny_cache, tmp_path):
+    paths = []
+    for seed in (1, 2):  # two differently initialised members, so the mean is not either one
+        keras.utils.set_random_seed(seed)
+        paths.append(tmp_path / f"m{seed}" / "age_gender_A.keras")
+        save_hand_in(build_scratch(widths=(8, 8, 16, 16, 16), hidden=16).export, paths[-1])
+    merged = tmp_path / "ensemble.keras"
+    save_hand_in(merge([keras.models.load_model(p) for p in paths]), merged)
+    images = read_cache(tiny_cache).images[:6]
+    one = [teacher_targets(p, images) for p in paths]
+    mean, from_file = mean_targets(one), teacher_targets(merged, images)
+    assert from_file.source == "the mean of 2 members' age_dist layers" and mean.source.startswith("the mean of 2")
+    assert np.abs(one[0].age_dist - one[1].age_dist).max() > 1e-4  # the members differ
+    np.testing.assert_allclose(mean.age_dist, from_file.age_dist, atol=1e-6)
+    np.testing.assert_allclose(mean.p_female, from_file.p_female, atol=1e-5)
+    np.testing.assert_allclose(mean.age_dist.sum(1), 1.0, rtol=1e-5)
+    assert mean_targets(one[:1]) is one[0]
+
+
+def test_teachers_in_args_json(tmp_path):
+    old = tmp_path / "args.json"  # a run from before several teachers: one "teacher" string
+    old.write_text(json.dumps({"task": "scratch", "teacher": "runs/finetune/exp/age_gender_B.keras"}))
+    assert TrainConfig.load(old).teachers == ("runs/finetune/exp/age_gender_B.keras",)
+    assert TrainConfig(teachers="b.keras").teachers == ("b.keras",)  # benchmarks' --set teachers=PATH
+    assert TrainConfig(teachers=["a.keras", "b.keras"]).to_json()["teachers"] == ["a.keras", "b.keras"]
+    (tmp_path / "b.keras").write_bytes(b"")
+    with pytest.raises(ValueError, match="named twice"):
+        TrainConfig.for_task("scratch", teachers=[str(tmp_path / "b.keras")] * 2)
+
+
+def test_student_trains_from_teachers(tiny_models, tiny_cache, tmp_path):
+    teachers = [str(tiny_models["B"]), str(tiny_models["B_swapped"])]  # either output order
+    res = train(quick_config("scratch", tiny_cache, tmp_path, teachers=teachers, epochs=1))
+    assert res.model_path.exists() and any("distilling from" in n and "mean of 2 teachers" in n for n in res.notes)
+    assert json.loads((res.run_dir / "args.json").read_text())["teachers"] == teachers
