@@ -3,7 +3,7 @@
     runs/<task>/<name>/
         age_gender_A.keras (or _B)  best export, saved whenever validation improves
         last.keras                  training model + optimizer state, every epoch (for --resume)
-        state.json                  how many epochs last.keras holds, and whether the run stopped early
+        state.json                  how many epochs last.keras holds, the time to train them, whether it stopped early
         args.json                   the full configuration
         history.csv                 per-epoch losses and metrics, train and validation
         metrics.json                best epoch and its validation figures, time, device
@@ -53,22 +53,28 @@ def new_run_dir(project: str | Path, task: str, name: str | None = None) -> Path
 class ResumePoint:
     epochs_done: int
     stopped_early: bool
+    train_seconds: float = 0.0  # training time up to that checkpoint (0 for runs older than its record)
 
 
-def save_checkpoint(run_dir: Path, model: Any, epochs_done: int) -> None:
-    """Write ``last.keras`` and record in ``state.json`` which epoch it holds.
+def save_checkpoint(run_dir: Path, model: Any, epochs_done: int, train_seconds: float | None = None) -> None:
+    """Write ``last.keras`` and record in ``state.json`` which epoch it holds, and the training time up to it.
 
     The epoch is stored rather than inferred from history rows, which can
     disagree with the checkpoint after a kill. The state (with the new file's
     digest and the previous one's) is written before the file is renamed into
     place, so whichever file a kill leaves behind, the state names its epoch.
+    The time is kept here too: ``metrics.json`` is written only when a run ends,
+    so a killed run (a machine taken back) would otherwise lose the time of
+    every session before its resume.
     """
     with atomic_path(run_dir / LAST) as tmp:
         model.save(tmp)
         old = _read_state(run_dir)
-        previous = {"epochs_done": old["epochs_done"], "last_sha256": old["last_sha256"]} if old else None
+        previous = {k: old[k] for k in ("epochs_done", "last_sha256", "train_seconds") if k in old} if old else None
         write_json(run_dir / STATE, {"epochs_done": epochs_done, "stopped_early": False,
-                                     "last_sha256": sha256_file(tmp), "previous": previous})
+                                     "last_sha256": sha256_file(tmp), "previous": previous,
+                                     **({"train_seconds": round(train_seconds, 1)} if train_seconds is not None
+                                        else {})})
 
 
 def mark_stopped_early(run_dir: Path) -> None:
@@ -99,10 +105,11 @@ def resume_point(run_dir: Path) -> ResumePoint:
         return ResumePoint(len(read_history(run_dir / "history.csv")), False)
     digest = sha256_file(run_dir / LAST)
     if digest == state["last_sha256"]:
-        return ResumePoint(int(state["epochs_done"]), bool(state.get("stopped_early")))
+        return ResumePoint(int(state["epochs_done"]), bool(state.get("stopped_early")),
+                           float(state.get("train_seconds") or 0))
     previous = state.get("previous") or {}
     if digest == previous.get("last_sha256"):  # killed between the state and the rename
-        return ResumePoint(int(previous["epochs_done"]), False)
+        return ResumePoint(int(previous["epochs_done"]), False, float(previous.get("train_seconds") or 0))
     raise ValueError(f"{run_dir / LAST}: not the checkpoint {STATE} describes (changed by hand?); "
                      "cannot tell which epoch it holds")
 

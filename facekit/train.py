@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,12 +118,12 @@ class SaveLast(keras.callbacks.Callback):
     the optimizer state): a resumed run continues the raw trajectory.
     """
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, seconds: Callable[[], float]) -> None:
         super().__init__()
-        self.run_dir = run_dir
+        self.run_dir, self.seconds = run_dir, seconds
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        save_checkpoint(self.run_dir, self.model, epoch + 1)
+        save_checkpoint(self.run_dir, self.model, epoch + 1, self.seconds())
 
 
 def plan_phases(cfg: TrainConfig, has_backbone: bool) -> list[tuple[str, int, int]]:
@@ -298,8 +299,10 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
                              f"(no {monitor} improvement in {cfg.patience}), so there is nothing to resume")
         if initial_epoch >= cfg.epochs:
             raise ValueError(f"{run_dir}: already trained {initial_epoch} of {cfg.epochs} epochs")
-        if (run_dir / "metrics.json").exists():
-            earlier_seconds = float(json.loads((run_dir / "metrics.json").read_text()).get("train_seconds") or 0)
+        earlier_seconds = point.train_seconds  # a killed session left no metrics.json, only its checkpoints
+        if (run_dir / "metrics.json").exists():  # an interrupted one: its time includes the unfinished epoch
+            earlier_seconds = max(earlier_seconds, float(
+                json.loads((run_dir / "metrics.json").read_text()).get("train_seconds") or 0))
         history = read_history(run_dir / "history.csv")
         if len(history) > initial_epoch:  # rows of an epoch whose checkpoint was lost: it runs again
             lines = (run_dir / "history.csv").read_text().splitlines(keepends=True)
@@ -329,14 +332,18 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
     model_path = run_dir / cfg.export_name
     steps = len(train_batches)
     save_best = SaveBest(models.export, model_path, monitor, best, best_epoch)
-    save_last = SaveLast(run_dir)
+    start = time.perf_counter()
+
+    def seconds() -> float:
+        return earlier_seconds + time.perf_counter() - start
+
+    save_last = SaveLast(run_dir, seconds)
     csv_log = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=bool(resume))
     stop = None
     if monitor and cfg.patience:
         stop = ResumedEarlyStopping(monitor=monitor, patience=cfg.patience, mode="min", restore_best_weights=True,
                                     best=best, wait=initial_epoch - best_epoch if best_epoch else 0)
 
-    start = time.perf_counter()
     interrupted = False
     plan = plan_phases(cfg, models.backbone is not None)
     try:
@@ -360,10 +367,9 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
                 break
             if end < cfg.epochs:
                 # The weights the next phase starts from (with EMA: the average, as fit leaves them).
-                save_checkpoint(run_dir, models.train, end)
+                save_checkpoint(run_dir, models.train, end, seconds())
     except KeyboardInterrupt:
         interrupted = True
-    elapsed = time.perf_counter() - start
 
     history = read_history(run_dir / "history.csv")
     # Interrupted before the first epoch ended: no model is written, rather than an untrained
@@ -381,7 +387,7 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
         "train_images": int(len(tr)),
         "val_images": int(len(va)),
         "val_twins_in_train": split.val_twins_in_train,  # pixel-identical copies: their scores are not unseen
-        "train_seconds": round(earlier_seconds + elapsed, 1),  # all sessions of the run
+        "train_seconds": round(seconds(), 1),  # all sessions of the run
         "precision": policy,
         "cache_mode": mode,
         "devices": dist.count,

@@ -14,7 +14,7 @@ from facekit.check import check_model
 from facekit.inference import load, run
 from facekit.models import find_backbone
 from facekit.recipe import TrainConfig
-from facekit.runs import CURVES, read_history, resume_point, save_checkpoint
+from facekit.runs import CURVES, ResumePoint, read_history, resume_point, save_checkpoint
 from facekit.train import TrainingInterrupted, build_models, compile_train, train
 from tests.conftest import TRAIN_VAL, contract_failures, quick_config
 
@@ -69,6 +69,9 @@ def test_resume_continues_the_run(tiny_cache, tmp_path):
     (first.run_dir / "args.json").write_text(json.dumps(args))
     recorded = (first.run_dir / "split.json").read_text()
     (first.run_dir / "split.json").unlink()  # as a run from before split.json existed
+    (first.run_dir / "metrics.json").unlink()  # as a killed process leaves it: the checkpoint keeps the time
+    checkpointed = json.loads((first.run_dir / "state.json").read_text())["train_seconds"]
+    assert 0 < checkpointed <= first.metrics["train_seconds"]
     again = train(TrainConfig(), resume=first.run_dir)
     assert (first.run_dir / "split.json").read_text() == recorded and any("older than it" in n for n in again.notes)
     assert again.metrics["train_seconds"] > first.metrics["train_seconds"]  # counts both sessions
@@ -253,15 +256,19 @@ def test_checkpoint_state_names_the_epoch_a_kill_left(tmp_path):
         def save(self, path):
             Path(path).write_bytes(self.payload)
 
-    save_checkpoint(tmp_path, Model(b"epoch 1"), 1)
-    save_checkpoint(tmp_path, Model(b"epoch 2"), 2)
-    assert resume_point(tmp_path).epochs_done == 2
+    save_checkpoint(tmp_path, Model(b"epoch 1"), 1, 10.0)
+    save_checkpoint(tmp_path, Model(b"epoch 2"), 2, 20.0)
+    assert resume_point(tmp_path) == ResumePoint(2, False, 20.0)
     # Killed after state.json named epoch 3 but before the new file was renamed over last.keras:
     state = json.loads((tmp_path / "state.json").read_text())
-    new = {"epochs_done": 3, "stopped_early": False, "last_sha256": "0" * 64,
-           "previous": {"epochs_done": 2, "last_sha256": state["last_sha256"]}}
+    save_checkpoint(tmp_path, Model(b"epoch 3"), 3, 30.0)
+    assert json.loads((tmp_path / "state.json").read_text())["previous"] == {
+        "epochs_done": 2, "last_sha256": state["last_sha256"], "train_seconds": 20.0}
+    new = {"epochs_done": 3, "stopped_early": False, "last_sha256": "0" * 64, "train_seconds": 30.0,
+           "previous": {"epochs_done": 2, "last_sha256": state["last_sha256"], "train_seconds": 20.0}}
     (tmp_path / "state.json").write_text(json.dumps(new))
-    assert resume_point(tmp_path).epochs_done == 2
+    (tmp_path / "last.keras").write_bytes(b"epoch 2")
+    assert resume_point(tmp_path) == ResumePoint(2, False, 20.0)
     (tmp_path / "last.keras").write_bytes(b"edited")
     with pytest.raises(ValueError, match="not the checkpoint state.json describes"):
         resume_point(tmp_path)
