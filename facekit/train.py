@@ -315,6 +315,13 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
             vals = [h.get(monitor, math.inf) for h in history]
             best_epoch = int(np.argmin(vals)) + 1
             best = float(vals[best_epoch - 1])
+            if cfg.patience and initial_epoch - best_epoch >= cfg.patience:
+                # Keras's count, carried on by ResumedEarlyStopping: an uninterrupted run stopped at
+                # best + patience; training on would make a different run under the same arguments.
+                raise ValueError(f"{run_dir}: already trained; no {monitor} improvement in the "
+                                 f"{initial_epoch - best_epoch} epochs since its best (epoch {best_epoch}), so "
+                                 f"with patience {cfg.patience} it stopped at epoch {best_epoch + cfg.patience} "
+                                 "and there is nothing to resume")
     else:
         keras.utils.set_random_seed(cfg.run_seed)
         models = build_models(cfg)  # before the run folder: a bad weights file leaves no empty run behind

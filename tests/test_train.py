@@ -323,15 +323,20 @@ def test_streamed_cache_trains_like_the_in_memory_one(tiny_cache, tmp_path):
 def test_resume_keeps_counting_epochs_without_improvement(tiny_cache, tmp_path):
     first = train(quick_config("scratch", tiny_cache, tmp_path, epochs=2, patience=0, name="patient"))
     args = json.loads((first.run_dir / "args.json").read_text())
-    (first.run_dir / "args.json").write_text(json.dumps({**args, "epochs": 8, "patience": 1}))
     lines = (first.run_dir / "history.csv").read_text().splitlines()
     header = lines[0].split(",")
     row = lines[1].split(",")
     row[header.index("val_age_mae")] = "0.0"  # epoch 1 is unbeatable: the run is one epoch past its best
     (first.run_dir / "history.csv").write_text("\n".join([lines[0], ",".join(row), *lines[2:]]) + "\n")
+    # Keras stops when the epochs since the best reach the patience: with patience 1 an uninterrupted run
+    # stopped at epoch 2, so there is nothing to continue (training on would be another run).
+    (first.run_dir / "args.json").write_text(json.dumps({**args, "epochs": 8, "patience": 1}))
+    with pytest.raises(ValueError, match="it stopped at epoch 2 and there is nothing to resume"):
+        train(TrainConfig(), resume=first.run_dir)
+    (first.run_dir / "args.json").write_text(json.dumps({**args, "epochs": 8, "patience": 2}))
     again = train(TrainConfig(), resume=first.run_dir)
-    # An uninterrupted run would stop at the first epoch that leaves it two behind (patience 1); Keras's own
-    # EarlyStopping, reset by the new fit, would have trained on.
+    # With patience 2 an uninterrupted run stops at epoch 3; Keras's own EarlyStopping, reset by the new fit,
+    # would have trained on to epoch 4.
     assert again.metrics["epochs_run"] == 3
     assert json.loads((first.run_dir / "state.json").read_text())["stopped_early"]
 
