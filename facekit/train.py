@@ -260,13 +260,14 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
     split = RunSplit(train=[str(n) for n in data.filename[tr]], val=[str(n) for n in data.filename[va]],
                      cache=str(cfg.cache), seed=cfg.seed, val_split=cfg.val_split, full=cfg.full,
                      val_twins_in_train=count_twins(data.content_sha256[tr], data.content_sha256[va]))
+    train_images = take(data.images, tr)  # in memory a copy: made once, for the teachers and the loader
     soft = None
     if cfg.teachers:
         notes.extend(n for t in cfg.teachers if (n := check_teacher_split(Path(t), split)))
-        targets = mean_targets([teacher_targets(t, take(data.images, tr), cfg.sigma) for t in cfg.teachers])
+        targets = mean_targets([teacher_targets(t, train_images, cfg.sigma) for t in cfg.teachers])
         soft = (targets.age_dist, targets.p_female)
         notes.append(f"distilling from {', '.join(cfg.teachers)} ({targets.source}), weight {cfg.distill_weight}")
-    train_batches = FaceBatches(take(data.images, tr), data.age[tr], data.gender[tr], dist.global_batch,
+    train_batches = FaceBatches(train_images, data.age[tr], data.gender[tr], dist.global_batch,
                                 build_augment(cfg.augment), shuffle=True, sigma=cfg.sigma, seed=cfg.run_seed,
                                 workers=cfg.workers, steps=cfg.steps_per_epoch, mix=cfg.mix,
                                 mix_alpha=cfg.mix_alpha, soft=soft, soft_weight=cfg.distill_weight,
@@ -309,8 +310,6 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
             with atomic_path(run_dir / "history.csv") as tmp:
                 tmp.write_text("".join(lines[: initial_epoch + 1]))
             history = history[:initial_epoch]
-        model = keras.models.load_model(run_dir / LAST)
-        models = AgeGenderModels(model, export_from_train(model, cfg.output_order, cfg.tta), find_backbone(model))
         if monitor and history:
             vals = [h.get(monitor, math.inf) for h in history]
             best_epoch = int(np.argmin(vals)) + 1
@@ -322,6 +321,8 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
                                  f"{initial_epoch - best_epoch} epochs since its best (epoch {best_epoch}), so "
                                  f"with patience {cfg.patience} it stopped at epoch {best_epoch + cfg.patience} "
                                  "and there is nothing to resume")
+        model = keras.models.load_model(run_dir / LAST)  # after every refusal: loading is the slow part
+        models = AgeGenderModels(model, export_from_train(model, cfg.output_order, cfg.tta), find_backbone(model))
     else:
         keras.utils.set_random_seed(cfg.run_seed)
         models = build_models(cfg)  # before the run folder: a bad weights file leaves no empty run behind
