@@ -89,3 +89,45 @@ def test_refit_benchmark_scores_both_files_on_a_holdout_neither_run_saw(tiny_cac
         assert 0 <= row[part]["raw_acc"] <= 1 and row[part]["raw_mae"] > 0
     assert result["summary"]["scratch"]["mae_change"]["mean"] == row["refit"]["raw_mae"] - row["split"]["raw_mae"]
     assert "| A | 0 |" in (tmp_path / "refit-t.md").read_text()
+
+
+def test_tta_views_move_content_and_average_like_merge():
+    import numpy as np
+
+    from benchmarks.tta_views import averaged, shifted, view_sets, views, zoomed
+
+    x = np.arange(2 * 6 * 6 * 3, dtype=np.float32).reshape(2, 6, 6, 3)
+    right = shifted(x, 2, 0)
+    assert np.array_equal(right[:, :, 2:], x[:, :, :4]) and not right[:, :, :2].any()
+    up = shifted(x, 0, -1)
+    assert np.array_equal(up[:, :5], x[:, 1:]) and not up[:, 5].any()
+    assert zoomed(np.ones((1, 128, 128, 3), np.float32), 1.08).shape == (1, 128, 128, 3)
+    assert np.allclose(zoomed(np.full((1, 128, 128, 3), 0.5, np.float32), 0.92), 0.5)  # reflected border: no black
+    names = list(views(4))
+    assert names[0] == "as is" and view_sets(names)["all 7"] == names
+    preds = {"a": (np.array([10.0]), np.array([0.9])), "b": (np.array([20.0]), np.array([0.1]))}
+    age, p = averaged(preds, ["a", "b"])
+    assert age[0] == 15.0 and abs(p[0] - 0.5) < 1e-9  # logits +2.2 and -2.2 cancel
+
+
+def test_tta_views_benchmark_runs_on_a_quick_run(tiny_cache, tmp_path, monkeypatch):
+    import json
+    import sys
+
+    import benchmarks.common
+    import benchmarks.tta_views
+    from facekit.cache import read_attrs
+    from facekit.train import train
+    from tests.conftest import quick_config
+
+    run = train(quick_config("scratch", tiny_cache, tmp_path, name="v")).run_dir
+    monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
+    monkeypatch.setattr(benchmarks.tta_views, "RESULTS", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["tta_views", str(run), "--data", read_attrs(tiny_cache)["source_dir"],
+                                      "--tag", "t"])
+    benchmarks.tta_views.main()
+    result = json.loads((tmp_path / "tta-views-t.json").read_text())
+    rows = {r["views"]: r for r in result["rows"]}
+    assert rows["as is"]["delta_mae"]["mean"] == 0 and rows["all 7"]["passes"] == 7
+    assert result["per_run"][0]["scores"]["as is"]["mae"] == rows["as is"]["mae"]["mean"]
+    assert "| all 7 | 7 |" in (tmp_path / "tta-views-t.md").read_text()
