@@ -135,6 +135,12 @@ def prep(
                                         "interrupted run's rows) could be reused.")] = False,
     template: Annotated[Path | None, typer.Option(help="Alignment template JSON from `facekit template` "
                                                   "(default: the one facekit ships).")] = None,
+    detections: Annotated[Path | None, typer.Option(
+        help="Align from the face points saved by --save-detections instead of detecting (same crops; "
+        "no MediaPipe needed where every image's pixels match).")] = None,
+    save_detections: Annotated[Path | None, typer.Option(
+        help="Also write the cache's face points to this JSON file (about 360 bytes an image), for "
+        "--detections on another machine.")] = None,
     workers: WorkersOpt = None,
     model_dir: ModelDirOpt = None,
     json_out: JsonOpt = False,
@@ -154,7 +160,8 @@ def prep(
         tpl = read_template(template) if template else None
         with progress_bar(f"prep {folder.name}", quiet=json_out) as bar:
             result = run_prep(folder, out, options, workers=workers, force=force, template=tpl,
-                              model_dir=str(model_dir) if model_dir else None, progress=bar)
+                              model_dir=str(model_dir) if model_dir else None, progress=bar,
+                              detections=detections, save_detections_to=save_detections)
     except (OSError, ValueError, CacheError, ModelFileError, PrepError) as exc:
         fail(reason(exc))
     except KeyboardInterrupt:
@@ -165,17 +172,22 @@ def prep(
              + (f"; the images done so far are kept in {kept} and the same command resumes from them"
                 if kept.exists() else ""), code=130)
     if json_out:
-        print_json({"cache": str(result.cache), "reused": result.reused, "report": result.report})
+        print_json({"cache": str(result.cache), "reused": result.reused, "report": result.report,
+                    "detections_saved": str(save_detections) if save_detections else None})
         return
     if result.reused:
         console.print(f"[green]cache up to date[/]: {result.cache} (use --force to rebuild)")
     else:
         reused = (f" ({result.reused_rows} unchanged images reused, not detected again)" if result.reused_rows
                   else "")
+        if result.from_detections:
+            reused += f" ({result.from_detections} aligned from {detections}, not detected)"
         console.print(f"[green]wrote[/] {result.cache}{reused}")
     for line in summary_lines(result.report):
         console.print(line, highlight=False, markup=False)
     console.print(f"report: {result.report_path}")
+    if save_detections:
+        console.print(f"detections: {save_detections}")
     if result.samples_png:
         console.print(f"samples: {result.samples_png}")
     if result.pairs_png:
@@ -787,3 +799,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, interrupt_once)
     _PROGRAM["filter_logs"] = True
     app()
+
+
+if __name__ == "__main__":  # python -m facekit_cli.main, where the facekit script is not installed
+    main()

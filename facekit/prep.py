@@ -10,7 +10,8 @@ the cache it replaces (or in the partial file an interrupted run left) is not
 read at all, and one whose decoded pixels match is read and hashed but not
 detected again; either way its row is copied, the crop still compressed.
 Adding 10 files to a folder of 5,000 detects 10 and reads 10 (and the 12 preview images). ``--force``
-detects everything.
+detects everything. ``--detections FILE`` (saved from a cache by ``--save-detections``) aligns each
+image whose pixels match its row from the saved points, without MediaPipe (``facekit.detections``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from facekit import __version__
 from facekit.atomic import write_json
 from facekit.cache import SCHEMA_VERSION, CacheError, CacheWriter, SchemaMismatch, StoredCrop, read_attrs
 from facekit.contract import INPUT_SIZE
+from facekit.detections import Detection, load_detections, save_detections
 from facekit.imageio import ImageReadError, list_files, read_rgb, square_resize
 from facekit.labels import Label, Rejection, parse_name
 from facekit.template import Template, load_template
@@ -79,6 +81,7 @@ class Record:
     size: tuple[int, int] = (0, 0)  # (height, width) of the source image
     preview: np.ndarray | None = None
     reused: bool = False  # same pixels as a row of the previous cache: not detected again, the row is copied
+    from_detections: bool = False  # aligned from a detections file's points (same pixels), not detected
     unread: bool = False  # reused on the file's size and modification time alone: not even decoded
     file_size: int = -1
     file_mtime_ns: int = -1
@@ -93,6 +96,7 @@ class PrepResult:
     samples_png: Path | None = None
     pairs_png: Path | None = None
     reused_rows: int = 0  # rows copied from the previous cache or an interrupted run's, not detected again
+    from_detections: int = 0  # rows aligned from a detections file's points, not detected
 
 
 class PrepError(RuntimeError):
@@ -104,28 +108,56 @@ class PrepError(RuntimeError):
 _finder = None
 _template: Template | None = None
 _options: PrepOptions | None = None
+_model_dir: str | None = None
 _start_error: str | None = None  # a worker whose start failed says why on its first task, instead of dying
+_late_error: str | None = None  # why MediaPipe could not be started when a file first needed it
 
 
-def _init_worker(options: PrepOptions, template: Template, model_dir: str | None, in_worker: bool) -> None:
-    global _finder, _template, _options, _start_error
+def _init_worker(options: PrepOptions, template: Template, model_dir: str | None, in_worker: bool,
+                 detect_now: bool = True) -> None:
+    """``detect_now`` False (every file has saved detections) leaves MediaPipe unloaded until a file
+    turns out to need it, so a machine without mediapipe or its model files can prep from detections."""
+    global _finder, _template, _options, _model_dir, _start_error, _late_error
     if in_worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
         # MediaPipe's tasks package imports TensorFlow when it can (optional_dependencies.py), which costs each
         # worker about 3.9 s and 970 MB against 1.0 s and 210 MB without (../shared/docs/findings.md);
         # detection does not use it.
         sys.modules.setdefault("tensorflow", None)  # type: ignore[arg-type]
-    _options, _template = options, template
-    if options.align:
+    _options, _template, _model_dir, _late_error = options, template, model_dir, None
+    if options.align and detect_now:
         try:
-            from facekit.detect import FaceFinder
-
-            _finder = FaceFinder(model_dir=model_dir, max_faces=4, min_confidence=options.min_confidence,
-                                 pad_fraction=options.pad_fraction)
+            _finder = _new_finder(options, model_dir)
         except Exception as exc:
             if not in_worker:
                 raise
             _start_error = f"{type(exc).__name__}: {exc}"
+
+
+def _new_finder(options: PrepOptions, model_dir: str | None) -> Any:
+    from facekit.detect import FaceFinder
+
+    return FaceFinder(model_dir=model_dir, max_faces=4, min_confidence=options.min_confidence,
+                      pad_fraction=options.pad_fraction)
+
+
+def _finder_for(path: str) -> Any:
+    """The worker's MediaPipe finder, started on first need when saved detections made it optional."""
+    global _finder, _late_error
+    if _finder is None and _late_error is None:
+        from facekit.modelfiles import FACE_DETECTOR, FACE_LANDMARKER, ensure_model_file
+
+        assert _options is not None
+        try:
+            for spec in (FACE_LANDMARKER, FACE_DETECTOR):
+                ensure_model_file(spec, _model_dir)
+            _finder = _new_finder(_options, _model_dir)
+        except Exception as exc:
+            _late_error = f"{type(exc).__name__}: {exc}"
+    if _finder is None:
+        raise PrepError(f"{path}: no saved detection matches its pixels, and MediaPipe could not be started to "
+                        f"detect it ({_late_error})")
+    return _finder
 
 
 def _close_worker() -> None:
@@ -141,21 +173,22 @@ def pixel_digest(rgb: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def process_file(task: tuple[str, bool, Known | None]) -> Record:
+def process_file(task: tuple[str, bool, Known | None, Detection | None]) -> Record:
     """Read, detect and align one file; every failure becomes an error in the Record.
 
     ``task`` is (path, make a preview, what a reusable row knows of the file or
-    None). A file whose size and modification time match the row's is not read
-    at all (decoding is most of an incremental prep's time once detection is
-    skipped: 15 minutes of a 100,000-image folder here); one whose pixels match
-    is read and hashed, not detected again.
+    None, its saved detection or None). A file whose size and modification time
+    match the row's is not read at all (decoding is most of an incremental
+    prep's time once detection is skipped: 15 minutes of a 100,000-image folder
+    here); one whose pixels match is read and hashed, not detected again; one
+    whose pixels match its saved detection is aligned from its points.
     """
     from facekit.align import align_face
     from facekit.detect import main_face
 
     if _start_error is not None:
         raise PrepError(f"a prep worker could not start: {_start_error}")
-    path, want_preview, known = task
+    path, want_preview, known, saved = task
     rec = Record(name=os.path.basename(path))
     try:
         try:
@@ -177,17 +210,21 @@ def process_file(task: tuple[str, bool, Known | None]) -> Record:
             return rec
         assert _template is not None and _options is not None
         size = _template.size
-        face = None
-        if _options.align and _finder is not None:
-            faces = _finder.find(rgb)
+        points, score = None, float("nan")
+        if _options.align and saved is not None and saved.sha == rec.content_sha256:
+            points, score, rec.n_faces, rec.from_detections = saved.points, saved.score, saved.n_faces, True
+        elif _options.align:
+            faces = _finder_for(path).find(rgb)
             rec.n_faces = len(faces)
             face = main_face(faces, rgb.shape)
-        if face is not None:
-            rec.image = align_face(rgb, face.points, _template)
-            rec.points, rec.score, rec.aligned = face.points, face.score, True
+            if face is not None:
+                points, score = face.points, face.score
+        if points is not None:
+            rec.image = align_face(rgb, points, _template)
+            rec.points, rec.score, rec.aligned = points, score, True
         else:
             rec.image = square_resize(rgb, size)
-    except ImageReadError as exc:
+    except (ImageReadError, PrepError) as exc:
         rec.error = str(exc)
     except Exception as exc:  # one odd file must never stop a run of thousands
         rec.error = f"{path}: {type(exc).__name__}: {exc}"
@@ -212,6 +249,7 @@ def map_files(
     model_dir: str | None = None,
     previews: set[int] | None = None,
     known: dict[str, Known] | None = None,
+    detections: dict[str, Detection] | None = None,
 ) -> Iterator[Record]:
     """Process files in order, in ``workers`` processes (1: in this process, the plain loop).
 
@@ -219,17 +257,21 @@ def map_files(
     one clear error rather than a failure in every worker. A worker that fails
     to start or dies (a crash in native code, the OOM killer) ends the run with
     a PrepError: ``concurrent.futures`` notices a dead worker, where
-    ``multiprocessing.Pool`` silently respawned it and waited forever.
+    ``multiprocessing.Pool`` silently respawned it and waited forever. Where
+    every file has a saved detection MediaPipe is not started (nor its files
+    fetched) unless a file's pixels turn out not to match.
     """
-    previews, known = previews or set(), known or {}
-    tasks = [(p, i in previews, known.get(os.path.basename(p))) for i, p in enumerate(paths)]
-    if options.align:
+    previews, known, detections = previews or set(), known or {}, detections or {}
+    tasks = [(p, i in previews, known.get(os.path.basename(p)), detections.get(os.path.basename(p)))
+             for i, p in enumerate(paths)]
+    detect_now = options.align and any(t[3] is None for t in tasks)
+    if detect_now:
         from facekit.modelfiles import FACE_DETECTOR, FACE_LANDMARKER, ensure_model_file
 
         for spec in (FACE_LANDMARKER, FACE_DETECTOR):
             ensure_model_file(spec, model_dir)
     if workers <= 1:
-        _init_worker(options, template, model_dir, in_worker=False)
+        _init_worker(options, template, model_dir, in_worker=False, detect_now=detect_now)
         try:
             yield from map(process_file, tasks)
         finally:
@@ -238,7 +280,7 @@ def map_files(
     chunk = max(1, min(16, len(tasks) // (workers * 8) or 1))
     # spawn: MediaPipe and TensorFlow do not survive fork reliably.
     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                               initargs=(options, template, model_dir, True))
+                               initargs=(options, template, model_dir, True, detect_now))
     try:
         with _workers_ignore_ctrl_c():
             results = pool.map(process_file, tasks, chunksize=chunk)  # submits everything: workers start here
@@ -301,8 +343,15 @@ def prep(
     template: Template | None = None,
     progress: Progress | None = None,
     seed: int = 0,
+    detections: str | Path | None = None,
+    save_detections_to: str | Path | None = None,
 ) -> PrepResult:
-    """Build (or reuse) the cache for ``folder``; see the module docstring."""
+    """Build (or reuse) the cache for ``folder``; see the module docstring.
+
+    ``detections`` aligns from a saved detections file where the pixels match;
+    ``save_detections_to`` writes the finished cache's detections there (also
+    when the cache was up to date), for a later prep elsewhere.
+    """
     from facekit.report import build_report, contact_sheet, pairs_sheet
 
     folder = Path(folder)
@@ -314,7 +363,11 @@ def prep(
     template = (template or load_template()).at_size(INPUT_SIZE)
     fp = fingerprint(files, options, template)
     report_path = sidecar(out, ".report.json")
+    # Read before anything is written: a file that cannot be used must not cost a run.
+    saved = load_detections(detections, asdict(options)) if detections is not None else None
     if out.exists() and not force and _existing_fingerprint(out) == fp and report_path.exists():
+        if save_detections_to is not None:
+            save_detections(out, save_detections_to)
         return PrepResult(out, json.loads(report_path.read_text()), True, report_path)
 
     labelled: list[tuple[Path, Label]] = []
@@ -356,12 +409,12 @@ def prep(
     if partial.exists():  # an interrupted run's rows: read from under another name while this run writes anew
         os.replace(partial, previous)
     reusable = ReusableRows([] if force else [previous, out], options, template)
-    reused_rows = unread_rows = 0
+    reused_rows = unread_rows = from_detections = 0
     try:
         writer = CacheWriter(partial, template.size, attrs)
         try:
             records = map_files([str(p) for p, _ in labelled], options, template, workers, model_dir, preview_idx,
-                                reusable.known())
+                                reusable.known(), saved)
             for i, rec in enumerate(records):
                 label = labelled[i][1]
                 if progress:
@@ -373,6 +426,7 @@ def prep(
                     "images": rec.image, "score": rec.score, "landmarks": rec.points, "aligned": rec.aligned,
                     "n_faces": rec.n_faces}
                 reused_rows += rec.reused
+                from_detections += rec.from_detections
                 unread_rows += rec.unread
                 if rec.preview is not None:
                     crop = reusable.crop(rec.name) if rec.reused else row["images"]
@@ -400,10 +454,13 @@ def prep(
     report = build_report(folder, out, files, kept, rejected, repaired, unreadable, dropped, options)
     report["counts"]["reused_rows"] = reused_rows  # rows copied from the previous cache, not detected again
     report["counts"]["unread_files"] = unread_rows  # of those, files unchanged in size and time: not even read
+    report["counts"]["from_detections"] = from_detections  # aligned from the saved points, not detected
     write_json(report_path, report)
+    if save_detections_to is not None:
+        save_detections(out, save_detections_to)
     samples_png = contact_sheet(out, sidecar(out, ".samples.png"), seed=seed)
     pairs_png = pairs_sheet(pairs, sidecar(out, ".aligned.png")) if pairs else None
-    return PrepResult(out, report, False, report_path, samples_png, pairs_png, reused_rows)
+    return PrepResult(out, report, False, report_path, samples_png, pairs_png, reused_rows, from_detections)
 
 
 def _caption(label: Label) -> str:

@@ -39,6 +39,10 @@ CASES = [
     ("prep", ["prep", "{notes}", "-o", "{root}/n.h5"], ""),
     ("prep", ["prep", "{one}", "-o", "{root}/o.h5", "--model-dir", "{missing}"], "missing"),
     ("prep", ["prep", "{empty}", "--template", "{text_jpg}"], ""),
+    ("prep", ["prep", "{one}", "-o", "{root}/d.h5", "-w", "1", "--detections", "{text_jpg}"],
+     "text.jpg: not a readable detections file"),
+    ("prep", ["prep", "{one}", "-o", "{root}/d.h5", "-w", "1", "--detections", "{missing}"], "no such detections file"),
+    ("prep", ["prep", "{one}", "-o", "{root}/s.h5", "-w", "1", "--save-detections", "{blocker}/d.json"], "blocker"),
     # template
     ("template", ["template", "{missing}"], ""),
     ("template", ["template", "{empty}", "-o", "{root}/t.json"], "no file with a UTKFace label"),

@@ -1,0 +1,73 @@
+"""benchmarks/gpu/session.sh, as the GPU machine runs it: prep from carried face points, the command under
+a time limit, what comes back in $OUT. (Installing the wheels is the machine's part; here they are taken
+as installed.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+from facekit.prep import prep
+from tests.conftest import ROOT
+
+
+def _checkout(tmp_path: Path, chip_folder: Path) -> Path:
+    """A checkout as session.sh finds it on the machine, with .gpu carried and the wheels installed."""
+    work = tmp_path / "work"
+    work.mkdir()
+    for name in ("facekit", "cli", "benchmarks"):
+        (work / name).symlink_to(ROOT / name)
+    (work / ".gpu" / "models").mkdir(parents=True)  # no MediaPipe files: detecting would fail
+    shutil.copytree(chip_folder, work / ".gpu" / "train_val")
+    prep(chip_folder, tmp_path / "here.h5", workers=1, save_detections_to=work / ".gpu" / "train_val.detections.json")
+    (work / ".site").mkdir()
+    (work / ".site" / ".installed").touch()
+    (work / ".site" / "facekit_cli").symlink_to(ROOT / "cli")
+    return work
+
+
+def _session(work: Path, out: Path, *command: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(out), "KERAS_BACKEND": "tensorflow"}
+    return subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu" / "session.sh"), *command], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_session_preps_from_points_runs_the_command_and_packs_results(chip_folder: Path, tmp_path: Path):
+    work = _checkout(tmp_path, chip_folder)
+    out = tmp_path / "out"
+    write = ("import pathlib; r = pathlib.Path('runs/x'); r.mkdir(parents=True); (r / 'metrics.json').write_text('{}'); "
+             "(r / 'last.keras').write_text('weights'); raise SystemExit(3)")
+    res = _session(work, out, sys.executable, "-c", write)
+    assert res.returncode == 3, res.stdout + res.stderr  # the command's own status comes back
+    report = json.loads((work / "cache" / "train_val.report.json").read_text())
+    assert report["counts"]["from_detections"] == 12 and not report["unreadable"]
+    with tarfile.open(out / "results.tar.gz") as tar:
+        assert tar.getnames() == ["runs/x/metrics.json"]  # records travel back, weights do not
+    assert (out / "prep.log").exists() and (out / "command.log").exists()
+
+    shutil.rmtree(out)  # the machine empties $OUT before every call
+    again = _session(work, out, sys.executable, "-c", "print('second call')")
+    assert again.returncode == 0 and "second call" in again.stdout
+    assert not (out / "prep.log").exists()  # the cache stayed on the machine: no second prep
+    with tarfile.open(out / "results.tar.gz") as tar:
+        assert tar.getnames() == []  # nothing new this time
+
+
+def test_a_command_that_fails_before_writing_anything_still_returns_its_status(chip_folder: Path,
+                                                                               tmp_path: Path):
+    work = _checkout(tmp_path, chip_folder)
+    res = _session(work, tmp_path / "out", sys.executable, "-c", "raise SystemExit(5)")  # no runs/ folder at all
+    assert res.returncode == 5, res.stdout + res.stderr
+    with tarfile.open(tmp_path / "out" / "results.tar.gz") as tar:
+        assert tar.getnames() == []
+
+
+def test_session_refuses_to_start_without_the_packed_files(tmp_path: Path):
+    res = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu" / "session.sh"), "true"], cwd=tmp_path,
+                         capture_output=True, text=True, env={**os.environ, "OUT": str(tmp_path / "o")})
+    assert res.returncode == 2 and "run benchmarks/gpu/pack.sh here" in res.stderr
