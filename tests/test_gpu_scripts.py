@@ -40,8 +40,8 @@ def _session(work: Path, out: Path, *command: str) -> subprocess.CompletedProces
 def test_session_preps_from_points_runs_the_command_and_packs_results(chip_folder: Path, tmp_path: Path):
     work = _checkout(tmp_path, chip_folder)
     out = tmp_path / "out"
-    write = ("import pathlib; r = pathlib.Path('runs/x'); r.mkdir(parents=True); (r / 'metrics.json').write_text('{}'); "
-             "(r / 'last.keras').write_text('weights'); raise SystemExit(3)")
+    write = ("import pathlib; r = pathlib.Path('runs/x'); r.mkdir(parents=True); "
+             "(r / 'metrics.json').write_text('{}'); (r / 'last.keras').write_text('weights'); raise SystemExit(3)")
     res = _session(work, out, sys.executable, "-c", write)
     assert res.returncode == 3, res.stdout + res.stderr  # the command's own status comes back
     report = json.loads((work / "cache" / "train_val.report.json").read_text())
