@@ -72,10 +72,9 @@ def view_sets(names: list[str]) -> dict[str, list[str]]:
 
 def averaged(preds: dict[str, tuple[np.ndarray, np.ndarray]], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Mean age and sigmoid of the mean gender logit, as ``facekit merge`` joins members."""
-    age = np.mean([preds[n][0] for n in names], axis=0)
-    p = [np.clip(preds[n][1], 1e-7, 1 - 1e-7) for n in names]
-    logit = np.mean([np.log(q / (1 - q)) for q in p], axis=0)
-    return age, 1 / (1 + np.exp(-logit))
+    from facekit.ensemble import mean_gender
+
+    return np.mean([preds[n][0] for n in names], axis=0), mean_gender(np.stack([preds[n][1] for n in names]))
 
 
 def main() -> None:

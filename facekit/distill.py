@@ -20,7 +20,7 @@ import numpy as np
 
 from facekit.contract import rgb_to_input
 from facekit.dataset import age_distributions
-from facekit.ensemble import age_dist_layers
+from facekit.ensemble import age_dist_layers, mean_gender
 from facekit.split import RunSplit, read_run_split
 
 
@@ -101,11 +101,8 @@ def mean_targets(targets: list[SoftTargets]) -> SoftTargets:
     """
     if len(targets) == 1:
         return targets[0]
-    eps = 1e-7
-    p = np.clip(np.stack([t.p_female for t in targets]), eps, 1 - eps)
-    logit = np.mean(np.log(p) - np.log1p(-p), axis=0)
     age = np.mean([t.age_dist for t in targets], axis=0)
     sources = sorted({t.source for t in targets})
     return SoftTargets((age / age.sum(axis=1, keepdims=True)).astype(np.float32),
-                       (1.0 / (1.0 + np.exp(-logit))).astype(np.float32),
+                       mean_gender(np.stack([t.p_female for t in targets])).astype(np.float32),
                        f"the mean of {len(targets)} teachers ({', '.join(sources)})")

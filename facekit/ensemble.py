@@ -32,6 +32,15 @@ from facekit.contract import DEFAULT_OUTPUT_ORDER, INPUT_SHAPE, N_AGES, check_ou
 MEMBER_PREFIX = "m{}_"  # member i's layers are copied in as MEMBER_PREFIX.format(i) + their name
 
 
+def mean_gender(p_female: np.ndarray) -> np.ndarray:
+    """Members' P(female) (stacked on the first axis) joined as a merged file joins them: the sigmoid of
+    their mean logit. For the numpy side (distillation targets, averaged views) to match the graph's."""
+    eps = 1e-7
+    p = np.clip(np.asarray(p_female, np.float64), eps, 1 - eps)
+    logit = np.mean(np.log(p) - np.log1p(-p), axis=0)
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
 def age_dist_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """A facekit export's age-distribution layers: its own ``age_dist``, or one per member of a merged file.
 
