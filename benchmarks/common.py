@@ -110,7 +110,18 @@ def train_and_score(cfg: Any, val: Any, resume: Path | None = None) -> dict[str,
         "val_aligned_mae": res.metrics["val_age_mae"], "val_aligned_acc": res.metrics["val_gender_accuracy"],
         **score_model(res.model_path, val, cfg.tta, cfg.output_order),
         "backend": res.metrics["backend"], "gpu": res.metrics["gpu"], "run_dir": str(res.run_dir),
+        "val_history": validation_history(res.run_dir),
     }
+
+
+def validation_history(run_dir: Path) -> dict[str, list[float]]:
+    """Every epoch's validation age MAE and gender accuracy, kept in the results: run folders do not outlive
+    a session here, and ``benchmarks.monitors`` replays other monitors and patiences from these lists."""
+    from facekit.runs import read_history
+    from facekit.selection import AGE, GENDER
+
+    rows = read_history(run_dir / "history.csv")
+    return {key: [round(r[key], 5) for r in rows if key in r] for key in (AGE, GENDER)}
 
 
 def mean_sd(values: list[float]) -> dict[str, float]:

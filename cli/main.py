@@ -14,12 +14,14 @@ from facekit.choices import (
     CACHE_MODES,
     ENGINES,
     MIXES,
+    MONITORS,
     PRECISIONS,
     SCRATCH_ARCHS,
     SPLITS,
     VAL_IMAGES,
 )
 from facekit.contract import CHECK_KERAS, OUTPUT_ORDERS
+from facekit.selection import GENDER_POINT_YEARS
 from facekit_cli.native_log import filter_native_stderr
 from facekit_cli.ui import console, err_console, fail, interrupt_once, print_json, progress_bar, reason
 
@@ -71,6 +73,7 @@ Engine = _choices("Engine", ENGINES)
 CacheMode = _choices("CacheMode", CACHE_MODES)
 ValImages = _choices("ValImages", VAL_IMAGES)
 Arch = _choices("Arch", SCRATCH_ARCHS)
+Monitor = _choices("Monitor", MONITORS)
 FINETUNE_ONLY = "Model B only (train finetune)"
 SCRATCH_ONLY = "Model A only (train scratch)"
 
@@ -263,6 +266,10 @@ def train(
     raw_dir: Annotated[Path | None, typer.Option(help="Where --val-images raw finds the files (default: the "
                                                  "folder the cache was built from).")] = None,
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs (0: off).")] = None,
+    monitor: Annotated[Monitor | None, typer.Option(help="What picks the hand-in epoch and drives early "
+                                                    "stopping: val_age_mae (default), or val_score, age MAE "
+                                                    f"plus {GENDER_POINT_YEARS} per point of gender error.")]
+    = None,
     ema: Annotated[bool | None, typer.Option("--ema/--no-ema", metavar="",
                                              help="Exponential moving average of weights.")]
     = None,
@@ -341,7 +348,8 @@ def train(
             task.value, cache=str(cache), epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
             augment=_value(augment), val_split=val_split, seed=seed, init_seed=init_seed, full=full or None,
             val_images=_value(val_images), raw_dir=str(raw_dir) if raw_dir else None, arch=_value(arch),
-            patience=patience, ema=ema, ema_momentum=ema_momentum, mix=_value(mix), mix_alpha=mix_alpha,
+            patience=patience, monitor=_value(monitor), ema=ema, ema_momentum=ema_momentum, mix=_value(mix),
+            mix_alpha=mix_alpha,
             mean_variance=mean_variance, sigma=sigma,
             tta=tta, teachers=tuple(map(str, teacher or ())) or None, distill_weight=distill_weight,
             output_order=_value(output_order), precision=_value(precision), workers=workers, limit=limit,

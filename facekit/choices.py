@@ -1,5 +1,5 @@
 """The values of each choice option (augment, mix, precision, split, backend, engine, cache mode, validation
-images, Model A's trunk), in one light module.
+images, Model A's trunk, the monitor), in one light module.
 
 The library modules that implement the choices import them from here, and the
 CLI lists them in its help and refuses anything else, without importing
@@ -17,4 +17,6 @@ ENGINES = ("auto", "litert", "keras")  # predict: auto = LiteRT where it runs an
 CACHE_MODES = ("auto", "memory", "stream")  # train: every crop in memory, or each batch read from the cache
 # train: validate on the cache's aligned crops, or on the held-out files read as the lecturer reads them
 VAL_IMAGES = ("crops", "raw")
-SCRATCH_ARCHS = ("plain", "residual")  # Model A's trunk: VGG-style, or ResNet-style with a strided stem
+SCRATCH_ARCHS = ("plain", "residual")
+# train: the validation figure that picks the hand-in epoch and drives early stopping (facekit.selection)
+MONITORS = ("val_age_mae", "val_score")  # Model A's trunk: VGG-style, or ResNet-style with a strided stem

@@ -43,7 +43,7 @@ class TrainConfig:
     val_images: str = "crops"  # or "raw": the held-out files as the lecturer reads them (facekit.labelled)
     raw_dir: str | None = None  # where the raw files are (default: the folder the cache was built from)
     patience: int = 12  # early stopping on `monitor`; 0 disables
-    monitor: str = "val_age_mae"
+    monitor: str = "val_age_mae"  # picks the hand-in epoch; val_score weighs gender too (facekit.selection)
     ema: bool = False
     ema_momentum: float | None = None  # None: a half-life of one epoch
     mix: str = "none"  # none, mixup or cutmix
@@ -87,7 +87,7 @@ class TrainConfig:
         """Fail on a bad option before any data is read or model built."""
         from facekit.backbones import get_backbone
         from facekit.choices import AUGMENT_STRENGTHS as STRENGTHS
-        from facekit.choices import CACHE_MODES, MIXES, PRECISIONS, SCRATCH_ARCHS, VAL_IMAGES
+        from facekit.choices import CACHE_MODES, MIXES, MONITORS, PRECISIONS, SCRATCH_ARCHS, VAL_IMAGES
 
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
@@ -103,6 +103,8 @@ class TrainConfig:
             raise ValueError("--val-images raw picks what validation reads, and --full holds nothing out")
         if self.raw_dir is not None and not Path(self.raw_dir).is_dir():
             raise ValueError(f"{self.raw_dir}: raw folder not found (--raw-dir names the folder prep read)")
+        if self.monitor not in MONITORS:
+            raise ValueError(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
         if self.mix not in MIXES:
             raise ValueError(f"mix must be one of {', '.join(MIXES)}, got {self.mix!r}")
         if not 0.0 <= self.distill_weight <= 1.0:

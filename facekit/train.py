@@ -44,6 +44,7 @@ from facekit.runs import (
     save_checkpoint,
     write_summary,
 )
+from facekit.selection import AGE, GENDER, SCORE, choose_epoch, hand_in_score
 from facekit.split import SPLIT_FILE, RunSplit, count_twins, read_run_split, template_split, write_run_split
 from facekit.template import RUN_TEMPLATE, read_template
 
@@ -109,6 +110,14 @@ class SaveBest(keras.callbacks.Callback):
             elif self._float32 is not self.export:
                 self._float32.set_weights(self.export.get_weights())
             save_hand_in(self._float32, self.dest)
+
+
+class ScoreEpoch(keras.callbacks.Callback):
+    """Adds ``val_score`` to each epoch's logs, for the callbacks after it (saving, early stopping, the CSV)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is not None and AGE in logs and GENDER in logs:
+            logs[SCORE] = hand_in_score(logs[AGE], logs[GENDER])
 
 
 class SaveLast(keras.callbacks.Callback):
@@ -311,15 +320,14 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
                 tmp.write_text("".join(lines[: initial_epoch + 1]))
             history = history[:initial_epoch]
         if monitor and history:
-            vals = [h.get(monitor, math.inf) for h in history]
-            best_epoch = int(np.argmin(vals)) + 1
-            best = float(vals[best_epoch - 1])
-            if cfg.patience and initial_epoch - best_epoch >= cfg.patience:
+            chosen = choose_epoch(history, monitor, cfg.patience)
+            best_epoch, best = chosen.best_epoch, chosen.best
+            if chosen.stopped_at is not None:
                 # Keras's count, carried on by ResumedEarlyStopping: an uninterrupted run stopped at
                 # best + patience; training on would make a different run under the same arguments.
                 raise ValueError(f"{run_dir}: already trained; no {monitor} improvement in the "
-                                 f"{initial_epoch - best_epoch} epochs since its best (epoch {best_epoch}), so "
-                                 f"with patience {cfg.patience} it stopped at epoch {best_epoch + cfg.patience} "
+                                 f"{initial_epoch - (best_epoch or 0)} epochs since its best (epoch {best_epoch}), "
+                                 f"so with patience {cfg.patience} it stopped at epoch {chosen.stopped_at} "
                                  "and there is nothing to resume")
         model = keras.models.load_model(run_dir / LAST)  # after every refusal: loading is the slow part
         models = AgeGenderModels(model, export_from_train(model, cfg.output_order, cfg.tta), find_backbone(model))
@@ -366,7 +374,9 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
             # A fresh EMA swapper per fit: one left over from the previous phase would swap
             # the new optimizer's unbuilt averages into the model.
             ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []
-            cbs = [save_last, *ema, save_best, csv_log, *([stop] if stop else []), *(callbacks or [])]
+            # The score first: saving, the CSV and early stopping read it from the logs it adds to.
+            score = [ScoreEpoch()] if monitor == SCORE else []
+            cbs = [*score, save_last, *ema, save_best, csv_log, *([stop] if stop else []), *(callbacks or [])]
             models.train.fit(train_batches, validation_data=val_batches, epochs=end,
                              initial_epoch=max(first, initial_epoch), callbacks=cbs, verbose=0)
             csv_log.append = True  # the next phase must not overwrite this one's rows
@@ -392,6 +402,7 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
         "monitor": monitor,
         "val_age_mae": save_best.best_logs.get("val_age_mae"),
         "val_gender_accuracy": save_best.best_logs.get("val_gender_accuracy"),
+        "val_score": save_best.best_logs.get(SCORE),  # with --monitor val_score only
         "train_images": int(len(tr)),
         "val_images": int(len(va)),
         "val_twins_in_train": split.val_twins_in_train,  # pixel-identical copies: their scores are not unseen
@@ -404,7 +415,8 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
     }
     if resume and save_best.best_logs == {} and best_epoch:
         row = history[best_epoch - 1]
-        metrics.update(val_age_mae=row.get("val_age_mae"), val_gender_accuracy=row.get("val_gender_accuracy"))
+        metrics.update(val_age_mae=row.get("val_age_mae"), val_gender_accuracy=row.get("val_gender_accuracy"),
+                       val_score=row.get(SCORE))
     plot_curves(history, run_dir)
     write_summary(models.export, run_dir)
     plot_note = plot_model(models.export, run_dir)

@@ -24,6 +24,7 @@ runner = CliRunner()
     (["train", "scratch", "--limit", "0"], "--limit"),
     (["train", "scratch", "--workers", "-1"], "--workers"),
     (["train", "scratch", "--epochs", "0"], "--epochs"),
+    (["train", "scratch", "--monitor", "val_loss"], "--monitor"),
 ])
 def test_cli_refuses_out_of_range_values_before_any_work(args, says):
     res = runner.invoke(app, args)

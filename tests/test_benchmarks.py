@@ -1,5 +1,9 @@
 """The ablation table's arithmetic: means over seeds and changes against the baseline."""
 
+from pathlib import Path
+
+import pytest
+
 from benchmarks.ablation import table
 
 
@@ -131,3 +135,63 @@ def test_tta_views_benchmark_runs_on_a_quick_run(tiny_cache, tmp_path, monkeypat
     assert rows["as is"]["delta_mae"]["mean"] == 0 and rows["all 7"]["passes"] == 7
     assert result["per_run"][0]["scores"]["as is"]["mae"] == rows["as is"]["mae"]["mean"]
     assert "| all 7 | 7 |" in (tmp_path / "tta-views-t.md").read_text()
+
+
+def test_monitors_benchmark_replays_histories(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    import benchmarks.common
+    import benchmarks.monitors
+
+    for name, rows in {"r0": [(6.0, 0.90), (5.5, 0.80), (5.6, 0.93), (5.8, 0.91)],
+                       "r1": [(6.5, 0.85), (5.9, 0.92), (5.7, 0.91), (5.6, 0.90)]}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "history.csv").write_text(
+            "epoch,val_age_mae,val_gender_accuracy\n" + "".join(f"{i},{m},{a}\n" for i, (m, a) in enumerate(rows)))
+    monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
+    monkeypatch.setattr(benchmarks.monitors, "RESULTS", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["monitors", str(tmp_path / "r0"), str(tmp_path / "r1"),
+                                      "--patience", "0", "1", "--tag", "t"])
+    benchmarks.monitors.main()
+    result = json.loads((tmp_path / "monitors-t.json").read_text())
+    kept = {(x["monitor"], x["patience"]): (x["kept_epoch"], x["epochs_run"]) for x in result["runs"][0]["rows"]}
+    assert kept == {("val_age_mae", 0): (2, 4), ("val_age_mae", 1): (2, 3),  # stops one epoch after its best
+                    ("val_score", 0): (3, 4),  # 5.6 + 0.7 beats 5.5 + 2.0
+                    ("val_score", 1): (1, 2)}  # 5.5 + 2.0 is no better than 6.0 + 1.0: patience 1 stops there
+    summary = {(s["monitor"], s["patience"]): s for s in result["summary"]}
+    assert summary[("val_age_mae", 0)]["val_age_mae"]["mean"] == pytest.approx((5.5 + 5.6) / 2)
+    assert "| r0 | val_score | 0 | 4 | 3 | 5.60 | 93.0 |" in (tmp_path / "monitors-t.md").read_text()
+
+
+def test_monitors_benchmark_reads_the_histories_accuracy_results_keep(tmp_path):
+    import json
+
+    from benchmarks.monitors import histories
+
+    results = {"rows": [{"run_dir": "runs/accuracy/finetune/finetune-seed2",
+                         "val_history": {"val_age_mae": [6.0, 5.5], "val_gender_accuracy": [0.9, 0.8]}},
+                        {"run_dir": "old", "val_aligned_mae": 5.0}]}  # a row from before val_history: skipped
+    (tmp_path / "accuracy-x.json").write_text(json.dumps(results))
+    assert histories(tmp_path / "accuracy-x.json") == [
+        ("finetune-seed2", [{"val_age_mae": 6.0, "val_gender_accuracy": 0.9},
+                            {"val_age_mae": 5.5, "val_gender_accuracy": 0.8}])]
+    (tmp_path / "accuracy-old.json").write_text(json.dumps({"rows": results["rows"][1:]}))
+    with pytest.raises(SystemExit, match="val_history"):
+        histories(tmp_path / "accuracy-old.json")
+
+
+def test_accuracy_rows_keep_every_epochs_validation_figures(tiny_cache, tmp_path):
+    from benchmarks.common import held_out, train_and_score
+    from benchmarks.monitors import replay
+    from facekit.cache import read_attrs
+    from facekit.train import train
+    from tests.conftest import quick_config
+
+    cfg = quick_config("scratch", tiny_cache, tmp_path, epochs=3, name="h")
+    run = train(cfg).run_dir
+    row = train_and_score(cfg, held_out([run], Path(read_attrs(tiny_cache)["source_dir"])), resume=run)
+    history = row["val_history"]
+    assert len(history["val_age_mae"]) == len(history["val_gender_accuracy"]) == row["epochs_run"] == 3
+    kept = replay([dict(zip(history, e)) for e in zip(*history.values())], [0])[0]  # the age monitor, all epochs
+    assert kept["kept_epoch"] == row["best_epoch"] and kept["val_age_mae"] == pytest.approx(row["val_aligned_mae"])

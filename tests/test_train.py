@@ -376,3 +376,22 @@ def test_validation_on_raw_files_scores_what_the_lecturer_reads(tiny_cache, tmp_
         quick_config("scratch", tiny_cache, tmp_path, val_images="aligned")
     with pytest.raises(ValueError, match="--full holds nothing out"):
         quick_config("scratch", tiny_cache, tmp_path, val_images="raw", full=True)
+
+
+def test_score_monitor_picks_and_resumes_on_age_and_gender(tiny_cache, tmp_path):
+    from facekit.selection import SCORE, choose_epoch, hand_in_score
+
+    first = train(quick_config("scratch", tiny_cache, tmp_path, epochs=2, monitor=SCORE, patience=3, name="s"))
+    history = read_history(first.run_dir / "history.csv")
+    assert all(SCORE in row for row in history)  # logged for the CSV, the saved best and early stopping alike
+    m = first.metrics
+    assert m["monitor"] == SCORE and m["best_epoch"] == choose_epoch(history, SCORE, 3).best_epoch
+    assert m["val_score"] == pytest.approx(hand_in_score(m["val_age_mae"], m["val_gender_accuracy"]))
+    args = json.loads((first.run_dir / "args.json").read_text())
+    (first.run_dir / "args.json").write_text(json.dumps({**args, "epochs": 3}))
+    again = train(TrainConfig(), resume=first.run_dir)
+    history = read_history(first.run_dir / "history.csv")
+    assert again.metrics["epochs_run"] == 3 and all(SCORE in row for row in history)
+    assert again.metrics["best_epoch"] == choose_epoch(history, SCORE, 3).best_epoch
+    with pytest.raises(ValueError, match="monitor must be one of val_age_mae, val_score"):
+        quick_config("scratch", tiny_cache, tmp_path, monitor="val_loss")
