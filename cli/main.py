@@ -394,14 +394,16 @@ def train(
             raise typer.Exit(1)
         return
     m = result.metrics
-    which = f"best epoch {m['best_epoch']}" if m["monitor"] else "no validation (--full): last epoch saved"
+    which = f"best epoch {m['best_epoch']} by {m['monitor']}" if m["monitor"] else \
+        "no validation (--full): last epoch saved"
     if m.get("refit_of"):
         which = f"all images for the split run's best {m['refit_of']['best_epoch']} epochs, last epoch saved"
     console.print(f"[green]done[/] in {m['train_seconds']:.0f} s ({m['backend']}, {m['gpu'] or 'CPU'}): "
                   f"{m['epochs_run']} epoch{'s' if m['epochs_run'] != 1 else ''}, {which}")
     if m["val_age_mae"] is not None:
         console.print(f"validation: age MAE {m['val_age_mae']:.2f}, gender accuracy "
-                      f"{m['val_gender_accuracy']:.1%} ({m['val_images']} images)")
+                      f"{m['val_gender_accuracy']:.1%} ({m['val_images']} images)"
+                      + (f", score {m['val_score']:.2f}" if m.get("val_score") is not None else ""))
     console.print(f"model: {result.model_path}\nrun folder: {result.run_dir}")
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)

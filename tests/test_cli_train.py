@@ -12,7 +12,7 @@ def test_train_and_check_through_the_cli(tiny_cache, tmp_path):
     res = runner.invoke(app, ["train", "scratch", "--cache", str(tiny_cache), "--epochs", "1", "--batch-size", "8",
                               "--steps", "1", "--workers", "1", "--project", str(tmp_path), "--json",
                               "--mix", "mixup", "--mix-alpha", "0.4", "--mean-variance", "--sigma", "3", "--no-tta",
-                              "--check-keras", "3.8"])
+                              "--check-keras", "3.8", "--monitor", "val_score"])
     out = json.loads(res.stdout)
     assert out["task"] == "scratch" and out["epochs_run"] == 1
     # The hand-in file was checked at the end of the run, on Keras 3.8 too, and the result recorded. One step of
@@ -26,6 +26,7 @@ def test_train_and_check_through_the_cli(tiny_cache, tmp_path):
     args = json.loads((Path(out["run_dir"]) / "args.json").read_text())
     assert (args["mix"], args["mix_alpha"], args["mean_variance"], args["sigma"], args["tta"]) == (
         "mixup", 0.4, True, 3.0, False)
+    assert args["monitor"] == out["monitor"] == "val_score" and out["val_score"] is not None
     chk = runner.invoke(app, ["check", out["model"], "--json", "--keras", "none"])
     assert json.loads(chk.stdout)[0]["passed"] is (chk.exit_code == 0), chk.output
     # README's main command names no run: A is the newest Model A under --project.
@@ -113,3 +114,11 @@ def test_refit_trains_on_everything_for_the_split_runs_best_epoch_count(tiny_cac
     assert json.loads((tmp_path / "scratch" / "r-full" / "metrics.json").read_text())["refit_of"] == out["refit_of"]
     both = runner.invoke(app, ["train", "scratch", "--cache", str(tiny_cache), "--refit", "--full"])
     assert both.exit_code == 1 and "--refit runs the split itself" in both.stderr
+
+
+def test_train_says_what_picked_the_epoch(tiny_cache, tmp_path):
+    res = runner.invoke(app, ["train", "scratch", "--cache", str(tiny_cache), "--epochs", "1", "--batch-size", "8",
+                              "--steps", "1", "--workers", "1", "--project", str(tmp_path), "--no-check",
+                              "--monitor", "val_score"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "best epoch 1 by val_score" in res.output and ", score " in res.output
