@@ -104,14 +104,41 @@ def train_and_score(cfg: Any, val: Any, resume: Path | None = None) -> dict[str,
     if recorded is None or sorted(recorded.val) != sorted(val.names):
         raise ValueError(f"{res.run_dir}: the benchmark's {len(val.names)} validation images are not the run's "
                          "held-out images (a cache missing files splits differently); score with held_out()")
+    scores = score_model(res.model_path, val, cfg.tta, cfg.output_order)
     return {
         "epochs_run": res.metrics["epochs_run"], "best_epoch": res.metrics["best_epoch"],
         "train_seconds": res.metrics["train_seconds"],
         "val_aligned_mae": res.metrics["val_age_mae"], "val_aligned_acc": res.metrics["val_gender_accuracy"],
-        **score_model(res.model_path, val, cfg.tta, cfg.output_order),
+        **scores,
         "backend": res.metrics["backend"], "gpu": res.metrics["gpu"], "run_dir": str(res.run_dir),
         "val_history": validation_history(res.run_dir),
+        **last_epoch_scores(res.run_dir, cfg, val, res.metrics["best_epoch"], scores),
     }
+
+
+def last_epoch_scores(run_dir: Path, cfg: Any, val: Any, best_epoch: int | None,
+                      best_scores: dict[str, Any]) -> dict[str, Any]:
+    """The raw-chip score of the run's last epoch too (``last.keras``, exported as training exports).
+
+    The kept epoch is the only other one whose weights exist, so this is the second point a monitor
+    study gets per run (``benchmarks.monitors`` has every epoch's validation figures, not their raw
+    scores). Left out with EMA, whose ``last.keras`` holds the raw weights rather than the average.
+    """
+    import keras
+
+    from facekit.export import save_hand_in
+    from facekit.models import export_from_train
+    from facekit.runs import LAST, resume_point
+
+    if cfg.ema or not (run_dir / LAST).is_file():
+        return {}
+    last = resume_point(run_dir).epochs_done
+    if last == best_epoch:
+        return {"last_epoch": last, "raw_last_mae": best_scores["raw_mae"], "raw_last_acc": best_scores["raw_acc"]}
+    dest = run_dir / f"last-epoch-{cfg.export_name}"
+    save_hand_in(export_from_train(keras.models.load_model(run_dir / LAST), cfg.output_order, cfg.tta), dest)
+    scores = score_model(dest, val, cfg.tta, cfg.output_order)
+    return {"last_epoch": last, "raw_last_mae": scores["raw_mae"], "raw_last_acc": scores["raw_acc"]}
 
 
 def validation_history(run_dir: Path) -> dict[str, list[float]]:

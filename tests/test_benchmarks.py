@@ -195,3 +195,8 @@ def test_accuracy_rows_keep_every_epochs_validation_figures(tiny_cache, tmp_path
     assert len(history["val_age_mae"]) == len(history["val_gender_accuracy"]) == row["epochs_run"] == 3
     kept = replay([dict(zip(history, e)) for e in zip(*history.values())], [0])[0]  # the age monitor, all epochs
     assert kept["kept_epoch"] == row["best_epoch"] and kept["val_age_mae"] == pytest.approx(row["val_aligned_mae"])
+    assert row["last_epoch"] == 3 and 0 <= row["raw_last_acc"] <= 1  # the last epoch scored on raw chips too
+    if row["best_epoch"] == 3:
+        assert (row["raw_last_mae"], row["raw_last_acc"]) == (row["raw_mae"], row["raw_acc"])
+    else:
+        assert (run / "last-epoch-age_gender_A.keras").is_file()
