@@ -265,10 +265,12 @@ def train(
                                                          "lecturer reads them (raw).")] = None,
     raw_dir: Annotated[Path | None, typer.Option(help="Where --val-images raw finds the files (default: the "
                                                  "folder the cache was built from).")] = None,
-    patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs (0: off).")] = None,
+    patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs (0: off; default 12 "
+                                                 "scratch, 0 finetune).")] = None,
     monitor: Annotated[Monitor | None, typer.Option(help="What picks the hand-in epoch and drives early "
-                                                    "stopping: val_age_mae (default), or val_score, age MAE "
-                                                    f"plus {GENDER_POINT_YEARS} per point of gender error.")]
+                                                    "stopping: val_age_mae, or val_score, age MAE plus "
+                                                    f"{GENDER_POINT_YEARS} per point of gender error (default "
+                                                    "val_age_mae scratch, val_score finetune).")]
     = None,
     ema: Annotated[bool | None, typer.Option("--ema/--no-ema", metavar="",
                                              help="Exponential moving average of weights.")]
