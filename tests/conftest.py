@@ -64,7 +64,10 @@ def quick_config(task: str, cache: Path, project: Path, **kw):
     from facekit.recipe import TrainConfig
 
     base = dict(cache=str(cache), epochs=2, batch_size=8, steps_per_epoch=2, workers=1, project=str(project),
-                weights="none", widths=(8, 8, 16, 16, 16), hidden=16, backbone="mobilenetv2_035")
+                weights="none", widths=(16, 16, 16, 16, 16), hidden=16, backbone="mobilenetv2_035")
+    # Not 8 in the first stage: TensorFlow 2.21's oneDNN kernels crash (segfault, double free) training the
+    # residual trunk with an 8-filter stem on AVX-512 CPUs; 16 and the default widths train (TF_ENABLE_ONEDNN_OPTS=0
+    # avoids it too).
     base.update(kw)
     return TrainConfig.for_task(task, **base)
 
