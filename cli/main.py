@@ -293,8 +293,8 @@ def train(
                                              help="Test-time flip averaging, built into the "
                                              "exported file (default on; built-in layers; twice the inference "
                                              "cost).")] = None,
-    arch: Annotated[Arch | None, typer.Option(help="plain: VGG-style, 2 convolutions a stage (default); residual: "
-                                              "a strided stem and residual blocks, about 2.4x faster.",
+    arch: Annotated[Arch | None, typer.Option(help="residual (default): a strided stem and residual blocks; "
+                                              "plain: VGG-style, 2 convolutions a stage, about 2.4x slower.",
                                               rich_help_panel=SCRATCH_ONLY)] = None,
     backbone: Annotated[str | None, typer.Option(help="Backbone name (see `facekit backbones`).",
                                                  rich_help_panel=FINETUNE_ONLY)] = None,
