@@ -50,16 +50,13 @@ def main() -> None:
         ap.error("--set needs a --tag: its runs and results must not take the defaults' names")
 
     from facekit.labelled import load_labelled
-    from facekit.recipe import TrainConfig
 
     val = load_labelled(args.data, split="val")
     name = "accuracy" + (f"-{args.tag}" if args.tag else "")
     planned = [(task, seed) for task in args.tasks for seed in args.seeds]
     rows: list[dict] = []
     for task, seed in planned:
-        cfg = TrainConfig.for_task(task, **{**overrides, "cache": args.cache, "init_seed": seed,
-                                            "epochs": args.epochs, "limit": args.limit, "project": args.project,
-                                            "name": f"{task}-seed{seed}" + (f"-{args.tag}" if overrides else "")})
+        cfg = run_config(task, seed, args, overrides)
         previous = Path(cfg.project) / task / cfg.name
         resume = previous if args.resume and (previous / "args.json").is_file() else None
         rows.append({"task": task, "seed": seed, **train_and_score(cfg, val, resume=resume)})
@@ -67,6 +64,24 @@ def main() -> None:
         # Written after every run, so a long series stopped part-way still leaves what finished.
         write(name, args, val, rows, complete=len(rows) == len(planned))
     print(f"wrote {RESULTS / name}.json")
+
+
+def run_config(task: str, seed: int, args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
+    """One run's TrainConfig: the defaults, then ``--set``'s levers, then this series' own settings.
+
+    A lever's value must survive the series' unset options (``--set epochs=60`` with no ``--epochs``),
+    and a lever that moves the recipe gets the tag in its run name, so it never resumes or
+    overwrites a run of the defaults.
+    """
+    from facekit.recipe import TrainConfig
+
+    own = {"epochs": args.epochs, "limit": args.limit}
+    clash = sorted(k for k, v in own.items() if v is not None and k in overrides)
+    if clash:
+        raise SystemExit(f"--set {clash[0]}=... and --{clash[0]} both given: name it once")
+    return TrainConfig.for_task(task, **{**own, **overrides, "cache": args.cache, "init_seed": seed,
+                                         "project": args.project,
+                                         "name": f"{task}-seed{seed}" + (f"-{args.tag}" if overrides else "")})
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
