@@ -1,10 +1,12 @@
 """What k members in one file are worth: MAE, accuracy, file size and inference time for k = 1..K.
 
-    python -m benchmarks.ensemble RUN_DIR RUN_DIR [RUN_DIR ...] [--data ../shared/data/train_val] [--tag NAME]
+    python -m benchmarks.ensemble MEMBER MEMBER [MEMBER ...] [--data ../shared/data/train_val] [--tag NAME]
 
-Each RUN_DIR is a finished training run of one task on one split (for example
-the seeds of ``benchmarks.accuracy``: runs/accuracy/finetune/finetune-seed0 ...).
-The first k runs' hand-in files are merged (``facekit merge``: mean age,
+Each MEMBER is a finished training run of one task on one split (for example
+the seeds of ``benchmarks.accuracy``: runs/accuracy/finetune/finetune-seed0 ...),
+which stands for its hand-in file, or a .keras file inside such a run folder
+(its ``last-epoch-*.keras``: the epoch another monitor would have kept).
+The first k members' files are merged (``facekit merge``: mean age,
 sigmoid of the mean gender logit, built-in layers) for every k, and each
 merged file is scored on the split's held-out chips read as the lecturer
 reads them, beside each member scored alone (the gain columns: the merged file
@@ -24,7 +26,7 @@ from benchmarks.common import RESULTS, TRAIN_VAL, environment, held_out, mean_sd
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", type=Path, nargs="+")
+    ap.add_argument("members", type=Path, nargs="+", help="run folders, or .keras files inside run folders")
     ap.add_argument("--data", type=Path, default=TRAIN_VAL)
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
@@ -35,12 +37,13 @@ def main() -> None:
     from facekit.inference import load
     from facekit.recipe import TrainConfig
 
-    cfgs = [TrainConfig.load(r / "args.json") for r in args.runs]
+    runs = [m.parent if m.suffix == ".keras" else m for m in args.members]
+    cfgs = [TrainConfig.load(r / "args.json") for r in runs]
     splits = {(c.task, c.seed, c.val_split, c.full, c.limit) for c in cfgs}
     if len(splits) != 1 or cfgs[0].full:
         raise SystemExit(f"the runs must share one task and one held-out split (not --full); got {sorted(splits)}")
-    val = held_out(args.runs, args.data)
-    files = [r / c.export_name for r, c in zip(args.runs, cfgs)]
+    val = held_out(runs, args.data)
+    files = [m if m.suffix == ".keras" else m / c.export_name for m, c in zip(args.members, cfgs)]
 
     def score(path: Path, label: str) -> dict:
         lm = load(path, label=label)
@@ -54,7 +57,7 @@ def main() -> None:
 
     # Each member alone, so a merged file is judged against what its own members score,
     # not against whichever member happens to come first.
-    alone = [{"run": str(r), **score(f, f"member{i}")} for i, (r, f) in enumerate(zip(args.runs, files))]
+    alone = [{"run": str(r), "file": str(f), **score(f, f"member{i}")} for i, (r, f) in enumerate(zip(runs, files))]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(1, len(files) + 1):
@@ -70,13 +73,13 @@ def main() -> None:
             rows.append(row)
             print(row)
     name = "ensemble" + (f"-{args.tag}" if args.tag else "")
-    result = {"task": cfgs[0].task, "runs": [str(r) for r in args.runs], "validation_images": len(val.names),
-              "alone": alone, "rows": rows}
+    result = {"task": cfgs[0].task, "runs": [str(r) for r in runs], "files": [str(f) for f in files],
+              "validation_images": len(val.names), "alone": alone, "rows": rows}
     print(f"wrote {save(name, result)}")
     env = environment()
     lines = [f"# {name}", "", f"{env['date']}, commit {env['commit']}, {env['machine']}",
              f"{cfgs[0].task}; {len(val.names)} held-out chips read as cv2.imread / 255; members: "
-             + ", ".join(str(r) for r in args.runs), "",
+             + ", ".join(str(f) for f in files), "",
              "| members | MAE | gender accuracy | its members alone: MAE | alone: accuracy % | MAE gain | "
              "accuracy gain | file MB | ms per image (batch 64, this machine) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]

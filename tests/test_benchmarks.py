@@ -40,12 +40,16 @@ def test_ensemble_benchmark_runs_on_two_quick_runs(tiny_cache, tmp_path, monkeyp
     monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
     monkeypatch.setattr(benchmarks.ensemble, "RESULTS", tmp_path)
     data = read_attrs(tiny_cache)["source_dir"]
-    monkeypatch.setattr(sys, "argv", ["ensemble", *map(str, runs), "--data", data, "--tag", "t"])
+    # A member is a run folder (its hand-in file) or a .keras file inside one (e.g. its last epoch).
+    copied = runs[1] / "other-age_gender_A.keras"
+    copied.write_bytes((runs[1] / "age_gender_A.keras").read_bytes())
+    monkeypatch.setattr(sys, "argv", ["ensemble", str(runs[0]), str(copied), "--data", data, "--tag", "t"])
     benchmarks.ensemble.main()
     result = json.loads((tmp_path / "ensemble-t.json").read_text())
     rows, alone = result["rows"], result["alone"]
     assert [r["members"] for r in rows] == [1, 2] and rows[1]["megabytes"] > rows[0]["megabytes"]
     assert [a["run"] for a in alone] == [str(r) for r in runs]
+    assert result["files"] == [str(runs[0] / "age_gender_A.keras"), str(copied)]
     assert rows[0]["gain_mae"] == 0 and rows[0]["mae"] == alone[0]["mae"]
     assert abs(rows[1]["alone_mae"]["mean"] - (alone[0]["mae"] + alone[1]["mae"]) / 2) < 1e-12
     assert abs(rows[1]["gain_mae"] - (rows[1]["alone_mae"]["mean"] - rows[1]["mae"])) < 1e-12
