@@ -85,6 +85,27 @@ def held_out(run_dirs: list[Path], data: Path) -> Any:
     return load_labelled(data, split="val", names=names)
 
 
+def check_unseen(run_dirs: list[Path], names: list[str]) -> list[bool]:
+    """Refuses any run that trained on one of ``names``; per run, whether it validated on some of them.
+
+    A benchmark that scores runs of different splits on one holdout (refits, merges of them) is only
+    honest if no member learnt from those chips; one that chose its epoch on them is allowed but flattered,
+    so the caller reports it. A run without a recorded split cannot be checked and is refused.
+    """
+    from facekit.split import SPLIT_FILE, read_run_split
+
+    holdout, chose = set(names), []
+    for run in run_dirs:
+        seen = read_run_split(run)
+        if seen is None:
+            raise ValueError(f"{run}: no {SPLIT_FILE}, so nothing shows it never trained on the held-out chips")
+        if trained := holdout.intersection(seen.train):
+            raise ValueError(f"{run}: trained on {len(trained)} of the {len(holdout)} held-out chips "
+                             f"(for example {sorted(trained)[0]})")
+        chose.append(bool(holdout.intersection(seen.val)))
+    return chose
+
+
 def train_and_score(cfg: Any, val: Any, resume: Path | None = None) -> dict[str, Any]:
     """Train one config (or continue the run in ``resume``) and score its exported file on ``val``.
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.accuracy import parse_overrides
-from benchmarks.common import RESULTS, TRAIN_VAL, environment, mean_sd, plus_minus, save, score_model
+from benchmarks.common import RESULTS, TRAIN_VAL, check_unseen, environment, mean_sd, plus_minus, save, score_model
 
 
 def pool_cache(src: Path, dest: Path, leave_out: set[str]) -> int:
@@ -61,7 +61,6 @@ def main() -> None:
     from facekit.labelled import load_labelled
     from facekit.recipe import TrainConfig
     from facekit.refit import refit
-    from facekit.split import read_run_split
 
     holdout = load_labelled(args.data, split="val")
     pool = Path(args.project) / f"pool-{args.cache.stem}.h5"
@@ -76,9 +75,8 @@ def main() -> None:
                                                 "project": args.project,
                                                 "name": f"{task}-seed{seed}" + (f"-{args.tag}" if args.tag else "")})
             chosen, full = refit(cfg)
-            for run in (chosen, full):  # the holdout is what neither run trained or validated on
-                seen = read_run_split(run.run_dir)
-                assert seen is not None and not set(seen.train + seen.val) & set(holdout.names), run.run_dir
+            if any(check_unseen([chosen.run_dir, full.run_dir], holdout.names)):  # trained on it: raises
+                raise ValueError(f"{chosen.run_dir}: chose its epoch on the holdout, which must stay unseen")
             row = {"task": task, "seed": seed, "best_epoch": chosen.metrics["best_epoch"],
                    "split": {"train_images": chosen.metrics["train_images"], "run_dir": str(chosen.run_dir),
                              "train_seconds": chosen.metrics["train_seconds"],

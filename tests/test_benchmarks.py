@@ -56,6 +56,47 @@ def test_ensemble_benchmark_runs_on_two_quick_runs(tiny_cache, tmp_path, monkeyp
     assert "| 2 |" in (tmp_path / "ensemble-t.md").read_text()
 
 
+def test_ensemble_holdout_scores_other_splits_only_on_chips_no_member_trained_on(tiny_cache, tmp_path, monkeypatch):
+    """A refit-like member (trained on everything but the holdout) joins a split run; a member that
+    trained on the holdout is refused by name."""
+    import json
+    import sys
+
+    import benchmarks.common
+    import benchmarks.ensemble
+    from benchmarks.refit import pool_cache
+    from facekit.cache import read_attrs
+    from facekit.split import read_run_split
+    from facekit.train import train
+    from tests.conftest import quick_config
+
+    split_run = train(quick_config("scratch", tiny_cache, tmp_path, name="split")).run_dir
+    holdout = read_run_split(split_run).val
+    pool = tmp_path / "pool.h5"
+    pool_cache(tiny_cache, pool, set(holdout))
+    refit_run = train(quick_config("scratch", pool, tmp_path, full=True, init_seed=1, name="refit")).run_dir
+    leaky = train(quick_config("scratch", tiny_cache, tmp_path, full=True, name="leaky")).run_dir
+    monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
+    monkeypatch.setattr(benchmarks.ensemble, "RESULTS", tmp_path)
+    data = read_attrs(tiny_cache)["source_dir"]
+
+    def run(*argv):
+        monkeypatch.setattr(sys, "argv", ["ensemble", *map(str, argv), "--data", data, "--tag", "h"])
+        benchmarks.ensemble.main()
+
+    with pytest.raises(SystemExit, match="--holdout"):  # different splits need the holdout named
+        run(split_run, refit_run)
+    with pytest.raises(SystemExit, match=f"{leaky}: trained on {len(holdout)} of the {len(holdout)} held-out"):
+        run(split_run, refit_run, leaky, "--holdout", split_run)
+    run(split_run, refit_run, "--holdout", split_run)
+    result = json.loads((tmp_path / "ensemble-h.json").read_text())
+    assert result["holdout"] == str(split_run) and result["validation_images"] == len(holdout)
+    assert [(a["chose_epoch_on_holdout"], a["init_seed"]) for a in result["alone"]] == [(True, 0), (False, 1)]
+    assert [r["members"] for r in result["rows"]] == [1, 2]
+    md = (tmp_path / "ensemble-h.md").read_text()
+    assert "no member trained on them" in md and f"| 2 | {refit_run / 'age_gender_A.keras'} | 1 | no |" in md
+
+
 def test_accuracy_levers_are_training_options_read_as_json():
     import pytest
 
