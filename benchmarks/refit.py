@@ -2,7 +2,7 @@
 
     python -m benchmarks.refit [--tasks finetune] [--seeds 0 1 2] [--cache cache/train_val.h5]
                                [--data ../shared/data/train_val] [--epochs N] [--limit N] [--tag NAME]
-                               [--set KEY=VALUE ...]
+                               [--set KEY=VALUE ...] [--rescore]
 
 The holdout is carved off for this benchmark only: the course template's
 validation fifth of the folder (1,000 of train_val's 5,000 chips, the images
@@ -13,12 +13,17 @@ folder: the template split of the pool (3,200 / 800) chooses the epoch count,
 then the refit trains on all 4,000 for that many epochs. Both files are scored
 on the holdout read as the lecturer reads them. The difference is what 800
 more training images (a quarter more) are worth at this size; a user's refit
-on the full folder adds 1,000 to 4,000. Writes benchmarks/results/refit[-TAG].json and .md.
+on the full folder adds 1,000 to 4,000. Rows are merged into
+benchmarks/results/refit[-TAG].json by (task, seed), so seeds can run in
+separate sessions (a file of other settings is refused: use another tag);
+``--rescore`` scores the finished run folders of those seeds again without
+training. Writes benchmarks/results/refit[-TAG].json and .md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +60,12 @@ def main() -> None:
     ap.add_argument("--tag", default="")
     ap.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                     help="a training option away from its default, for every run (TrainConfig field names)")
+    ap.add_argument("--rescore", action="store_true",
+                    help="score these seeds' finished run folders again instead of training")
     args = ap.parse_args()
     overrides = parse_overrides(args.overrides)
+    name = "refit" + (f"-{args.tag}" if args.tag else "")
+    rows = earlier_rows(name, {"epochs_override": args.epochs, "limit": args.limit, "overrides": overrides})
 
     from facekit.labelled import load_labelled
     from facekit.recipe import TrainConfig
@@ -66,18 +75,17 @@ def main() -> None:
     pool = Path(args.project) / f"pool-{args.cache.stem}.h5"
     pool.parent.mkdir(parents=True, exist_ok=True)
     pool_rows = pool_cache(args.cache, pool, set(holdout.names))
-    name = "refit" + (f"-{args.tag}" if args.tag else "")
-    rows: list[dict[str, Any]] = []
     for task in args.tasks:
         for seed in args.seeds:
             cfg = TrainConfig.for_task(task, **{**overrides, "cache": str(pool), "init_seed": seed,
                                                 "epochs": args.epochs, "limit": args.limit,
                                                 "project": args.project,
                                                 "name": f"{task}-seed{seed}" + (f"-{args.tag}" if args.tag else "")})
-            chosen, full = refit(cfg)
+            chosen, full = rescored(cfg) if args.rescore else refit(cfg)
             if any(check_unseen([chosen.run_dir, full.run_dir], holdout.names)):  # trained on it: raises
                 raise ValueError(f"{chosen.run_dir}: chose its epoch on the holdout, which must stay unseen")
-            row = {"task": task, "seed": seed, "best_epoch": chosen.metrics["best_epoch"],
+            row = {"task": task, "seed": seed, "commit": environment()["commit"],
+                   "best_epoch": chosen.metrics["best_epoch"],
                    "split": {"train_images": chosen.metrics["train_images"], "run_dir": str(chosen.run_dir),
                              "train_seconds": chosen.metrics["train_seconds"],
                              **score_model(chosen.model_path, holdout, cfg.tta, cfg.output_order)},
@@ -85,10 +93,39 @@ def main() -> None:
                              "train_seconds": full.metrics["train_seconds"],
                              **score_model(full.model_path, holdout, cfg.tta, cfg.output_order)},
                    "backend": full.metrics["backend"], "gpu": full.metrics["gpu"]}
-            rows.append(row)
+            rows = sorted([r for r in rows if (r["task"], r["seed"]) != (task, seed)] + [row],
+                          key=lambda r: (r["task"], r["seed"]))
             print(row)
             write(name, args, overrides, len(holdout.names), pool_rows, rows)
     print(f"wrote {RESULTS / name}.json")
+
+
+def earlier_rows(name: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows an earlier invocation wrote under this name, if it ran with the same settings."""
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        return []
+    earlier = json.loads(path.read_text())
+    if (got := {k: earlier.get(k) for k in settings}) != settings:
+        raise SystemExit(f"{path} holds runs with other settings ({got}, not {settings}); pick another --tag")
+    return earlier["rows"]
+
+
+def rescored(cfg: Any) -> tuple[Any, Any]:
+    """The split run and the refit that ``refit(cfg)`` left earlier, read from their folders."""
+    from facekit.train import TrainResult
+
+    def finished(run_dir: Path) -> TrainResult:
+        path = run_dir / "metrics.json"
+        metrics = json.loads(path.read_text()) if path.is_file() else {}
+        if not metrics.get("model") or metrics.get("interrupted"):
+            raise SystemExit(f"{run_dir}: not a finished run, so there is nothing to rescore (train it first)")
+        return TrainResult(run_dir, Path(metrics["model"]), metrics)
+
+    full = finished(Path(cfg.project) / cfg.task / f"{cfg.name}-full")
+    if "refit_of" not in full.metrics:
+        raise SystemExit(f"{full.run_dir}: not a refit (its metrics.json names no split run)")
+    return finished(Path(full.metrics["refit_of"]["run_dir"])), full
 
 
 def write(name: str, args: argparse.Namespace, overrides: dict[str, Any], holdout: int, pool_rows: int,

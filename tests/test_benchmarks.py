@@ -138,10 +138,10 @@ def test_refit_benchmark_scores_both_files_on_a_holdout_neither_run_saw(tiny_cac
     monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
     monkeypatch.setattr(benchmarks.refit, "RESULTS", tmp_path)
     data = read_attrs(tiny_cache)["source_dir"]
-    monkeypatch.setattr(sys, "argv", [
-        "refit", "--tasks", "scratch", "--seeds", "0", "--cache", str(tiny_cache), "--data", data, "--epochs", "2",
-        "--project", str(tmp_path / "runs"), "--tag", "t", "--set", "batch_size=8", "steps_per_epoch=1",
-        "workers=1", "widths=[16,16,16,16,16]", "hidden=16"])
+    argv = ["refit", "--tasks", "scratch", "--seeds", "0", "--cache", str(tiny_cache), "--data", data, "--epochs", "2",
+            "--project", str(tmp_path / "runs"), "--tag", "t", "--set", "batch_size=8", "steps_per_epoch=1",
+            "workers=1", "widths=[16,16,16,16,16]", "hidden=16"]
+    monkeypatch.setattr(sys, "argv", argv)
     benchmarks.refit.main()
     result = json.loads((tmp_path / "refit-t.json").read_text())
     (row,) = result["rows"]
@@ -154,6 +154,23 @@ def test_refit_benchmark_scores_both_files_on_a_holdout_neither_run_saw(tiny_cac
         assert 0 <= row[part]["raw_acc"] <= 1 and row[part]["raw_mae"] > 0
     assert result["summary"]["scratch"]["mae_change"]["mean"] == row["refit"]["raw_mae"] - row["split"]["raw_mae"]
     assert "| A | 0 |" in (tmp_path / "refit-t.md").read_text()
+
+    # Seeds run in pieces: a later invocation keeps the other seeds' rows and replaces its own, and
+    # --rescore scores the finished folders again without training.
+    path = tmp_path / "refit-t.json"
+    path.write_text(json.dumps({**result, "rows": [row, {**row, "seed": 7}]}))
+    monkeypatch.setattr(sys, "argv", [*argv, "--rescore"])
+    benchmarks.refit.main()
+    again = json.loads(path.read_text())
+    assert [r["seed"] for r in again["rows"]] == [0, 7]
+    assert again["rows"][0]["refit"]["raw_mae"] == row["refit"]["raw_mae"]
+    assert "| A | 0,7 |" in (tmp_path / "refit-t.md").read_text()
+    monkeypatch.setattr(sys, "argv", [*argv[:4], "3", *argv[5:], "--rescore"])
+    with pytest.raises(SystemExit, match="not a finished run"):
+        benchmarks.refit.main()
+    monkeypatch.setattr(sys, "argv", [*argv[:10], "3", *argv[11:]])
+    with pytest.raises(SystemExit, match="other settings"):
+        benchmarks.refit.main()
 
 
 def test_tta_views_move_content_and_average_like_merge():
