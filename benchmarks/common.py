@@ -116,14 +116,10 @@ def train_and_score(cfg: Any, val: Any, resume: Path | None = None) -> dict[str,
     Refuses a ``val`` that is not exactly the run's held-out images.
     """
     from facekit.split import read_run_split
-    from facekit.train import TrainResult, train
+    from facekit.train import finished_run, train
 
-    done = resume is not None and (resume / "metrics.json").is_file()
-    metrics = json.loads((resume / "metrics.json").read_text()) if done else {}
-    if done and not metrics.get("interrupted") and metrics.get("model"):  # finished earlier: score it only
-        res = TrainResult(resume, Path(metrics["model"]), metrics, [])
-    else:
-        res = train(cfg, resume=resume)
+    # Finished earlier: score it only.
+    res = (finished_run(resume) if resume is not None else None) or train(cfg, resume=resume)
     recorded = read_run_split(res.run_dir)
     if recorded is None or sorted(recorded.val) != sorted(val.names):
         raise ValueError(f"{res.run_dir}: the benchmark's {len(val.names)} validation images are not the run's "

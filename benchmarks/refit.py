@@ -2,7 +2,7 @@
 
     python -m benchmarks.refit [--tasks finetune] [--seeds 0 1 2] [--cache cache/train_val.h5]
                                [--data ../shared/data/train_val] [--epochs N] [--limit N] [--tag NAME]
-                               [--set KEY=VALUE ...] [--rescore]
+                               [--set KEY=VALUE ...] [--resume]
 
 The holdout is carved off for this benchmark only: the course template's
 validation fifth of the folder (1,000 of train_val's 5,000 chips, the images
@@ -16,8 +16,9 @@ more training images (a quarter more) are worth at this size; a user's refit
 on the full folder adds 1,000 to 4,000. Rows are merged into
 benchmarks/results/refit[-TAG].json by (task, seed), so seeds can run in
 separate sessions (a file of other settings is refused: use another tag);
-``--rescore`` scores the finished run folders of those seeds again without
-training. Writes benchmarks/results/refit[-TAG].json and .md.
+``--resume`` continues those seeds' run folders where a stopped session left
+them (``facekit train --refit --resume``: finished runs are only scored).
+Writes benchmarks/results/refit[-TAG].json and .md.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ def main() -> None:
     ap.add_argument("--tag", default="")
     ap.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                     help="a training option away from its default, for every run (TrainConfig field names)")
-    ap.add_argument("--rescore", action="store_true",
-                    help="score these seeds' finished run folders again instead of training")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue these seeds' run folders where they stopped; finished ones are only scored")
     args = ap.parse_args()
     overrides = parse_overrides(args.overrides)
     name = "refit" + (f"-{args.tag}" if args.tag else "")
@@ -81,7 +82,8 @@ def main() -> None:
                                                 "epochs": args.epochs, "limit": args.limit,
                                                 "project": args.project,
                                                 "name": f"{task}-seed{seed}" + (f"-{args.tag}" if args.tag else "")})
-            chosen, full = rescored(cfg) if args.rescore else refit(cfg)
+            split_dir = Path(args.project) / task / cfg.name
+            chosen, full = refit(cfg, resume=split_dir if args.resume and (split_dir / "args.json").is_file() else None)
             if any(check_unseen([chosen.run_dir, full.run_dir], holdout.names)):  # trained on it: raises
                 raise ValueError(f"{chosen.run_dir}: chose its epoch on the holdout, which must stay unseen")
             row = {"task": task, "seed": seed, "commit": environment()["commit"],
@@ -109,23 +111,6 @@ def earlier_rows(name: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
     if (got := {k: earlier.get(k) for k in settings}) != settings:
         raise SystemExit(f"{path} holds runs with other settings ({got}, not {settings}); pick another --tag")
     return earlier["rows"]
-
-
-def rescored(cfg: Any) -> tuple[Any, Any]:
-    """The split run and the refit that ``refit(cfg)`` left earlier, read from their folders."""
-    from facekit.train import TrainResult
-
-    def finished(run_dir: Path) -> TrainResult:
-        path = run_dir / "metrics.json"
-        metrics = json.loads(path.read_text()) if path.is_file() else {}
-        if not metrics.get("model") or metrics.get("interrupted"):
-            raise SystemExit(f"{run_dir}: not a finished run, so there is nothing to rescore (train it first)")
-        return TrainResult(run_dir, Path(metrics["model"]), metrics)
-
-    full = finished(Path(cfg.project) / cfg.task / f"{cfg.name}-full")
-    if "refit_of" not in full.metrics:
-        raise SystemExit(f"{full.run_dir}: not a refit (its metrics.json names no split run)")
-    return finished(Path(full.metrics["refit_of"]["run_dir"])), full
 
 
 def write(name: str, args: argparse.Namespace, overrides: dict[str, Any], holdout: int, pool_rows: int,

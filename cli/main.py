@@ -259,7 +259,8 @@ def train(
                                        "(take the epoch count from a validation run's metrics.json).")] = False,
     refit: Annotated[bool, typer.Option("--refit", metavar="", help="After the run, train again on all images "
                                         "for its best epoch count (a second run folder, NAME-full); that "
-                                        "run's file is the hand-in.")] = False,
+                                        "run's file is the hand-in. With --resume RUN, finishes an "
+                                        "interrupted refit.")] = False,
     val_images: Annotated[ValImages | None, typer.Option(help="Validate on the cache's aligned crops (default) "
                                                          "or on the held-out files themselves, read as the "
                                                          "lecturer reads them (raw).")] = None,
@@ -362,14 +363,13 @@ def train(
         )
     except (TypeError, ValueError) as exc:
         fail(str(exc))
-    if refit and (full or resume):
-        fail("--refit runs the split itself and then the refit; with --full or --resume, run the two steps "
-             "yourself: `--resume RUN`, then `--full --epochs N` with N its best epoch")
+    if refit and full:
+        fail("--refit runs the split itself and then the refit on all images; leave out --full")
     try:
         if refit:
             from facekit.refit import refit as run_refit
 
-            chosen, result = run_refit(cfg, None if json_out else lambda epochs: [RichProgress(epochs)])
+            chosen, result = run_refit(cfg, None if json_out else lambda epochs: [RichProgress(epochs)], resume)
             if not json_out:
                 cm = chosen.metrics
                 console.print(f"[green]split run[/] {chosen.run_dir}: best epoch {cm['best_epoch']}, validation "

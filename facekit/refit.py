@@ -22,22 +22,53 @@ import keras
 
 from facekit.atomic import write_json
 from facekit.recipe import TrainConfig
-from facekit.train import TrainResult, train
+from facekit.train import TrainResult, finished_run, train
 
+FULL_SUFFIX = "-full"  # the refit's folder beside the split run's
 Callbacks = Callable[[int], list[keras.callbacks.Callback]]  # epochs -> the callbacks of a run that long
 
 
-def refit(cfg: TrainConfig, callbacks: Callbacks | None = None) -> tuple[TrainResult, TrainResult]:
-    """Train on the split, then on everything for the split run's best epoch count; returns both runs."""
+def refit(cfg: TrainConfig, callbacks: Callbacks | None = None,
+          resume: str | Path | None = None) -> tuple[TrainResult, TrainResult]:
+    """Train on the split, then on everything for the split run's best epoch count; returns both runs.
+
+    ``resume`` is the split run's folder (or the refit's, ``<name>-full``) of a refit an interruption
+    stopped: the run that did not finish continues where it stopped, and a finished one is reused, so
+    one command completes the pair however far it got. Its args.json wins over ``cfg``, as with train.
+    """
     if cfg.full:
         raise ValueError("--refit trains on the split first to choose the epoch count; leave out --full")
-    chosen = train(cfg, callbacks(cfg.epochs) if callbacks else None)
+    full_dir = None
+    if resume is None:
+        chosen = train(cfg, callbacks(cfg.epochs) if callbacks else None)
+        base = cfg
+    else:
+        split_dir = Path(resume)
+        if split_dir.name.endswith(FULL_SUFFIX) and (split_dir / "args.json").is_file() \
+                and TrainConfig.load(split_dir / "args.json").full:
+            split_dir = split_dir.with_name(split_dir.name.removesuffix(FULL_SUFFIX))
+        if not (split_dir / "args.json").is_file():
+            raise ValueError(f"{split_dir}: not a run folder (no args.json); --resume takes the split run's folder, "
+                             "such as runs/finetune/exp")
+        base = TrainConfig.load(split_dir / "args.json")
+        if base.full:
+            raise ValueError(f"{split_dir}: a --full run, not the split run of a refit")
+        chosen = finished_run(split_dir) or train(base, callbacks(base.epochs) if callbacks else None, split_dir)
+        full_dir = split_dir.with_name(split_dir.name + FULL_SUFFIX)
     best = chosen.metrics.get("best_epoch")
     if not best:
         raise ValueError(f"{chosen.run_dir}: no best epoch was recorded, so there is no epoch count to refit for")
-    full_cfg = dataclasses.replace(cfg, full=True, epochs=int(best), name=f"{chosen.run_dir.name}-full",
+    full_cfg = dataclasses.replace(base, full=True, epochs=int(best),
+                                   name=f"{chosen.run_dir.name}{FULL_SUFFIX}",
                                    val_images="crops")  # nothing is held out, whatever the split run read
-    result = train(full_cfg, callbacks(full_cfg.epochs) if callbacks else None)
+    if full_dir is not None and (full_dir / "args.json").is_file():
+        started = TrainConfig.load(full_dir / "args.json")
+        if not started.full or started.epochs != int(best):
+            raise ValueError(f"{full_dir}: not the refit of {chosen.run_dir} (it trains {started.epochs} epochs "
+                             f"{'on every image' if started.full else 'on a split'}, the refit {best} on every image)")
+        result = finished_run(full_dir) or train(full_cfg, callbacks(full_cfg.epochs) if callbacks else None, full_dir)
+    else:
+        result = train(full_cfg, callbacks(full_cfg.epochs) if callbacks else None)
     result.metrics["refit_of"] = {"run_dir": str(chosen.run_dir), "best_epoch": int(best),
                                   **{k: chosen.metrics.get(k) for k in ("val_age_mae", "val_gender_accuracy",
                                                                          "val_images")}}

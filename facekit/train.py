@@ -66,6 +66,24 @@ class TrainResult:
     notes: list[str] = field(default_factory=list)
 
 
+def finished_run(run_dir: str | Path) -> TrainResult | None:
+    """The result a run folder holds if its training ended (all epochs, or stopped early), else None.
+
+    Lets a resumed multi-run job (a refit, a benchmark series) skip what an earlier session completed
+    instead of refusing it as "already trained".
+    """
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text())
+    except ValueError:
+        return None
+    if metrics.get("interrupted") or not metrics.get("model") or not Path(metrics["model"]).is_file():
+        return None
+    return TrainResult(Path(run_dir), Path(metrics["model"]), metrics)
+
+
 class ResumedEarlyStopping(keras.callbacks.EarlyStopping):
     """Early stopping that carries a resumed run's count on.
 

@@ -156,18 +156,17 @@ def test_refit_benchmark_scores_both_files_on_a_holdout_neither_run_saw(tiny_cac
     assert "| A | 0 |" in (tmp_path / "refit-t.md").read_text()
 
     # Seeds run in pieces: a later invocation keeps the other seeds' rows and replaces its own, and
-    # --rescore scores the finished folders again without training.
+    # --resume scores finished folders without training them again.
     path = tmp_path / "refit-t.json"
     path.write_text(json.dumps({**result, "rows": [row, {**row, "seed": 7}]}))
-    monkeypatch.setattr(sys, "argv", [*argv, "--rescore"])
+    model = Path(row["refit"]["run_dir"]) / "age_gender_A.keras"
+    trained_at = model.stat().st_mtime_ns
+    monkeypatch.setattr(sys, "argv", [*argv, "--resume"])
     benchmarks.refit.main()
     again = json.loads(path.read_text())
-    assert [r["seed"] for r in again["rows"]] == [0, 7]
+    assert [r["seed"] for r in again["rows"]] == [0, 7] and model.stat().st_mtime_ns == trained_at
     assert again["rows"][0]["refit"]["raw_mae"] == row["refit"]["raw_mae"]
     assert "| A | 0,7 |" in (tmp_path / "refit-t.md").read_text()
-    monkeypatch.setattr(sys, "argv", [*argv[:4], "3", *argv[5:], "--rescore"])
-    with pytest.raises(SystemExit, match="not a finished run"):
-        benchmarks.refit.main()
     monkeypatch.setattr(sys, "argv", [*argv[:10], "3", *argv[11:]])
     with pytest.raises(SystemExit, match="other settings"):
         benchmarks.refit.main()
