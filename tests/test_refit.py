@@ -55,3 +55,18 @@ def test_refit_resumes_whichever_run_stopped(tiny_cache, tmp_path):
     assert out["run_dir"] == str(full_dir) and out["refit_of"]["run_dir"] == str(split_dir)
     assert result.model_path.stat().st_mtime_ns == full_time  # nothing trained again
     assert (split_dir / "age_gender_A.keras").stat().st_mtime_ns == split_time
+
+
+def test_refit_of_a_split_run_trained_earlier(tiny_cache, tmp_path):
+    opts = ["--cache", str(tiny_cache), "--epochs", "2", "--batch-size", "8", "--steps", "1", "--workers", "1",
+            "--project", str(tmp_path), "--name", "p", "--no-check", "--json"]
+    assert runner.invoke(app, ["train", "scratch", *opts]).exit_code == 0
+    split_dir = tmp_path / "scratch" / "p"
+    trained_at = (split_dir / "age_gender_A.keras").stat().st_mtime_ns
+    res = runner.invoke(app, ["train", "scratch", "--resume", str(split_dir), "--refit", "--no-check", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["run_dir"] == str(tmp_path / "scratch" / "p-full") and out["refit_of"]["run_dir"] == str(split_dir)
+    assert (split_dir / "age_gender_A.keras").stat().st_mtime_ns == trained_at
+    missing = runner.invoke(app, ["train", "scratch", "--resume", str(tmp_path / "nothing"), "--refit"])
+    assert missing.exit_code == 1 and "not a run folder" in missing.stderr
