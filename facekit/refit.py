@@ -38,9 +38,12 @@ def refit(cfg: TrainConfig, callbacks: Callbacks | None = None,
     """
     if cfg.full:
         raise ValueError("--refit trains on the split first to choose the epoch count; leave out --full")
+    def run(run_cfg: TrainConfig, folder: Path | None = None) -> TrainResult:
+        return train(run_cfg, callbacks(run_cfg.epochs) if callbacks else None, folder)
+
     full_dir = None
     if resume is None:
-        chosen = train(cfg, callbacks(cfg.epochs) if callbacks else None)
+        chosen = run(cfg)
         base = cfg
     else:
         split_dir = Path(resume)
@@ -53,7 +56,7 @@ def refit(cfg: TrainConfig, callbacks: Callbacks | None = None,
         base = TrainConfig.load(split_dir / "args.json")
         if base.full:
             raise ValueError(f"{split_dir}: a --full run, not the split run of a refit")
-        chosen = finished_run(split_dir) or train(base, callbacks(base.epochs) if callbacks else None, split_dir)
+        chosen = finished_run(split_dir) or run(base, split_dir)
         full_dir = split_dir.with_name(split_dir.name + FULL_SUFFIX)
     best = chosen.metrics.get("best_epoch")
     if not best:
@@ -66,9 +69,9 @@ def refit(cfg: TrainConfig, callbacks: Callbacks | None = None,
         if not started.full or started.epochs != int(best):
             raise ValueError(f"{full_dir}: not the refit of {chosen.run_dir} (it trains {started.epochs} epochs "
                              f"{'on every image' if started.full else 'on a split'}, the refit {best} on every image)")
-        result = finished_run(full_dir) or train(full_cfg, callbacks(full_cfg.epochs) if callbacks else None, full_dir)
+        result = finished_run(full_dir) or run(full_cfg, full_dir)
     else:
-        result = train(full_cfg, callbacks(full_cfg.epochs) if callbacks else None)
+        result = run(full_cfg)
     result.metrics["refit_of"] = {"run_dir": str(chosen.run_dir), "best_epoch": int(best),
                                   **{k: chosen.metrics.get(k) for k in ("val_age_mae", "val_gender_accuracy",
                                                                          "val_images")}}
