@@ -20,7 +20,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, ROOT, TRAIN_VAL, environment, mean_sd, save, score_model, train_and_score
+from benchmarks.common import (
+    RESULTS,
+    ROOT,
+    TRAIN_VAL,
+    earlier_rows,
+    environment,
+    mean_sd,
+    merge_row,
+    save,
+    score_model,
+    train_and_score,
+)
 
 RAW_CACHE = "cache/train_val_raw.h5"  # prep --no-align: the chips as they are, for aligned-vs-raw training
 
@@ -127,15 +138,16 @@ def main() -> None:
     path = RESULTS / f"{name}.json"
     result = json.loads(path.read_text()) if path.exists() else {"rows": []}
     val = load_labelled(args.data, split="val")
-    if args.rescore:
+    if args.rescore:  # the file's own settings stand: nothing is trained
         for row in result["rows"]:
             if all(k in row for k in SCORE_KEYS):
                 continue
             args_json = json.loads((Path(row["run_dir"]) / "args.json").read_text())
             model = Path(row["run_dir"]) / ("age_gender_A.keras" if row["task"] == "scratch" else "age_gender_B.keras")
             row.update(score_model(model, val, args_json.get("tta", False), args_json["output_order"]))
-        write(name, result, val, args.epochs)
+        write(name, result, val, result.get("epochs_override"))
         return
+    earlier_rows(name, {"epochs_override": args.epochs})  # before any training: refused if they differ
     variants = args.variants or [v for v, (_, o, tasks) in VARIANTS.items()
                                  if args.task in tasks and (args.teacher or "teachers" not in o)]
     for variant in variants:
@@ -156,9 +168,8 @@ def main() -> None:
             row = {"task": args.task, "variant": variant, "seed": seed, "epochs": cfg.epochs,
                    "commit": environment()["commit"], **train_and_score(cfg, val)}
             print(row, flush=True)
-            result = json.loads(path.read_text()) if path.exists() else {"rows": []}  # others may have written
-            result["rows"] = [r for r in result["rows"]
-                              if (r["task"], r["variant"], r["seed"]) != (args.task, variant, seed)] + [row]
+            rows = earlier_rows(name, {"epochs_override": args.epochs})  # others may have written meanwhile
+            result["rows"] = merge_row(rows, row, ("task", "variant", "seed"))
             write(name, result, val, args.epochs)
 
 

@@ -26,20 +26,30 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def environment() -> dict[str, Any]:
+def code_commit(root: Path = ROOT) -> str:
+    """HEAD's short hash, with "+dirty" when a tracked file other than a results file differs from it."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                                 text=True, check=True).stdout.strip()
         # Results files do not make the code dirty: a benchmark that rewrites its own tracked result
         # would otherwise stamp "+dirty" on the figures it just measured at a clean commit.
         dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                     ":(exclude)benchmarks/results"], cwd=ROOT,
+                                     ":(exclude)benchmarks/results"], cwd=root,
                                     capture_output=True, text=True).stdout.strip())
     except (OSError, subprocess.CalledProcessError):
-        commit, dirty = "unknown", False
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
+# Read once, when the benchmark starts: a two-hour run stamps the code it ran, not the commit HEAD has
+# moved on to by the time it writes its figures.
+CODE_COMMIT = code_commit()
+
+
+def environment() -> dict[str, Any]:
     return {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "commit": commit + ("+dirty" if dirty else ""),
+        "commit": CODE_COMMIT,
         "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, {cpu_model()}",
         "python": platform.python_version(),
     }
@@ -52,6 +62,27 @@ def save(name: str, result: dict[str, Any]) -> Path:
     dest = RESULTS / f"{name}.json"
     write_json(dest, {**environment(), **result})
     return dest
+
+
+def earlier_rows(name: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows an earlier invocation wrote to RESULTS/NAME.json, refused if it ran with other settings.
+
+    Long benchmarks run in pieces over several sessions; rows of another epoch count or option set
+    under one file would be averaged as if they were alike.
+    """
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        return []
+    earlier = json.loads(path.read_text())
+    if (got := {k: earlier.get(k) for k in settings}) != settings:
+        raise SystemExit(f"{path} holds runs with other settings ({got}, not {settings}); pick another --tag")
+    return earlier["rows"]
+
+
+def merge_row(rows: list[dict[str, Any]], row: dict[str, Any], key: tuple[str, ...]) -> list[dict[str, Any]]:
+    """``rows`` with ``row`` in the place of the one that matches it on ``key`` (a rerun), else appended."""
+    same = [all(r[k] == row[k] for k in key) for r in rows]
+    return [row if s else r for r, s in zip(rows, same)] + ([] if any(same) else [row])
 
 
 def dumps(data: Any) -> str:

@@ -24,12 +24,22 @@ Writes benchmarks/results/refit[-TAG].json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from benchmarks.accuracy import parse_overrides
-from benchmarks.common import RESULTS, TRAIN_VAL, check_unseen, environment, mean_sd, plus_minus, save, score_model
+from benchmarks.common import (
+    RESULTS,
+    TRAIN_VAL,
+    check_unseen,
+    earlier_rows,
+    environment,
+    mean_sd,
+    merge_row,
+    plus_minus,
+    save,
+    score_model,
+)
 
 
 def pool_cache(src: Path, dest: Path, leave_out: set[str]) -> int:
@@ -95,22 +105,10 @@ def main() -> None:
                              "train_seconds": full.metrics["train_seconds"],
                              **score_model(full.model_path, holdout, cfg.tta, cfg.output_order)},
                    "backend": full.metrics["backend"], "gpu": full.metrics["gpu"]}
-            rows = sorted([r for r in rows if (r["task"], r["seed"]) != (task, seed)] + [row],
-                          key=lambda r: (r["task"], r["seed"]))
+            rows = sorted(merge_row(rows, row, ("task", "seed")), key=lambda r: (r["task"], r["seed"]))
             print(row)
             write(name, args, overrides, len(holdout.names), pool_rows, rows)
     print(f"wrote {RESULTS / name}.json")
-
-
-def earlier_rows(name: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
-    """The rows an earlier invocation wrote under this name, if it ran with the same settings."""
-    path = RESULTS / f"{name}.json"
-    if not path.is_file():
-        return []
-    earlier = json.loads(path.read_text())
-    if (got := {k: earlier.get(k) for k in settings}) != settings:
-        raise SystemExit(f"{path} holds runs with other settings ({got}, not {settings}); pick another --tag")
-    return earlier["rows"]
 
 
 def write(name: str, args: argparse.Namespace, overrides: dict[str, Any], holdout: int, pool_rows: int,

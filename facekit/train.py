@@ -310,6 +310,7 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
                                   workers=cfg.workers, multiple_of=dist.count)
     monitor = None if cfg.full else cfg.monitor
     initial_epoch, best, best_epoch, earlier_seconds = 0, math.inf, None, 0.0
+    finish_only = False  # training ended in an earlier session, which was killed before writing its metrics
     if resume:
         recorded = read_run_split(run_dir)
         if recorded is not None and (recorded.train != split.train or recorded.val != split.val):
@@ -322,11 +323,12 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
                          f"with seed {cfg.seed}")
         point = resume_point(run_dir)
         initial_epoch = point.epochs_done
+        ended: str | None = None  # why the run has nothing left to train
         if point.stopped_early:
-            raise ValueError(f"{run_dir}: already trained; it stopped early after {initial_epoch} epochs "
-                             f"(no {monitor} improvement in {cfg.patience}), so there is nothing to resume")
-        if initial_epoch >= cfg.epochs:
-            raise ValueError(f"{run_dir}: already trained {initial_epoch} of {cfg.epochs} epochs")
+            ended = (f"it stopped early after {initial_epoch} epochs (no {monitor} improvement in "
+                     f"{cfg.patience}), so there is nothing to resume")
+        elif initial_epoch >= cfg.epochs:
+            ended = f"all {cfg.epochs} epochs are done"
         earlier_seconds = point.train_seconds  # a killed session left no metrics.json, only its checkpoints
         if (run_dir / "metrics.json").exists():  # an interrupted one: its time includes the unfinished epoch
             earlier_seconds = max(earlier_seconds, float(
@@ -340,13 +342,25 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
         if monitor and history:
             chosen = choose_epoch(history, monitor, cfg.patience)
             best_epoch, best = chosen.best_epoch, chosen.best
-            if chosen.stopped_at is not None:
+            if chosen.stopped_at is not None and not ended:
                 # Keras's count, carried on by ResumedEarlyStopping: an uninterrupted run stopped at
                 # best + patience; training on would make a different run under the same arguments.
-                raise ValueError(f"{run_dir}: already trained; no {monitor} improvement in the "
-                                 f"{initial_epoch - (best_epoch or 0)} epochs since its best (epoch {best_epoch}), "
-                                 f"so with patience {cfg.patience} it stopped at epoch {chosen.stopped_at} "
-                                 "and there is nothing to resume")
+                ended = (f"no {monitor} improvement in the {initial_epoch - (best_epoch or 0)} epochs since its "
+                         f"best (epoch {best_epoch}), so with patience {cfg.patience} it stopped at epoch "
+                         f"{chosen.stopped_at} and there is nothing to resume")
+        if ended:
+            # Killed after its last epoch but before metrics.json: the file is saved and the history
+            # complete, so the run is finished without training (a resumed refit or benchmark goes on).
+            if finished_run(run_dir) is not None or not (run_dir / cfg.export_name).is_file() \
+                    or len(history) != initial_epoch:
+                raise ValueError(f"{run_dir}: already trained; {ended}")
+            finish_only = True
+            notes.append(f"{run_dir}: training had ended ({ended.split(', so')[0]}) but its session stopped "
+                         "before writing the metrics; finished the run without training")
+            if best_epoch is None:  # a --full run: its file is the last epoch's
+                best_epoch = initial_epoch
+            if monitor and not point.stopped_early and initial_epoch < cfg.epochs:
+                mark_stopped_early(run_dir)  # as the session would have, had it lived
         model = keras.models.load_model(run_dir / LAST)  # after every refusal: loading is the slow part
         models = AgeGenderModels(model, export_from_train(model, cfg.output_order, cfg.tta), find_backbone(model))
     else:
@@ -379,7 +393,7 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
                                     best=best, wait=initial_epoch - best_epoch if best_epoch else 0)
 
     interrupted = False
-    plan = plan_phases(cfg, models.backbone is not None)
+    plan = [] if finish_only else plan_phases(cfg, models.backbone is not None)
     try:
         for phase, first, end in plan:
             if end <= initial_epoch:

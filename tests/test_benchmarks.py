@@ -1,4 +1,4 @@
-"""The ablation table's arithmetic: means over seeds and changes against the baseline."""
+"""Benchmarks' bookkeeping: the ablation table's arithmetic, rows merged over sessions, commit stamps, holdouts."""
 
 from pathlib import Path
 
@@ -277,3 +277,55 @@ def test_accuracy_rows_keep_every_epochs_validation_figures(tiny_cache, tmp_path
         assert (row["raw_last_mae"], row["raw_last_acc"]) == (row["raw_mae"], row["raw_acc"])
     else:
         assert (run / "last-epoch-age_gender_A.keras").is_file()
+
+
+def test_commit_stamp_ignores_results_files(tmp_path):
+    import subprocess
+
+    from benchmarks.common import code_commit
+
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    assert code_commit(tmp_path) == "unknown"  # not a repository
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "benchmarks" / "results" / "r.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "c")
+    head = git("rev-parse", "--short", "HEAD")
+    assert code_commit(tmp_path) == head
+    (tmp_path / "benchmarks" / "results" / "r.json").write_text('{"rows": []}\n')  # a benchmark's own output
+    assert code_commit(tmp_path) == head
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert code_commit(tmp_path) == head + "+dirty"
+
+
+def test_ablation_refuses_rows_of_another_epoch_count_before_training(tiny_cache, tmp_path, monkeypatch):
+    import json
+    import sys
+
+    import benchmarks.ablation
+    import benchmarks.common
+    from facekit.cache import read_attrs
+
+    monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
+    monkeypatch.setattr(benchmarks.ablation, "RESULTS", tmp_path)
+    (tmp_path / "ablation-t.json").write_text(json.dumps({"rows": [], "epochs_override": 10}))
+    monkeypatch.setattr(sys, "argv", ["ablation", "--task", "scratch", "--variants", "baseline", "--epochs", "2",
+                                      "--data", read_attrs(tiny_cache)["source_dir"], "--cache", str(tiny_cache),
+                                      "--project", str(tmp_path / "runs"), "--tag", "t"])
+    with pytest.raises(SystemExit, match="other settings"):
+        benchmarks.ablation.main()
+    assert not (tmp_path / "runs").exists()
+
+
+def test_merge_row_replaces_a_rerun_in_place_and_appends_a_new_one():
+    from benchmarks.common import merge_row
+
+    rows = [{"v": "baseline", "seed": 0, "mae": 5.0}, {"v": "ema", "seed": 0, "mae": 5.2}]
+    assert merge_row(rows, {"v": "baseline", "seed": 0, "mae": 4.9}, ("v", "seed")) == [
+        {"v": "baseline", "seed": 0, "mae": 4.9}, rows[1]]
+    assert merge_row(rows, {"v": "baseline", "seed": 1, "mae": 5.1}, ("v", "seed"))[-1]["seed"] == 1

@@ -15,7 +15,7 @@ from facekit.inference import load, run
 from facekit.models import find_backbone
 from facekit.recipe import TrainConfig
 from facekit.runs import CURVES, ResumePoint, read_history, resume_point, save_checkpoint
-from facekit.train import TrainingInterrupted, build_models, compile_train, train
+from facekit.train import TrainingInterrupted, build_models, compile_train, finished_run, train
 from tests.conftest import TRAIN_VAL, contract_failures, quick_config
 
 RUN_FILES = {"args.json", "history.csv", "metrics.json", "last.keras", "state.json", "summary.txt",
@@ -79,6 +79,29 @@ def test_resume_continues_the_run(tiny_cache, tmp_path):
     assert [int(h["epoch"]) for h in read_history(first.run_dir / "history.csv")] == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="already trained"):
         train(TrainConfig(), resume=first.run_dir)
+
+
+def test_resume_finishes_a_run_killed_after_its_last_epoch(tiny_cache, tmp_path):
+    # Killed between the last epoch's checkpoint and metrics.json: nothing is left to train, but a resumed
+    # refit or benchmark needs the finished run, so resuming writes what the session would have, untrained.
+    for full in (False, True):
+        first = train(quick_config("scratch", tiny_cache, tmp_path, full=full, patience=0, name=f"k{full}"))
+        saved = first.model_path.stat().st_mtime_ns
+        (first.run_dir / "metrics.json").unlink()
+        (first.run_dir / "age_loss.png").unlink(missing_ok=True)
+        assert finished_run(first.run_dir) is None
+        again = train(TrainConfig(), resume=first.run_dir)
+        assert any("finished the run without training" in n for n in again.notes)
+        assert again.model_path.stat().st_mtime_ns == saved and finished_run(first.run_dir) is not None
+        assert len(read_history(first.run_dir / "history.csv")) == 2
+        for key in ("epochs_run", "best_epoch", "train_images", "val_images"):
+            assert again.metrics[key] == first.metrics[key], key
+        if not full:
+            assert again.metrics["val_age_mae"] == pytest.approx(first.metrics["val_age_mae"], rel=1e-5)
+        assert again.metrics["train_seconds"] == pytest.approx(first.metrics["train_seconds"], abs=5)
+        assert RUN_FILES <= {p.name for p in first.run_dir.iterdir()}
+        with pytest.raises(ValueError, match="already trained; all 2 epochs are done"):
+            train(TrainConfig(), resume=first.run_dir)
 
 
 def test_interrupt_keeps_best_model_and_history(tiny_cache, tmp_path):
@@ -333,6 +356,14 @@ def test_resume_keeps_counting_epochs_without_improvement(tiny_cache, tmp_path):
     (first.run_dir / "args.json").write_text(json.dumps({**args, "epochs": 8, "patience": 1}))
     with pytest.raises(ValueError, match="it stopped at epoch 2 and there is nothing to resume"):
         train(TrainConfig(), resume=first.run_dir)
+    metrics = (first.run_dir / "metrics.json").read_text()
+    (first.run_dir / "metrics.json").unlink()  # killed after that last epoch: the run is finished, untrained
+    ended = train(TrainConfig(), resume=first.run_dir)
+    assert ended.metrics["best_epoch"] == 1 and ended.metrics["val_age_mae"] == 0.0
+    assert json.loads((first.run_dir / "state.json").read_text())["stopped_early"]
+    (first.run_dir / "metrics.json").write_text(metrics)
+    state = json.loads((first.run_dir / "state.json").read_text())
+    (first.run_dir / "state.json").write_text(json.dumps({**state, "stopped_early": False}))
     (first.run_dir / "args.json").write_text(json.dumps({**args, "epochs": 8, "patience": 2}))
     again = train(TrainConfig(), resume=first.run_dir)
     # With patience 2 an uninterrupted run stops at epoch 3; Keras's own EarlyStopping, reset by the new fit,
