@@ -328,7 +328,7 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
             ended = (f"it stopped early after {initial_epoch} epochs (no {monitor} improvement in "
                      f"{cfg.patience}), so there is nothing to resume")
         elif initial_epoch >= cfg.epochs:
-            ended = f"all {cfg.epochs} epochs are done"
+            ended = f"epoch {cfg.epochs} of {cfg.epochs} is done"
         earlier_seconds = point.train_seconds  # a killed session left no metrics.json, only its checkpoints
         if (run_dir / "metrics.json").exists():  # an interrupted one: its time includes the unfinished epoch
             earlier_seconds = max(earlier_seconds, float(

@@ -100,7 +100,7 @@ def test_resume_finishes_a_run_killed_after_its_last_epoch(tiny_cache, tmp_path)
             assert again.metrics["val_age_mae"] == pytest.approx(first.metrics["val_age_mae"], rel=1e-5)
         assert again.metrics["train_seconds"] == pytest.approx(first.metrics["train_seconds"], abs=5)
         assert RUN_FILES <= {p.name for p in first.run_dir.iterdir()}
-        with pytest.raises(ValueError, match="already trained; all 2 epochs are done"):
+        with pytest.raises(ValueError, match="already trained; epoch 2 of 2 is done"):
             train(TrainConfig(), resume=first.run_dir)
 
 
