@@ -10,7 +10,8 @@ Rows are merged into benchmarks/results/ablation[-TAG].json by (task, variant,
 seed), so a long ablation can run in pieces and a rerun replaces its row; the
 .md table beside it shows each variant's mean and its change against
 ``baseline`` over the seeds present. ``--epochs`` shortens every run alike
-(a CPU-sized ablation); the tag should say so.
+(a CPU-sized ablation); the tag should say so, since a file whose rows ran
+another ``--epochs`` is refused.
 """
 
 from __future__ import annotations
