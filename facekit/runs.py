@@ -54,9 +54,13 @@ class ResumePoint:
     epochs_done: int
     stopped_early: bool
     train_seconds: float = 0.0  # training time up to that checkpoint (0 for runs older than its record)
+    logs: dict[str, float] | None = None  # that epoch's history row, as the checkpoint recorded it
 
 
-def save_checkpoint(run_dir: Path, model: Any, epochs_done: int, train_seconds: float | None = None) -> None:
+
+
+def save_checkpoint(run_dir: Path, model: Any, epochs_done: int, train_seconds: float | None = None,
+                    logs: dict[str, Any] | None = None) -> None:
     """Write ``last.keras`` and record in ``state.json`` which epoch it holds, and the training time up to it.
 
     The epoch is stored rather than inferred from history rows, which can
@@ -65,16 +69,22 @@ def save_checkpoint(run_dir: Path, model: Any, epochs_done: int, train_seconds: 
     place, so whichever file a kill leaves behind, the state names its epoch.
     The time is kept here too: ``metrics.json`` is written only when a run ends,
     so a killed run (a machine taken back) would otherwise lose the time of
-    every session before its resume.
+    every session before its resume. So is the epoch's ``logs`` (its history
+    row): the checkpoint is written before the row, and a kill between them
+    would otherwise leave an epoch whose figures no file holds.
     """
     with atomic_path(run_dir / LAST) as tmp:
         model.save(tmp)
         old = _read_state(run_dir)
-        previous = {k: old[k] for k in ("epochs_done", "last_sha256", "train_seconds") if k in old} if old else None
+        previous = {k: old[k] for k in ("epochs_done", "last_sha256", "train_seconds", "logs") if k in old} \
+            if old else None
+        if logs is None and old and old.get("epochs_done") == epochs_done:  # a phase's end: the same epoch
+            logs = old.get("logs")
         write_json(run_dir / STATE, {"epochs_done": epochs_done, "stopped_early": False,
                                      "last_sha256": sha256_file(tmp), "previous": previous,
                                      **({"train_seconds": round(train_seconds, 1)} if train_seconds is not None
-                                        else {})})
+                                        else {}),
+                                     **({"logs": {k: float(v) for k, v in logs.items()}} if logs else {})})
 
 
 def mark_stopped_early(run_dir: Path) -> None:
@@ -106,12 +116,40 @@ def resume_point(run_dir: Path) -> ResumePoint:
     digest = sha256_file(run_dir / LAST)
     if digest == state["last_sha256"]:
         return ResumePoint(int(state["epochs_done"]), bool(state.get("stopped_early")),
-                           float(state.get("train_seconds") or 0))
+                           float(state.get("train_seconds") or 0), state.get("logs"))
     previous = state.get("previous") or {}
     if digest == previous.get("last_sha256"):  # killed between the state and the rename
-        return ResumePoint(int(previous["epochs_done"]), False, float(previous.get("train_seconds") or 0))
+        return ResumePoint(int(previous["epochs_done"]), False, float(previous.get("train_seconds") or 0),
+                           previous.get("logs"))
     raise ValueError(f"{run_dir / LAST}: not the checkpoint {STATE} describes (changed by hand?); "
                      "cannot tell which epoch it holds")
+
+
+def align_history(run_dir: Path, point: ResumePoint) -> bool:
+    """Make ``history.csv`` hold one row per epoch ``last.keras`` holds; True if a lost row was put back.
+
+    Rows past the checkpoint (epochs whose checkpoint a kill lost) are dropped: those epochs run again.
+    A missing last row (the row is written after the checkpoint, in the same epoch's callbacks) comes
+    back from the checkpoint's record, as Keras's CSVLogger writes rows, under the file's own header,
+    so the resumed logger appends to a consistent file.
+    """
+    path = run_dir / "history.csv"
+    history = read_history(path)
+    lines = path.read_bytes().decode().splitlines(keepends=True) if path.exists() else []  # its own line ends
+    if len(history) > point.epochs_done:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes("".join(lines[: point.epochs_done + 1]).encode())
+        return False
+    if point.logs is None or len(history) != point.epochs_done - 1:
+        return False
+    header = next(csv.reader(lines[:1]), None) or ["epoch", *sorted(point.logs)]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        f.write("".join(lines))
+        writer = csv.DictWriter(f, fieldnames=header, restval="NA", extrasaction="ignore")
+        if not lines:
+            writer.writeheader()
+        writer.writerow({"epoch": point.epochs_done - 1, **point.logs})
+    return True
 
 
 def read_history(path: Path) -> list[dict[str, float]]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from facekit.atomic import atomic_path, write_json
+from facekit.atomic import write_json
 from facekit.augment import build_augment
 from facekit.backbones import get_backbone, resolve_weights
 from facekit.cache import CacheData, choose_mode, read_cache, take
@@ -35,6 +36,7 @@ from facekit.recipe import TrainConfig
 from facekit.runs import (
     LAST,
     STATE,
+    align_history,
     mark_stopped_early,
     new_run_dir,
     plot_curves,
@@ -82,6 +84,25 @@ def finished_run(run_dir: str | Path) -> TrainResult | None:
     if metrics.get("interrupted") or not metrics.get("model") or not Path(metrics["model"]).is_file():
         return None
     return TrainResult(Path(run_dir), Path(metrics["model"]), metrics)
+
+
+@contextmanager
+def averaged_weights(model: keras.Model, ema: bool) -> Iterator[None]:
+    """The optimizer's moving averages in place of the trained weights, for the block, in an EMA run.
+
+    A checkpoint holds the raw weights (``SaveLast`` runs before ``SwapEMAWeights``) and the averages in
+    its optimizer state; the hand-in file of an EMA run holds the averages.
+    """
+    if not ema:
+        yield
+        return
+    raw = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
+    model.optimizer.finalize_variable_values(model.trainable_variables)
+    try:
+        yield
+    finally:
+        for variable, value in zip(model.trainable_variables, raw):
+            variable.assign(value)
 
 
 class ResumedEarlyStopping(keras.callbacks.EarlyStopping):
@@ -150,7 +171,7 @@ class SaveLast(keras.callbacks.Callback):
         self.run_dir, self.seconds = run_dir, seconds
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        save_checkpoint(self.run_dir, self.model, epoch + 1, self.seconds())
+        save_checkpoint(self.run_dir, self.model, epoch + 1, self.seconds(), logs)
 
 
 def plan_phases(cfg: TrainConfig, has_backbone: bool) -> list[tuple[str, int, int]]:
@@ -333,12 +354,10 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
         if (run_dir / "metrics.json").exists():  # an interrupted one: its time includes the unfinished epoch
             earlier_seconds = max(earlier_seconds, float(
                 json.loads((run_dir / "metrics.json").read_text()).get("train_seconds") or 0))
+        # Killed between the checkpoint and the history row: the row is put back from the checkpoint's
+        # record, and the hand-in file, which that epoch may have been about to write, is written again below.
+        restored = align_history(run_dir, point)  # and drops rows of epochs whose checkpoint was lost
         history = read_history(run_dir / "history.csv")
-        if len(history) > initial_epoch:  # rows of an epoch whose checkpoint was lost: it runs again
-            lines = (run_dir / "history.csv").read_text().splitlines(keepends=True)
-            with atomic_path(run_dir / "history.csv") as tmp:
-                tmp.write_text("".join(lines[: initial_epoch + 1]))
-            history = history[:initial_epoch]
         if monitor and history:
             chosen = choose_epoch(history, monitor, cfg.patience)
             best_epoch, best = chosen.best_epoch, chosen.best
@@ -348,11 +367,17 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
                 ended = (f"no {monitor} improvement in the {initial_epoch - (best_epoch or 0)} epochs since its "
                          f"best (epoch {best_epoch}), so with patience {cfg.patience} it stopped at epoch "
                          f"{chosen.stopped_at} and there is nothing to resume")
+        # The restored epoch is the one the hand-in file holds (the best so far, or any epoch of a --full run)
+        rewrite = restored and (not monitor or best_epoch == initial_epoch)
+        if restored:
+            notes.append(f"{run_dir}: its session stopped between epoch {initial_epoch}'s checkpoint and its "
+                         "history row; restored the row from the checkpoint's record"
+                         + (" and wrote the hand-in file from the checkpoint" if rewrite else ""))
         if ended:
             # Killed after its last epoch but before metrics.json: the file is saved and the history
             # complete, so the run is finished without training (a resumed refit or benchmark goes on).
-            if finished_run(run_dir) is not None or not (run_dir / cfg.export_name).is_file() \
-                    or len(history) != initial_epoch:
+            if finished_run(run_dir) is not None or len(history) != initial_epoch \
+                    or not (rewrite or (run_dir / cfg.export_name).is_file()):
                 raise ValueError(f"{run_dir}: already trained; {ended}")
             finish_only = True
             notes.append(f"{run_dir}: training had ended ({ended.split(', so')[0]}) but its session stopped "
@@ -363,6 +388,9 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
                 mark_stopped_early(run_dir)  # as the session would have, had it lived
         model = keras.models.load_model(run_dir / LAST)  # after every refusal: loading is the slow part
         models = AgeGenderModels(model, export_from_train(model, cfg.output_order, cfg.tta), find_backbone(model))
+        if rewrite:
+            with averaged_weights(model, cfg.ema):  # what SaveBest saw after SwapEMAWeights
+                save_hand_in(models.export, run_dir / cfg.export_name)
     else:
         keras.utils.set_random_seed(cfg.run_seed)
         models = build_models(cfg)  # before the run folder: a bad weights file leaves no empty run behind

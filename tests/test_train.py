@@ -14,7 +14,7 @@ from facekit.check import check_model
 from facekit.inference import load, run
 from facekit.models import find_backbone
 from facekit.recipe import TrainConfig
-from facekit.runs import CURVES, ResumePoint, read_history, resume_point, save_checkpoint
+from facekit.runs import CURVES, ResumePoint, align_history, read_history, resume_point, save_checkpoint
 from facekit.train import TrainingInterrupted, build_models, compile_train, finished_run, train
 from tests.conftest import TRAIN_VAL, contract_failures, quick_config
 
@@ -102,6 +102,34 @@ def test_resume_finishes_a_run_killed_after_its_last_epoch(tiny_cache, tmp_path)
         assert RUN_FILES <= {p.name for p in first.run_dir.iterdir()}
         with pytest.raises(ValueError, match="already trained; epoch 2 of 2 is done"):
             train(TrainConfig(), resume=first.run_dir)
+
+
+def test_resume_restores_the_row_a_kill_after_the_checkpoint_lost(tiny_cache, tmp_path):
+    # Killed after the last epoch's checkpoint but before its history row and its hand-in file: the row comes
+    # back from the checkpoint's record and the file from the checkpoint (EMA: its averages), untrained.
+    for full, ema in ((False, False), (True, True)):
+        first = train(quick_config("scratch", tiny_cache, tmp_path, full=full, ema=ema, patience=0,
+                                   name=f"row{full}"))
+        history = first.run_dir / "history.csv"
+        rows = read_history(history)
+        handed_in = keras.models.load_model(first.model_path).get_weights()
+        lines = history.read_bytes().splitlines(keepends=True)
+        history.write_bytes(b"".join(lines[:-1]))
+        (first.run_dir / "metrics.json").unlink()
+        if full:  # a --full run's file is always its last epoch's, so the kill left the previous one's
+            first.model_path.unlink()
+        again = train(TrainConfig(), resume=first.run_dir)
+        assert any("restored the row" in n for n in again.notes)
+        assert any("finished the run without training" in n for n in again.notes)
+        restored = read_history(history)
+        assert len(restored) == 2 and restored[0] == rows[0] and restored[1].keys() == rows[1].keys()
+        assert restored[1] == pytest.approx(rows[1], rel=1e-6)
+        assert history.read_bytes().startswith(b"".join(lines[:-1]))
+        for key in ("epochs_run", "best_epoch", "val_age_mae"):
+            assert again.metrics[key] == first.metrics[key], key
+        for a, b in zip(keras.models.load_model(again.model_path).get_weights(), handed_in, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+        assert not contract_failures(check_model(again.model_path))
 
 
 def test_interrupt_keeps_best_model_and_history(tiny_cache, tmp_path):
@@ -295,6 +323,27 @@ def test_checkpoint_state_names_the_epoch_a_kill_left(tmp_path):
     (tmp_path / "last.keras").write_bytes(b"edited")
     with pytest.raises(ValueError, match="not the checkpoint state.json describes"):
         resume_point(tmp_path)
+
+
+def test_checkpoint_state_keeps_its_epochs_row(tmp_path):
+    class Model:
+        def save(self, path):
+            Path(path).write_bytes(b"weights")
+
+    save_checkpoint(tmp_path, Model(), 1, 10.0, {"loss": np.float32(2.5), "val_age_mae": 9.0})
+    save_checkpoint(tmp_path, Model(), 1, 11.0)  # a phase's end: the same epoch, its row kept
+    point = resume_point(tmp_path)
+    assert point.epochs_done == 1 and point.logs == {"loss": 2.5, "val_age_mae": 9.0}
+    save_checkpoint(tmp_path, Model(), 2, 20.0, {"loss": 2.0})
+    assert json.loads((tmp_path / "state.json").read_text())["previous"]["logs"] == point.logs
+    # history.csv lacks epoch 2's row: it comes back under the file's own header; a complete file is left alone
+    (tmp_path / "history.csv").write_text("epoch,loss,val_age_mae\r\n0,2.5,9.0\r\n")
+    assert align_history(tmp_path, resume_point(tmp_path))
+    assert (tmp_path / "history.csv").read_bytes() == b"epoch,loss,val_age_mae\r\n0,2.5,9.0\r\n1,2.0,NA\r\n"
+    assert not align_history(tmp_path, resume_point(tmp_path))
+    (tmp_path / "history.csv").write_bytes(b"epoch,loss\r\n0,2.5\r\n1,2.0\r\n2,1.5\r\n")  # epoch 3 lost its file
+    assert not align_history(tmp_path, resume_point(tmp_path))
+    assert (tmp_path / "history.csv").read_bytes() == b"epoch,loss\r\n0,2.5\r\n1,2.0\r\n"
 
 
 def test_plot_model_draws_or_says_once_how_to_fix(tmp_path, monkeypatch):
