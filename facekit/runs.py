@@ -84,7 +84,18 @@ def save_checkpoint(run_dir: Path, model: Any, epochs_done: int, train_seconds: 
                                      "last_sha256": sha256_file(tmp), "previous": previous,
                                      **({"train_seconds": round(train_seconds, 1)} if train_seconds is not None
                                         else {}),
-                                     **({"logs": {k: float(v) for k, v in logs.items()}} if logs else {})})
+                                     **({"logs": _numbers(logs)} if logs else {})})
+
+
+def _numbers(logs: dict[str, Any]) -> dict[str, float]:
+    """An epoch's logs as JSON numbers; a value that is not one (none of facekit's) is left out."""
+    row = {}
+    for key, value in logs.items():
+        try:
+            row[key] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return row
 
 
 def mark_stopped_early(run_dir: Path) -> None:
