@@ -57,8 +57,6 @@ class ResumePoint:
     logs: dict[str, float] | None = None  # that epoch's history row, as the checkpoint recorded it
 
 
-
-
 def save_checkpoint(run_dir: Path, model: Any, epochs_done: int, train_seconds: float | None = None,
                     logs: dict[str, Any] | None = None) -> None:
     """Write ``last.keras`` and record in ``state.json`` which epoch it holds, and the training time up to it.
