@@ -1,5 +1,5 @@
-"""Training-only losses. They never reach an exported file: exports are compiled with built-ins
-(``export.save_hand_in``), so the lecturer's plain ``load_model`` never meets them."""
+"""Training-only losses and metrics. They never reach an exported file: exports are compiled with
+built-ins (``export.save_hand_in``), so the lecturer's plain ``load_model`` never meets them."""
 
 from __future__ import annotations
 
@@ -34,3 +34,23 @@ class DistributionVariance(keras.losses.Loss):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "weight": self.weight}
+
+
+@keras.saving.register_keras_serializable(package="facekit")
+class LabelAccuracy(keras.metrics.BinaryAccuracy):
+    """Gender accuracy against the side of 0.5 a soft target lies on.
+
+    Distillation and mixup train on soft gender targets (half the label, half
+    a teacher's probability; a mix of two labels). Keras's ``BinaryAccuracy``
+    asks a soft target to equal the thresholded prediction, which it never
+    does, so training accuracy read 0.0 for every distilled run. Rounding the
+    target gives the label back, unless a teacher outweighs it or a mix is an
+    exact tie; hard targets score exactly as ``BinaryAccuracy`` scores them.
+    """
+
+    def __init__(self, name: str = "accuracy", dtype=None, threshold: float = 0.5) -> None:
+        super().__init__(name=name, dtype=dtype, threshold=threshold)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        label = ops.cast(ops.greater_equal(ops.cast(y_true, "float32"), 0.5), "float32")
+        return super().update_state(label, y_pred, sample_weight)

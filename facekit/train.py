@@ -30,7 +30,7 @@ from facekit.distill import check_teacher_split, mean_targets, teacher_targets
 from facekit.distribute import Plan, distributed, plan, sync_batch_norm
 from facekit.export import float32_copy, save_hand_in
 from facekit.labelled import load_labelled
-from facekit.losses import MEAN_WEIGHT, DistributionVariance
+from facekit.losses import MEAN_WEIGHT, DistributionVariance, LabelAccuracy
 from facekit.models import AgeGenderModels, build_finetune, build_scratch, export_from_train, find_backbone
 from facekit.recipe import TrainConfig
 from facekit.runs import (
@@ -211,7 +211,7 @@ def compile_train(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, ep
         # Weighted: validation over several devices pads its last batch with weight-0 copies
         # (FaceBatches), which plain compiled metrics would count. Without weights they are the same.
         weighted_metrics={"age": [keras.metrics.MeanAbsoluteError(name="mae")],
-                          "gender": [keras.metrics.BinaryAccuracy(name="accuracy")]},
+                          "gender": [LabelAccuracy()]},
     )
 
 
