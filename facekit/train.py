@@ -204,6 +204,10 @@ def compile_train(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, ep
         loss["age_dist"] = DistributionVariance()
         loss["age"] = keras.losses.MeanSquaredError()
         weights["age"] = cfg.age_weight * MEAN_WEIGHT / 2  # the paper's mean loss is half the squared error
+    # Soft gender targets need LabelAccuracy; hard ones keep the built-in, whose checkpoint
+    # (last.keras) then still loads in a plain Keras process.
+    soft = bool(cfg.teachers) or cfg.mix != "none"
+    accuracy = LabelAccuracy() if soft else keras.metrics.BinaryAccuracy(name="accuracy")
     model.compile(
         optimizer=opt,
         loss=loss,
@@ -211,7 +215,7 @@ def compile_train(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, ep
         # Weighted: validation over several devices pads its last batch with weight-0 copies
         # (FaceBatches), which plain compiled metrics would count. Without weights they are the same.
         weighted_metrics={"age": [keras.metrics.MeanAbsoluteError(name="mae")],
-                          "gender": [LabelAccuracy()]},
+                          "gender": [accuracy]},
     )
 
 

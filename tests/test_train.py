@@ -42,6 +42,10 @@ def test_train_export_and_check(task, arch, tiny_cache, tmp_path):
     assert rep.output_order == ["age", "gender"]
     if task == "scratch":
         assert any(c.name.startswith("feature map") and c.ok for c in rep.checks)
+    if task == "scratch" and arch == "plain":  # hard targets, built-in metrics: the checkpoint needs no facekit
+        code = f"import keras; assert keras.models.load_model({str(res.run_dir / 'last.keras')!r}).compiled"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
     if arch == "residual":  # its trunk is nested (flip averaging re-calls it whole), and is no pretrained backbone
         assert json.loads((res.run_dir / "args.json").read_text())["arch"] == "residual"
         assert find_backbone(keras.models.load_model(res.run_dir / "last.keras")) is None
