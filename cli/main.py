@@ -274,7 +274,8 @@ def train(
                                                     "val_age_mae scratch, val_score finetune).")]
     = None,
     ema: Annotated[bool | None, typer.Option("--ema/--no-ema", metavar="",
-                                             help="Exponential moving average of weights.")]
+                                             help="Validate and export an exponential moving average of the "
+                                                  "weights (default: on finetune, off scratch).")]
     = None,
     ema_momentum: Annotated[float | None, typer.Option(help="EMA momentum per step (default: a half-life of "
                                                        "one epoch).")] = None,

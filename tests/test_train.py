@@ -176,6 +176,13 @@ def test_ema_run_exports(tiny_cache, tmp_path):
     assert json.loads((res.run_dir / "args.json").read_text())["ema"] is True
 
 
+def test_model_b_averages_its_weights_by_default():
+    # B's default since three seeds at full length (README, Measured accuracy); A keeps its raw weights,
+    # and --no-ema (ema=False) turns B's off.
+    assert TrainConfig.for_task("finetune").ema and not TrainConfig.for_task("scratch").ema
+    assert not TrainConfig.for_task("finetune", ema=False).ema
+
+
 def test_ema_half_life_is_one_epoch(tiny_cache, tmp_path):
     model = build_models(quick_config("scratch", tiny_cache, tmp_path)).train
     compile_train(model, quick_config("scratch", tiny_cache, tmp_path, ema=True), steps_per_epoch=63, epochs=10)
