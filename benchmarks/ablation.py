@@ -47,6 +47,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
     "ema": ("EMA of the weights (half-life one epoch), validated and exported with them", {"ema": True}, BOTH),
     "ema-0.999": ("EMA with a fixed momentum 0.999 (the first version: no warm-up in Keras's EMA)",
                   {"ema": True, "ema_momentum": 0.999}, BOTH),
+    "no-ema": ("the raw weights, no EMA (B's default before 2026-11-30)", {"ema": False}, B_ONLY),
     "mixup": ("mixup (alpha 0.2) on images, age distributions and gender", {"mix": "mixup"}, BOTH),
     "cutmix": ("cutmix (alpha 1.0), targets mixed by area", {"mix": "cutmix"}, BOTH),
     "sigma-1": ("age distribution width 1 year (default 2)", {"sigma": 1.0}, BOTH),
@@ -65,6 +66,23 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
 
 
 SCORE_KEYS = ("raw_mae", "raw_acc", "raw_tta_mae", "raw_tta_acc", "raw_graph_tta_mae", "raw_graph_tta_acc")
+
+
+def default_variants(task: str, teacher: bool) -> list[str]:
+    """The variants a plain ``--task`` run trains: those that apply, less any a default has since absorbed.
+
+    A lever that became the default (B's 160 px inside, B's EMA) would otherwise train the baseline again;
+    naming it in ``--variants`` still runs it.
+    """
+    from facekit.recipe import TrainConfig
+
+    base = TrainConfig.for_task(task)
+    def absorbed(overrides: dict[str, Any]) -> bool:
+        # A cache or teacher is a path standing for data, not a recipe value to compare.
+        return bool(overrides) and all(k not in ("cache", "teachers") and getattr(base, k) == v
+                                       for k, v in overrides.items())
+    return [v for v, (_, o, tasks) in VARIANTS.items()
+            if task in tasks and (teacher or "teachers" not in o) and not absorbed(o)]
 
 
 def ensure_raw_cache(data: Path) -> None:
@@ -149,8 +167,7 @@ def main() -> None:
         write(name, result, val, result.get("epochs_override"))
         return
     earlier_rows(name, {"epochs_override": args.epochs})  # before any training: refused if they differ
-    variants = args.variants or [v for v, (_, o, tasks) in VARIANTS.items()
-                                 if args.task in tasks and (args.teacher or "teachers" not in o)]
+    variants = args.variants or default_variants(args.task, bool(args.teacher))
     for variant in variants:
         if args.task not in VARIANTS[variant][2]:
             ap.error(f"variant {variant} applies to {' and '.join(VARIANTS[variant][2])} only")

@@ -322,6 +322,15 @@ def test_ablation_refuses_rows_of_another_epoch_count_before_training(tiny_cache
     assert not (tmp_path / "runs").exists()
 
 
+def test_ablation_trains_no_variant_a_default_has_absorbed():
+    from benchmarks.ablation import default_variants
+
+    b, a = default_variants("finetune", False), default_variants("scratch", False)
+    assert "internal-160" not in b and "ema" not in b and "no-ema" in b and "internal-128" in b
+    assert "ema" in a and "no-ema" not in a and "distill" not in a and "distill" in default_variants("scratch", True)
+    assert b[0] == a[0] == "baseline"
+
+
 def test_merge_row_replaces_a_rerun_in_place_and_appends_a_new_one():
     from benchmarks.common import merge_row
 
