@@ -173,21 +173,25 @@ def last_epoch_scores(run_dir: Path, cfg: Any, val: Any, best_epoch: int | None,
 
     The kept epoch is the only other one whose weights exist, so this is the second point a monitor
     study gets per run (``benchmarks.monitors`` has every epoch's validation figures, not their raw
-    scores). Left out with EMA, whose ``last.keras`` holds the raw weights rather than the average.
+    scores). An EMA run's ``last.keras`` holds the raw weights and, in its optimizer, the averages: the
+    averages are scored, as that run's hand-in file would hold them.
     """
     import keras
 
     from facekit.export import save_hand_in
     from facekit.models import export_from_train
     from facekit.runs import LAST, resume_point
+    from facekit.train import averaged_weights
 
-    if cfg.ema or not (run_dir / LAST).is_file():
+    if not (run_dir / LAST).is_file():
         return {}
     last = resume_point(run_dir).epochs_done
     if last == best_epoch:
         return {"last_epoch": last, "raw_last_mae": best_scores["raw_mae"], "raw_last_acc": best_scores["raw_acc"]}
     dest = run_dir / f"last-epoch-{cfg.export_name}"
-    save_hand_in(export_from_train(keras.models.load_model(run_dir / LAST), cfg.output_order, cfg.tta), dest)
+    model = keras.models.load_model(run_dir / LAST)
+    with averaged_weights(model, cfg.ema):
+        save_hand_in(export_from_train(model, cfg.output_order, cfg.tta), dest)
     scores = score_model(dest, val, cfg.tta, cfg.output_order)
     return {"last_epoch": last, "raw_last_mae": scores["raw_mae"], "raw_last_acc": scores["raw_acc"]}
 

@@ -279,6 +279,33 @@ def test_accuracy_rows_keep_every_epochs_validation_figures(tiny_cache, tmp_path
         assert (run / "last-epoch-age_gender_A.keras").is_file()
 
 
+def test_last_epoch_of_an_ema_run_is_scored_with_its_averaged_weights(tiny_cache, tmp_path):
+    import keras
+    import numpy as np
+
+    from benchmarks.common import held_out, last_epoch_scores
+    from facekit.cache import read_attrs
+    from facekit.models import export_from_train
+    from facekit.runs import LAST
+    from facekit.train import averaged_weights, train
+    from tests.conftest import quick_config
+
+    cfg = quick_config("scratch", tiny_cache, tmp_path, ema=True, name="e")
+    run = train(cfg).run_dir
+    val = held_out([run], Path(read_attrs(tiny_cache)["source_dir"]))
+    scores = last_epoch_scores(run, cfg, val, best_epoch=None, best_scores={})  # None: the last is not the kept
+    assert scores["last_epoch"] == 2 and 0 <= scores["raw_last_acc"] <= 1 and scores["raw_last_mae"] >= 0
+    scored = keras.models.load_model(run / f"last-epoch-{cfg.export_name}")
+    x = np.random.default_rng(0).random((4, *scored.input_shape[1:]), dtype=np.float32)
+    trained = keras.models.load_model(run / LAST)
+    raw = export_from_train(trained, cfg.output_order, cfg.tta).predict(x, verbose=0)
+    with averaged_weights(trained, True):
+        averaged = export_from_train(trained, cfg.output_order, cfg.tta).predict(x, verbose=0)
+    got = scored.predict(x, verbose=0)
+    assert np.allclose(got[0], averaged[0], atol=1e-4) and np.allclose(got[1], averaged[1], atol=1e-5)
+    assert np.abs(raw[0] - averaged[0]).max() > 1e-3  # the averages are not the raw weights, so this can fail
+
+
 def test_commit_stamp_ignores_results_files(tmp_path):
     import subprocess
 
