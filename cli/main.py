@@ -245,7 +245,7 @@ def train(
     task: Annotated[Task, typer.Argument(help="scratch: Model A, a CNN from random weights; "
                                          "finetune: Model B, an ImageNet backbone.")],
     cache: Annotated[Path, typer.Option(help="HDF5 cache from `facekit prep`.")] = Path("cache/train_val.h5"),
-    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default 40).")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default 60 for scratch, 40 for finetune).")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Batch size (default 64).")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (default 1e-3 scratch, 5e-4 finetune).")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (default 1e-4).")] = None,

@@ -117,9 +117,10 @@ def test_accuracy_lever_survives_the_series_unset_options(tmp_path):
     from benchmarks.accuracy import run_config
 
     args = argparse.Namespace(epochs=None, limit=None, cache="c.h5", project=str(tmp_path), tag="long")
-    cfg = run_config("scratch", 1, args, {"epochs": 60})
-    assert (cfg.epochs, cfg.init_seed, cfg.name) == (60, 1, "scratch-seed1-long")
-    assert run_config("scratch", 1, args, {}).epochs == 40
+    cfg = run_config("scratch", 1, args, {"epochs": 80})
+    assert (cfg.epochs, cfg.init_seed, cfg.name) == (80, 1, "scratch-seed1-long")
+    assert run_config("scratch", 1, args, {}).epochs == 60
+    assert run_config("finetune", 1, args, {}).epochs == 40
     assert run_config("scratch", 1, args, {}).name == "scratch-seed1"
     with pytest.raises(SystemExit, match="both given"):
         run_config("scratch", 1, argparse.Namespace(**{**vars(args), "epochs": 3}), {"epochs": 60})
