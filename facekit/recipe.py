@@ -78,8 +78,9 @@ class TrainConfig:
         if task == "scratch":
             # Residual trunk: 5.41 / 5.58 / 5.46 MAE, 92.3 / 90.4 / 91.6 % over 3 seeds at full length
             # (results/accuracy-residual*.md), against the plain trunk's 6.69 / 87.9 % at half length; 2.4x faster.
-            # 60 epochs: SEEDS60 on the held-out raw chips against 40's 5.41 / 5.58 / 5.46 MAE
-            # (results/accuracy-long*.md); every 40-epoch run was still improving at its last epoch.
+            # 60 epochs: 5.26 / 5.40 / 5.33 MAE, 91.9 / 92.5 / 92.2 % over 3 seeds on the held-out raw chips,
+            # against 5.41 / 5.58 / 5.46, 92.3 / 90.4 / 91.6 % at 40, every one of which was still improving at
+            # its last epoch (results/accuracy-long*.md).
             base.update(arch="residual", epochs=60)
         if task == "finetune":
             # 160 px inside: -0.24 MAE, +0.9 % over 2 seeds in the 10-epoch ablation (results/ablation-cpu10.md).
