@@ -25,7 +25,7 @@ from facekit.backbones import get_backbone, resolve_weights
 from facekit.cache import CacheData, choose_mode, read_cache, take
 from facekit.contract import INPUT_SHAPE, PIXEL_SCALE
 from facekit.dataset import FaceBatches
-from facekit.device import describe, set_precision
+from facekit.device import MallocDefaults, describe, set_precision
 from facekit.distill import check_teacher_split, mean_targets, teacher_targets
 from facekit.distribute import Plan, distributed, plan, sync_batch_norm
 from facekit.export import float32_copy, save_hand_in
@@ -440,7 +440,8 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
             ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []
             # The score first: saving, the CSV and early stopping read it from the logs it adds to.
             score = [ScoreEpoch()] if monitor == SCORE else []
-            cbs = [*score, save_last, *ema, save_best, csv_log, *([stop] if stop else []), *(callbacks or [])]
+            cbs = [MallocDefaults(), *score, save_last, *ema, save_best, csv_log, *([stop] if stop else []),
+                   *(callbacks or [])]
             models.train.fit(train_batches, validation_data=val_batches, epochs=end,
                              initial_epoch=max(first, initial_epoch), callbacks=cbs, verbose=0)
             csv_log.append = True  # the next phase must not overwrite this one's rows
