@@ -1,12 +1,13 @@
 """Training and inference speed of each model design on this machine, with the default recipe.
 
-    python -m benchmarks.train_speed [--steps 6] [--tag NAME]
+    python -m benchmarks.train_speed [--steps 6] [--designs "A residual" ...] [--set KEY=VALUE ...] [--tag NAME]
 
 For Model A (plain and residual trunks) and Model B (the default backbone at
 its default internal size): training images per second on batches of 64
 (``train_on_batch`` with the default optimizer and losses, after two warm-up
 steps), and milliseconds per image of the exported file (flip averaging
-inside, batches of 32). Inputs are random: speed does not depend on the
+inside, batches of 32); ``--set`` prices a lever's design, such as wider
+stages, against the defaults' row of the same machine. Inputs are random: speed does not depend on the
 pixels, and the loader is measured on its own (``benchmarks.pipeline``).
 Writes benchmarks/results/train_speed[-TAG].json and .md with machine and commit.
 """
@@ -14,10 +15,12 @@ Writes benchmarks/results/train_speed[-TAG].json and .md with machine and commit
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
 
+from benchmarks.accuracy import parse_overrides
 from benchmarks.common import RESULTS, environment, save
 
 DESIGNS = {"A plain": ("scratch", {"arch": "plain"}), "A residual": ("scratch", {"arch": "residual"}),
@@ -60,16 +63,24 @@ def measure(task: str, options: dict, steps: int, batch: int = 64) -> dict[str, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--designs", nargs="+", choices=list(DESIGNS), default=list(DESIGNS))
+    ap.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="a training option away from its default, for every design measured (TrainConfig fields)")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
+    overrides = parse_overrides(args.overrides)
+    if overrides and not args.tag:
+        ap.error("--set needs a --tag: its figures must not take the defaults' name")
     import keras
 
-    rows = {name: measure(task, opts, args.steps) for name, (task, opts) in DESIGNS.items()}
+    rows = {name: measure(DESIGNS[name][0], {**DESIGNS[name][1], **overrides}, args.steps) for name in args.designs}
     name = "train_speed" + (f"-{args.tag}" if args.tag else "")
-    print(f"wrote {save(name, {'backend': keras.backend.backend(), 'steps': args.steps, 'rows': rows})}")
+    dest = save(name, {"backend": keras.backend.backend(), "steps": args.steps, "overrides": overrides, "rows": rows})
+    print(f"wrote {dest}")
     env = environment()
+    changed = f"; changed from the defaults: {json.dumps(overrides)}" if overrides else ""
     lines = [f"# {name}", "", f"{env['date']}, commit {env['commit']}, {env['machine']}, "
-             f"{keras.backend.backend()}", "", "| design | parameters | training images/s (batch 64) | "
+             f"{keras.backend.backend()}{changed}", "", "| design | parameters | training images/s (batch 64) | "
              "ms per image, exported file (batch 32) |", "| --- | --- | --- | --- |"]
     lines += [f"| {k} | {v['parameters']:,} | {v['train_images_per_second']} | {v['predict_ms_per_image']} |"
               for k, v in rows.items()]

@@ -73,10 +73,12 @@ class MallocDefaults(keras.callbacks.Callback):
     TensorFlow sets it (``generator_dataset_op.cc``: "Memory patch applied") when a
     PyDataset's generator first runs, against a Python 3.11 leak. A fixed threshold
     also turns off glibc's adaptive mmap threshold, so every buffer over 128 KB is
-    mmapped and unmapped afresh each step: on a 2-core CPU a step of Model A then
-    takes 1.6x as long, with six times the page faults. The values glibc would have
-    adapted to are set again at each batch, since the patch lands on a loader thread
-    some time after fit starts; a few MB more resident memory is the price.
+    mmapped and unmapped afresh each step: a step of Model A then takes 1.6x as long on
+    a 2-core CPU without AVX-512 (nine times the page faults) and 1.04x as long on one
+    with it (``benchmarks.fit_speed``). The values glibc would have adapted to are set
+    again at each batch, since the patch lands on a loader thread some time after fit
+    starts; the price is memory glibc keeps for reuse, 0.2-0.5 GB more peak resident
+    memory for Model A at batch 64.
     """
 
     def __init__(self) -> None:

@@ -366,3 +366,13 @@ def test_merge_row_replaces_a_rerun_in_place_and_appends_a_new_one():
     assert merge_row(rows, {"v": "baseline", "seed": 0, "mae": 4.9}, ("v", "seed")) == [
         {"v": "baseline", "seed": 0, "mae": 4.9}, rows[1]]
     assert merge_row(rows, {"v": "baseline", "seed": 1, "mae": 5.1}, ("v", "seed"))[-1]["seed"] == 1
+
+
+def test_fit_speed_times_a_real_training_run_in_each_malloc_setting(tiny_cache, tmp_path):
+    from benchmarks.fit_speed import run_variant
+
+    options = {"batch_size": 4, "widths": [16] * 5, "hidden": 16, "workers": 1}
+    rows = {v: run_variant("scratch", tiny_cache, tmp_path, 1, v, options) for v in ("facekit", "patched")}
+    for row in rows.values():
+        assert row["seconds_per_step"] > 0 and row["images_per_second"] > 0 and row["peak_rss_mb"] > 100
+    assert {p.name for p in (tmp_path / "scratch").iterdir()} == {"facekit", "patched"}
