@@ -42,12 +42,9 @@ def main() -> None:
     ap.add_argument("--tag", default="")
     ap.add_argument("--resume", action="store_true",
                     help="continue runs of the same names that a stopped series left, instead of new runs")
-    ap.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
-                    help="a training option away from its default, for every run (TrainConfig field names)")
+    add_set_option(ap)
     args = ap.parse_args()
-    overrides = parse_overrides(args.overrides)
-    if overrides and not args.tag:
-        ap.error("--set needs a --tag: its runs and results must not take the defaults' names")
+    overrides = tagged_overrides(ap, args)
 
     from facekit.labelled import load_labelled
 
@@ -82,6 +79,20 @@ def run_config(task: str, seed: int, args: argparse.Namespace, overrides: dict[s
     return TrainConfig.for_task(task, **{**own, **overrides, "cache": args.cache, "init_seed": seed,
                                          "project": args.project,
                                          "name": f"{task}-seed{seed}" + (f"-{args.tag}" if overrides else "")})
+
+
+def add_set_option(ap: argparse.ArgumentParser, scope: str = "every run") -> None:
+    """``--set KEY=VALUE ...``, the one spelling of a lever for the benchmarks that take one."""
+    ap.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                    help=f"a training option away from its default, for {scope} (TrainConfig field names)")
+
+
+def tagged_overrides(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    """``--set``'s overrides, refused without ``--tag``: a lever's figures must not take the defaults' name."""
+    overrides = parse_overrides(args.overrides)
+    if overrides and not args.tag:
+        ap.error("--set needs a --tag: its runs and results must not take the defaults' names")
+    return overrides
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

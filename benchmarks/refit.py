@@ -27,7 +27,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from benchmarks.accuracy import parse_overrides
+from benchmarks.accuracy import add_set_option, parse_overrides
 from benchmarks.common import (
     RESULTS,
     TRAIN_VAL,
@@ -69,8 +69,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="train on a subset of the pool (smoke runs only)")
     ap.add_argument("--project", default="runs/refit")
     ap.add_argument("--tag", default="")
-    ap.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
-                    help="a training option away from its default, for every run (TrainConfig field names)")
+    add_set_option(ap)
     ap.add_argument("--resume", action="store_true",
                     help="continue these seeds' run folders where they stopped; finished ones are only scored")
     args = ap.parse_args()

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from benchmarks.accuracy import parse_overrides
+from benchmarks.accuracy import add_set_option, tagged_overrides
 from benchmarks.common import RESULTS, environment, save
 
 DESIGNS = {"A plain": ("scratch", {"arch": "plain"}), "A residual": ("scratch", {"arch": "residual"}),
@@ -64,13 +64,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--designs", nargs="+", choices=list(DESIGNS), default=list(DESIGNS))
-    ap.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
-                    help="a training option away from its default, for every design measured (TrainConfig fields)")
+    add_set_option(ap, "every design measured")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
-    overrides = parse_overrides(args.overrides)
-    if overrides and not args.tag:
-        ap.error("--set needs a --tag: its figures must not take the defaults' name")
+    overrides = tagged_overrides(ap, args)
     import keras
 
     rows = {name: measure(DESIGNS[name][0], {**DESIGNS[name][1], **overrides}, args.steps) for name in args.designs}

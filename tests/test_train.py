@@ -492,6 +492,7 @@ MALLOC_SCRIPT = """
 import ctypes, resource, sys
 from pathlib import Path
 from tests.conftest import quick_config
+from facekit.device import _M_TRIM_THRESHOLD
 from facekit.train import train
 
 libc = ctypes.CDLL("libc.so.6")
@@ -505,7 +506,7 @@ def faults():  # minor page faults of 50 rounds of a 1 MB buffer taken, written 
         libc.free(p)
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
-libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD, as TensorFlow 2.21 sets it when a PyDataset starts
+libc.mallopt(_M_TRIM_THRESHOLD, 128 * 1024)  # as TensorFlow 2.21 sets it when a PyDataset starts
 patched = faults()
 train(quick_config("scratch", Path(sys.argv[1]), Path(sys.argv[2]), epochs=1))
 faults()  # the heap grows to hold the buffer once
@@ -517,8 +518,8 @@ print(patched, faults())
                     reason="TensorFlow's malloc patch is glibc's")
 def test_training_undoes_tensorflows_malloc_patch(tiny_cache, tmp_path):
     # Under the patch every buffer over 128 KB is mmapped afresh, so each 1 MB round faults in its 256 pages
-    # (training steps 1.6x slower on a 2-core CPU); after a fit, glibc's own thresholds hold and the heap
-    # serves the buffer again.
+    # (training steps 1.6x slower on a 2-core CPU without AVX-512, benchmarks.fit_speed); after a fit, glibc's
+    # own thresholds hold and the heap serves the buffer again.
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", MALLOC_SCRIPT, str(tiny_cache), str(tmp_path)], cwd=root,
                          env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=600)
