@@ -29,8 +29,11 @@ from benchmarks.common import (
     environment,
     mean_sd,
     merge_row,
+    model_letter,
+    report,
     save,
     score_model,
+    table,
     train_and_score,
 )
 
@@ -106,9 +109,10 @@ def _delta(st: dict[str, Any], base: dict[str, Any] | None, k: str, mul: float =
     return f"{(st[k]['mean'] - base[k]['mean']) * mul:+.2f}"
 
 
-def table(result: dict[str, Any]) -> list[str]:
-    """Markdown rows: each variant's mean over its seeds and the change against the baseline's mean."""
-    lines = []
+def variant_tables(result: dict[str, Any]) -> list[list[str]]:
+    """One block per model: its heading and a table of each variant's mean over its seeds and its change
+    against the baseline's mean."""
+    blocks = []
     for task in sorted({r["task"] for r in result["rows"]}):
         rows = [r for r in result["rows"] if r["task"] == task]
         stats = {}
@@ -118,19 +122,18 @@ def table(result: dict[str, Any]) -> list[str]:
                            for k in (*SCORE_KEYS, "train_seconds", "best_epoch")}
             stats[name]["seeds"] = sorted(r["seed"] for r in got)
         base = stats.get("baseline")
-        lines += ["", f"### {'Model A (scratch)' if task == 'scratch' else 'Model B (finetune)'}", "",
-                  "| variant | change | seeds | MAE | Δ MAE | accuracy % | Δ acc | MAE flip-TTA | acc flip-TTA % "
-                  "| MAE in-graph flip | acc in-graph flip % | best epoch | train s |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        cells = []
         for name, s in stats.items():
             b = None if name == "baseline" else base
-            what = VARIANTS.get(name, ("?", {}))[0]
-            lines.append(f"| {name} | {what} | {','.join(map(str, s['seeds']))} | {_pm(s, 'raw_mae')} | "
-                         f"{_delta(s, b, 'raw_mae')} | {_pm(s, 'raw_acc', 100)} | {_delta(s, b, 'raw_acc', 100)} | "
-                         f"{_pm(s, 'raw_tta_mae')} | {_pm(s, 'raw_tta_acc', 100)} | {_pm(s, 'raw_graph_tta_mae')} | "
-                         f"{_pm(s, 'raw_graph_tta_acc', 100)} | {s['best_epoch']['mean']:.0f} | "
-                         f"{s['train_seconds']['mean']:.0f} |")
-    return lines
+            cells.append([name, VARIANTS.get(name, ("?", {}))[0], ",".join(map(str, s["seeds"])), _pm(s, "raw_mae"),
+                          _delta(s, b, "raw_mae"), _pm(s, "raw_acc", 100), _delta(s, b, "raw_acc", 100),
+                          _pm(s, "raw_tta_mae"), _pm(s, "raw_tta_acc", 100), _pm(s, "raw_graph_tta_mae"),
+                          _pm(s, "raw_graph_tta_acc", 100), f"{s['best_epoch']['mean']:.0f}",
+                          f"{s['train_seconds']['mean']:.0f}"])
+        blocks.append([f"### Model {model_letter(task)} ({task})", "", *table(
+            ["variant", "change", "seeds", "MAE", "Δ MAE", "accuracy %", "Δ acc", "MAE flip-TTA", "acc flip-TTA %",
+             "MAE in-graph flip", "acc in-graph flip %", "best epoch", "train s"], cells)])
+    return blocks
 
 
 def main() -> None:
@@ -150,6 +153,7 @@ def main() -> None:
                     help="score the saved model of every row that lacks a score column (no training)")
     args = ap.parse_args()
 
+    from facekit.contract import HAND_IN_NAMES
     from facekit.labelled import load_labelled
     from facekit.recipe import TrainConfig
 
@@ -162,7 +166,7 @@ def main() -> None:
             if all(k in row for k in SCORE_KEYS):
                 continue
             args_json = json.loads((Path(row["run_dir"]) / "args.json").read_text())
-            model = Path(row["run_dir"]) / ("age_gender_A.keras" if row["task"] == "scratch" else "age_gender_B.keras")
+            model = Path(row["run_dir"]) / HAND_IN_NAMES[row["task"]]
             row.update(score_model(model, val, args_json.get("tta", False), args_json["output_order"]))
         write(name, result, val, result.get("epochs_override"))
         return
@@ -194,13 +198,11 @@ def main() -> None:
 def write(name: str, result: dict[str, Any], val: Any, epochs: int | None) -> None:
     result.update(validation_images=len(val.names), epochs_override=epochs)
     save(name, {k: v for k, v in result.items() if k in ("rows", "validation_images", "epochs_override")})
-    env = environment()
     last = result["rows"][-1]
-    head = [f"# {name}", "", f"Updated {env['date']}, {env['machine']}; backend {last['backend']}, "
-            f"GPU {last['gpu']}; epochs {epochs or 'default'}. Scored on the {len(val.names)} "
-            "held-out validation chips read as cv2.imread / 255 (raw, no alignment). Each row's commit "
-            "is in the JSON."]
-    (RESULTS / f"{name}.md").write_text("\n".join(head + table(result)) + "\n")
+    about = (f"backend {last['backend']}, GPU {last['gpu']}; epochs {epochs or 'default'}. Scored on the "
+             f"{len(val.names)} held-out validation chips read as cv2.imread / 255 (raw, no alignment). Each row's "
+             "commit is in the JSON; the line above stamps the last update.")
+    report(name, [about], *variant_tables(result))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, TRAIN_VAL, environment, mean_sd, plus_minus, save, train_and_score
+from benchmarks.common import (
+    RESULTS,
+    TRAIN_VAL,
+    mean_sd,
+    model_letter,
+    plus_minus,
+    report,
+    save,
+    table,
+    train_and_score,
+)
 
 
 def main() -> None:
@@ -125,21 +135,16 @@ def write(name: str, args: argparse.Namespace, val: object, rows: list[dict], co
     result = {"validation_images": len(val.names), "epochs_override": args.epochs, "limit": args.limit,
               "overrides": overrides, "complete": complete, "rows": rows, "summary": summary}
     save(name, result)
-    env = environment()
-    lines = [f"# {name}", "", f"{env['date']}, commit {env['commit']}, {env['machine']}",
-             f"backend {rows[0]['backend']}, GPU {rows[0]['gpu']}; {len(val.names)} validation images read as "
+    about = (f"backend {rows[0]['backend']}, GPU {rows[0]['gpu']}; {len(val.names)} validation images read as "
              "cv2.imread / 255 (raw chips, no alignment)"
              + (f"; changed from the defaults: {json.dumps(overrides)}" if overrides else "")
-             + ("" if complete else "; PARTIAL: the series did not finish, only the rows below ran"), "",
-             "| model | seeds | MAE | accuracy | MAE flip-TTA | accuracy flip-TTA | train s |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-
-    for task, s in summary.items():
-        seeds = ",".join(str(r["seed"]) for r in rows if r["task"] == task)
-        lines.append(f"| {'A' if task == 'scratch' else 'B'} | {seeds} | {plus_minus(s['raw_mae'])} | "
-                     f"{plus_minus(s['raw_acc'], 100)} % | {plus_minus(s['raw_tta_mae'])} | "
-                     f"{plus_minus(s['raw_tta_acc'], 100)} % | {s['train_seconds']['mean']:.0f} |")
-    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+             + ("" if complete else "; PARTIAL: the series did not finish, only the rows below ran"))
+    report(name, [about], table(
+        ["model", "seeds", "MAE", "accuracy", "MAE flip-TTA", "accuracy flip-TTA", "train s"],
+        [[model_letter(task), ",".join(str(r["seed"]) for r in rows if r["task"] == task),
+          plus_minus(s["raw_mae"]), f"{plus_minus(s['raw_acc'], 100)} %", plus_minus(s["raw_tta_mae"]),
+          f"{plus_minus(s['raw_tta_acc'], 100)} %", f"{s['train_seconds']['mean']:.0f}"]
+         for task, s in summary.items()]))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,38 @@ def save(name: str, result: dict[str, Any]) -> Path:
     dest = RESULTS / f"{name}.json"
     write_json(dest, {**environment(), **result})
     return dest
+
+
+def report(name: str, about: list[str], *blocks: list[str]) -> Path:
+    """Write RESULTS/NAME.md: a title, the stamp line, ``about`` and each block after a blank line.
+
+    The stamp comes from ``environment()``, as the JSON's does, so the table a reader opens and the figures
+    beside it name the same machine and commit; written atomically, as the JSON is, so an interrupted
+    benchmark never leaves a table that stops mid-row over the complete one of its last run.
+    """
+    from facekit.atomic import atomic_path
+
+    env = environment()
+    lines = [f"# {name}", "", f"{env['date']}, commit {env['commit']}, {env['machine']}", *about]
+    for block in blocks:
+        lines += ["", *block]
+    dest = RESULTS / f"{name}.md"
+    with atomic_path(dest) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return dest
+
+
+def model_letter(task: str) -> str:
+    """The coursework's name for a task's model ("A" for scratch, "B" for finetune), from facekit.contract."""
+    from facekit.contract import KIND_TASKS
+
+    return next(kind for kind, t in KIND_TASKS.items() if t == task)
+
+
+def table(header: list[str], rows: Iterable[Iterable[Any]]) -> list[str]:
+    """A Markdown table's lines: the header, its rule, one line per row (cells already formatted)."""
+    return ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |",
+            *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]
 
 
 def earlier_rows(name: str, settings: dict[str, Any]) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS, TRAIN_VAL, check_unseen, environment, held_out, mean_sd, plus_minus, save
+from benchmarks.common import TRAIN_VAL, check_unseen, held_out, mean_sd, plus_minus, report, save, table
 
 
 def main() -> None:
@@ -65,9 +65,9 @@ def main() -> None:
     def score(path: Path, label: str) -> dict:
         lm = load(path, label=label)
         start = time.perf_counter()
-        report, _ = evaluate([lm], val)
+        scored, _ = evaluate([lm], val)
         seconds = time.perf_counter() - start
-        m = report["models"][lm.label]
+        m = scored["models"][lm.label]
         return {"mae": m["mae"], "gender_accuracy": m["gender_accuracy"],
                 "megabytes": round(path.stat().st_size / 2**20, 2),
                 "ms_per_image": round(1000 * seconds / len(val.names), 2)}
@@ -95,22 +95,18 @@ def main() -> None:
               "holdout": str(args.holdout) if args.holdout else None,
               "validation_images": len(val.names), "alone": alone, "rows": rows}
     print(f"wrote {save(name, result)}")
-    env = environment()
-    lines = [f"# {name}", "", f"{env['date']}, commit {env['commit']}, {env['machine']}",
-             f"{cfgs[0].task}; {len(val.names)} held-out chips"
+    about = (f"{cfgs[0].task}; {len(val.names)} held-out chips"
              + (f" (those of {args.holdout}; no member trained on them)" if args.holdout else "")
-             + " read as cv2.imread / 255; members: " + ", ".join(str(f) for f in files), "",
-             "| member | file | init seed | chose its epoch on these chips | MAE alone | accuracy alone |",
-             "| --- | --- | --- | --- | --- | --- |",
-             *(f"| {i + 1} | {a['file']} | {a['init_seed']} | {'yes' if a['chose_epoch_on_holdout'] else 'no'} | "
-               f"{a['mae']:.2f} | {a['gender_accuracy'] * 100:.1f} % |" for i, a in enumerate(alone)), "",
-             "| members | MAE | gender accuracy | its members alone: MAE | alone: accuracy % | MAE gain | "
-             "accuracy gain | file MB | ms per image (batch 64, this machine) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['members']} | {r['mae']:.2f} | {r['gender_accuracy'] * 100:.1f} % | "
-              f"{plus_minus(r['alone_mae'])} | {plus_minus(r['alone_accuracy'], 100)} | {r['gain_mae']:+.2f} | "
-              f"{r['gain_accuracy'] * 100:+.1f} | {r['megabytes']} | {r['ms_per_image']} |" for r in rows]
-    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+             + " read as cv2.imread / 255; members: " + ", ".join(str(f) for f in files))
+    members = table(["member", "file", "init seed", "chose its epoch on these chips", "MAE alone", "accuracy alone"],
+                    [[i + 1, a["file"], a["init_seed"], "yes" if a["chose_epoch_on_holdout"] else "no",
+                      f"{a['mae']:.2f}", f"{a['gender_accuracy'] * 100:.1f} %"] for i, a in enumerate(alone)])
+    merged = table(["members", "MAE", "gender accuracy", "its members alone: MAE", "alone: accuracy %", "MAE gain",
+                    "accuracy gain", "file MB", "ms per image (batch 64, this machine)"],
+                   [[r["members"], f"{r['mae']:.2f}", f"{r['gender_accuracy'] * 100:.1f} %",
+                     plus_minus(r["alone_mae"]), plus_minus(r["alone_accuracy"], 100), f"{r['gain_mae']:+.2f}",
+                     f"{r['gain_accuracy'] * 100:+.1f}", r["megabytes"], r["ms_per_image"]] for r in rows])
+    report(name, [about], members, merged)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import RESULTS, ROOT, environment, save
+from benchmarks.common import ROOT, report, save, table
 
 WARMUP = 3
 
@@ -106,19 +106,16 @@ def main() -> None:
     dest = save(name, {"backend": "tensorflow", "task": args.task, "steps": args.steps, "rows": rows,
                        "runs": runs, "speedup": speedup})
     print(f"wrote {dest}")
-    env = environment()
     labels = {"facekit": "as shipped (glibc's adaptive thresholds during fit)",
               "patched": "TensorFlow's M_TRIM_THRESHOLD=128 KB left in place"}
-    lines = [f"# {name}", "", f"{env['date']}, commit {env['commit']}, {env['machine']}, tensorflow, "
-             f"task {args.task}, {args.steps} steps after {WARMUP} warm-up, mean of {args.repeats} processes each", "",
-             "| malloc settings | s per step | images/s | minor faults per step | system s per step | "
-             "user s per step | peak RSS MB |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {labels[k]} | {v['seconds_per_step']} | {v['images_per_second']} | "
-              f"{v['minor_faults_per_step']:,.0f} | {v['system_seconds_per_step']} | {v['user_seconds_per_step']} | "
-              f"{v['peak_rss_mb']:,.0f} |" for k, v in rows.items()]
-    lines += ["", f"speedup: {speedup}x"]
-    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    about = (f"tensorflow, task {args.task}, {args.steps} steps after {WARMUP} warm-up, "
+             f"mean of {args.repeats} processes each")
+    rows_md = table(["malloc settings", "s per step", "images/s", "minor faults per step", "system s per step",
+                     "user s per step", "peak RSS MB"],
+                    [[labels[k], v["seconds_per_step"], v["images_per_second"], f"{v['minor_faults_per_step']:,.0f}",
+                      v["system_seconds_per_step"], v["user_seconds_per_step"], f"{v['peak_rss_mb']:,.0f}"]
+                     for k, v in rows.items()])
+    print(report(name, [about], rows_md, [f"speedup: {speedup}x"]).read_text())
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import argparse
 import json
 from pathlib import Path
 
-from benchmarks.common import RESULTS, environment, mean_sd, plus_minus, save
+from benchmarks.common import mean_sd, plus_minus, report, save, table
 
 
 def replay(history: list[dict[str, float]], patience: list[int]) -> list[dict[str, object]]:
@@ -85,20 +85,17 @@ def main() -> None:
                            for k in ("epochs_run", "val_age_mae", "val_gender_accuracy", "val_score")}})
     name = "monitors" + (f"-{args.tag}" if args.tag else "")
     print(f"wrote {save(name, {'runs': per_run, 'summary': summary})}")
-    env = environment()
-    lines = [f"# {name}", "", f"{env['date']}, commit {env['commit']}",
-             "Each run's history.csv replayed (validation images as trained: aligned crops unless --val-images "
-             "raw); from: " + ", ".join(str(r) for r in args.runs), "",
-             "| run | monitor | patience | epochs run | kept epoch | val age MAE | val gender accuracy % |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['run']} | {x['monitor']} | {x['patience']} | {x['epochs_run']} | {x['kept_epoch']} | "
-              f"{x['val_age_mae']:.2f} | {x['val_gender_accuracy'] * 100:.1f} |" for r in per_run for x in r["rows"]]
-    if len(per_run) > 1:
-        lines += ["", "| monitor | patience | epochs run | val age MAE | val gender accuracy % |",
-                  "| --- | --- | --- | --- | --- |"]
-        lines += [f"| {s['monitor']} | {s['patience']} | {plus_minus(s['epochs_run'])} | "
-                  f"{plus_minus(s['val_age_mae'])} | {plus_minus(s['val_gender_accuracy'], 100)} |" for s in summary]
-    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    about = ("Each run's history.csv replayed (validation images as trained: aligned crops unless --val-images "
+             "raw); from: " + ", ".join(str(r) for r in args.runs))
+    per_run_md = table(["run", "monitor", "patience", "epochs run", "kept epoch", "val age MAE",
+                        "val gender accuracy %"],
+                       [[r["run"], x["monitor"], x["patience"], x["epochs_run"], x["kept_epoch"],
+                         f"{x['val_age_mae']:.2f}", f"{x['val_gender_accuracy'] * 100:.1f}"]
+                        for r in per_run for x in r["rows"]])
+    means = table(["monitor", "patience", "epochs run", "val age MAE", "val gender accuracy %"],
+                  [[s["monitor"], s["patience"], plus_minus(s["epochs_run"]), plus_minus(s["val_age_mae"]),
+                    plus_minus(s["val_gender_accuracy"], 100)] for s in summary])
+    report(name, [about], per_run_md, *([means] if len(per_run) > 1 else []))
 
 
 if __name__ == "__main__":

@@ -36,9 +36,12 @@ from benchmarks.common import (
     environment,
     mean_sd,
     merge_row,
+    model_letter,
     plus_minus,
+    report,
     save,
     score_model,
+    table,
 )
 
 
@@ -120,20 +123,15 @@ def write(name: str, args: argparse.Namespace, overrides: dict[str, Any], holdou
         summary[task]["mae_change"] = mean_sd([r["refit"]["raw_mae"] - r["split"]["raw_mae"] for r in got])
     save(name, {"holdout_images": holdout, "pool_images": pool_rows, "epochs_override": args.epochs,
                 "limit": args.limit, "overrides": overrides, "rows": rows, "summary": summary})
-    env = environment()
-    lines = [f"# {name}", "", f"{env['date']}, commit {env['commit']}, {env['machine']}",
-             f"backend {rows[0]['backend']}, GPU {rows[0]['gpu']}; holdout: the template's {holdout} validation "
+    about = (f"backend {rows[0]['backend']}, GPU {rows[0]['gpu']}; holdout: the template's {holdout} validation "
              f"chips, read as cv2.imread / 255; pool: the other {pool_rows}"
-             + (f"; changed from the defaults: {overrides}" if overrides else ""), "",
-             "| model | seeds | split run (pool's train part) MAE | accuracy | refit (whole pool) MAE | accuracy | "
-             "MAE change |", "| --- | --- | --- | --- | --- | --- | --- |"]
-
-    for task, s in summary.items():
-        seeds = ",".join(str(r["seed"]) for r in rows if r["task"] == task)
-        lines.append(f"| {'A' if task == 'scratch' else 'B'} | {seeds} | {plus_minus(s['split_raw_mae'])} | "
-                     f"{plus_minus(s['split_raw_acc'], 100)} % | {plus_minus(s['refit_raw_mae'])} | "
-                     f"{plus_minus(s['refit_raw_acc'], 100)} % | {plus_minus(s['mae_change'])} |")
-    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+             + (f"; changed from the defaults: {overrides}" if overrides else ""))
+    report(name, [about], table(
+        ["model", "seeds", "split run (pool's train part) MAE", "accuracy", "refit (whole pool) MAE", "accuracy",
+         "MAE change"],
+        [[model_letter(task), ",".join(str(r["seed"]) for r in rows if r["task"] == task),
+          plus_minus(s["split_raw_mae"]), f"{plus_minus(s['split_raw_acc'], 100)} %", plus_minus(s["refit_raw_mae"]),
+          f"{plus_minus(s['refit_raw_acc'], 100)} %", plus_minus(s["mae_change"])] for task, s in summary.items()]))
 
 
 if __name__ == "__main__":

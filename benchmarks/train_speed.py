@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from benchmarks.accuracy import add_set_option, tagged_overrides
-from benchmarks.common import RESULTS, environment, save
+from benchmarks.common import report, save, table
 
 DESIGNS = {"A plain": ("scratch", {"arch": "plain"}), "A residual": ("scratch", {"arch": "residual"}),
            "B default": ("finetune", {"weights": "none"})}  # the weights do not change the speed
@@ -74,15 +74,12 @@ def main() -> None:
     name = "train_speed" + (f"-{args.tag}" if args.tag else "")
     dest = save(name, {"backend": keras.backend.backend(), "steps": args.steps, "overrides": overrides, "rows": rows})
     print(f"wrote {dest}")
-    env = environment()
     changed = f"; changed from the defaults: {json.dumps(overrides)}" if overrides else ""
-    lines = [f"# {name}", "", f"{env['date']}, commit {env['commit']}, {env['machine']}, "
-             f"{keras.backend.backend()}{changed}", "", "| design | parameters | training images/s (batch 64) | "
-             "ms per image, exported file (batch 32) |", "| --- | --- | --- | --- |"]
-    lines += [f"| {k} | {v['parameters']:,} | {v['train_images_per_second']} | {v['predict_ms_per_image']} |"
-              for k, v in rows.items()]
-    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    md = report(name, [f"{keras.backend.backend()}{changed}"], table(
+        ["design", "parameters", "training images/s (batch 64)", "ms per image, exported file (batch 32)"],
+        [[k, f"{v['parameters']:,}", v["train_images_per_second"], v["predict_ms_per_image"]]
+         for k, v in rows.items()]))
+    print(md.read_text())
 
 
 if __name__ == "__main__":

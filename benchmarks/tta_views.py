@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import RESULTS, TRAIN_VAL, environment, held_out, mean_sd, plus_minus, save
+from benchmarks.common import TRAIN_VAL, held_out, mean_sd, plus_minus, report, save, table
 
 ZOOM_IN, ZOOM_OUT = 1.08, 0.92
 
@@ -121,15 +121,13 @@ def main() -> None:
     result = {"runs": [str(r) for r in args.runs], "validation_images": len(val.names), "shift_px": args.shift,
               "zooms": [ZOOM_IN, ZOOM_OUT], "per_run": per_run, "rows": rows}
     print(f"wrote {save(name, result)}")
-    env = environment()
-    lines = [f"# {name}", "", f"{env['date']}, commit {env['commit']}, {env['machine']}",
-             f"{len(val.names)} held-out chips read as cv2.imread / 255; each view through the hand-in file "
-             "(mirror averaging already inside); runs: " + ", ".join(str(r) for r in args.runs), "",
-             "| views averaged | forward passes (x2 with the mirror) | MAE | gender accuracy % | Δ MAE vs as is | "
-             "Δ accuracy vs as is (points) |", "| --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['views']} | {r['passes']} | {plus_minus(r['mae'])} | {plus_minus(r['gender_accuracy'], 100)} | "
-              f"{plus_minus(r['delta_mae'])} | {plus_minus(r['delta_accuracy'], 100)} |" for r in rows]
-    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    about = (f"{len(val.names)} held-out chips read as cv2.imread / 255; each view through the hand-in file "
+             "(mirror averaging already inside); runs: " + ", ".join(str(r) for r in args.runs))
+    report(name, [about], table(
+        ["views averaged", "forward passes (x2 with the mirror)", "MAE", "gender accuracy %", "Δ MAE vs as is",
+         "Δ accuracy vs as is (points)"],
+        [[r["views"], r["passes"], plus_minus(r["mae"]), plus_minus(r["gender_accuracy"], 100),
+          plus_minus(r["delta_mae"]), plus_minus(r["delta_accuracy"], 100)] for r in rows]))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.ablation import table
+from benchmarks.ablation import variant_tables
 
 
 def _row(variant, seed, mae, acc, **extra):
@@ -16,7 +16,7 @@ def test_ablation_table_means_and_deltas():
     graph = {"raw_graph_tta_mae": 5.5, "raw_graph_tta_acc": 0.92}
     rows = [_row("baseline", 0, 6.0, 0.90), _row("baseline", 1, 5.8, 0.92),
             _row("mixup", 0, 5.5, 0.93, **graph), _row("mixup", 1, 5.7, 0.93, **graph)]
-    lines = table({"rows": rows})
+    lines = [line for block in variant_tables({"rows": rows}) for line in block]
     base = next(line for line in lines if line.startswith("| baseline"))
     mix = next(line for line in lines if line.startswith("| mixup"))
     cells = [c.strip() for c in mix.split("|")[1:-1]]
@@ -38,7 +38,6 @@ def test_ensemble_benchmark_runs_on_two_quick_runs(tiny_cache, tmp_path, monkeyp
 
     runs = [train(quick_config("scratch", tiny_cache, tmp_path, init_seed=s, name=f"s{s}")).run_dir for s in (0, 1)]
     monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
-    monkeypatch.setattr(benchmarks.ensemble, "RESULTS", tmp_path)
     data = read_attrs(tiny_cache)["source_dir"]
     # A member is a run folder (its hand-in file) or a .keras file inside one (e.g. its last epoch).
     copied = runs[1] / "other-age_gender_A.keras"
@@ -77,7 +76,6 @@ def test_ensemble_holdout_scores_other_splits_only_on_chips_no_member_trained_on
     refit_run = train(quick_config("scratch", pool, tmp_path, full=True, init_seed=1, name="refit")).run_dir
     leaky = train(quick_config("scratch", tiny_cache, tmp_path, full=True, name="leaky")).run_dir
     monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
-    monkeypatch.setattr(benchmarks.ensemble, "RESULTS", tmp_path)
     data = read_attrs(tiny_cache)["source_dir"]
 
     def run(*argv):
@@ -204,7 +202,6 @@ def test_tta_views_benchmark_runs_on_a_quick_run(tiny_cache, tmp_path, monkeypat
 
     run = train(quick_config("scratch", tiny_cache, tmp_path, name="v")).run_dir
     monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
-    monkeypatch.setattr(benchmarks.tta_views, "RESULTS", tmp_path)
     monkeypatch.setattr(sys, "argv", ["tta_views", str(run), "--data", read_attrs(tiny_cache)["source_dir"],
                                       "--tag", "t"])
     benchmarks.tta_views.main()
@@ -228,7 +225,6 @@ def test_monitors_benchmark_replays_histories(tmp_path, monkeypatch):
         (tmp_path / name / "history.csv").write_text(
             "epoch,val_age_mae,val_gender_accuracy\n" + "".join(f"{i},{m},{a}\n" for i, (m, a) in enumerate(rows)))
     monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
-    monkeypatch.setattr(benchmarks.monitors, "RESULTS", tmp_path)
     monkeypatch.setattr(sys, "argv", ["monitors", str(tmp_path / "r0"), str(tmp_path / "r1"),
                                       "--patience", "0", "1", "--tag", "t"])
     benchmarks.monitors.main()
@@ -376,3 +372,39 @@ def test_fit_speed_times_a_real_training_run_in_each_malloc_setting(tiny_cache, 
     for row in rows.values():
         assert row["seconds_per_step"] > 0 and row["images_per_second"] > 0 and row["peak_rss_mb"] > 100
     assert {p.name for p in (tmp_path / "scratch").iterdir()} == {"facekit", "patched"}
+
+
+def test_report_stamps_its_tables_and_never_leaves_half_a_file(tmp_path, monkeypatch):
+    import benchmarks.common
+    from benchmarks.common import CODE_COMMIT, report, table
+
+    monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
+    dest = report("t", ["what was measured"], table(["k", "MAE"], [[1, "5.20"], [2, "5.10"]]), ["speedup: 2x"])
+    assert dest.read_text().splitlines() == [
+        "# t", "", dest.read_text().splitlines()[2], "what was measured", "",
+        "| k | MAE |", "| --- | --- |", "| 1 | 5.20 |", "| 2 | 5.10 |", "", "speedup: 2x"]
+    assert f"commit {CODE_COMMIT}, " in dest.read_text().splitlines()[2]
+    with pytest.raises(TypeError):  # a cell that is not text fails inside the write
+        report("t", ["again"], [object()])
+    assert "what was measured" in dest.read_text() and [p.name for p in tmp_path.iterdir()] == ["t.md"]
+
+
+def test_accuracy_summary_table_is_written_per_model(tmp_path, monkeypatch):
+    import argparse
+    import json
+    from types import SimpleNamespace
+
+    import benchmarks.common
+    from benchmarks.accuracy import write
+
+    monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
+    rows = [{**_row("baseline", s, mae, acc), "backend": "tensorflow", "gpu": None}
+            for s, mae, acc in ((0, 5.3, 0.933), (1, 5.5, 0.931))]
+    args = argparse.Namespace(tasks=["scratch", "finetune"], overrides=["internal_size=224"], epochs=None, limit=None)
+    val = SimpleNamespace(names=[f"{i}.jpg" for i in range(4)])  # write reads only how many were scored
+    write("accuracy-t", args, val, rows, complete=False)
+    md = (tmp_path / "accuracy-t.md").read_text()
+    assert '; changed from the defaults: {"internal_size": 224}; PARTIAL' in md
+    assert "| B | 0,1 | 5.40 ± 0.14 | 93.20 ± 0.14 % | 5.30 ± 0.14 | 93.20 ± 0.14 % | 100 |" in md
+    assert "| A |" not in md
+    assert json.loads((tmp_path / "accuracy-t.json").read_text())["summary"]["finetune"]["raw_mae"]["mean"] == 5.4
