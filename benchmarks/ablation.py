@@ -77,7 +77,7 @@ def default_variants(task: str, teacher: bool) -> list[str]:
     A lever that became the default (B's 160 px inside, B's EMA) would otherwise train the baseline again;
     naming it in ``--variants`` still runs it.
     """
-    from facekit.recipe import TrainConfig
+    from facekit.engine.recipe import TrainConfig
 
     base = TrainConfig.for_task(task)
     def absorbed(overrides: dict[str, Any]) -> bool:
@@ -91,7 +91,8 @@ def default_variants(task: str, teacher: bool) -> list[str]:
 def ensure_raw_cache(data: Path) -> None:
     if (ROOT / RAW_CACHE).exists():
         return
-    from facekit.prep import PrepOptions, prep
+    from facekit.prep.pipeline import prep
+    from facekit.prep.workers import PrepOptions
 
     prep(data, ROOT / RAW_CACHE, PrepOptions(align=False))
 
@@ -154,8 +155,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from facekit.contract import HAND_IN_NAMES
-    from facekit.labelled import load_labelled
-    from facekit.recipe import TrainConfig
+    from facekit.data.labelled import load_labelled
+    from facekit.engine.recipe import TrainConfig
 
     name = "ablation" + (f"-{args.tag}" if args.tag else "")
     path = RESULTS / f"{name}.json"

@@ -56,7 +56,7 @@ def main() -> None:
     args = ap.parse_args()
     overrides = tagged_overrides(ap, args)
 
-    from facekit.labelled import load_labelled
+    from facekit.data.labelled import load_labelled
 
     val = load_labelled(args.data, split="val")
     name = "accuracy" + (f"-{args.tag}" if args.tag else "")
@@ -80,7 +80,7 @@ def run_config(task: str, seed: int, args: argparse.Namespace, overrides: dict[s
     and a lever that moves the recipe gets the tag in its run name, so it never resumes or
     overwrites a run of the defaults.
     """
-    from facekit.recipe import TrainConfig
+    from facekit.engine.recipe import TrainConfig
 
     own = {"epochs": args.epochs, "limit": args.limit}
     clash = sorted(k for k, v in own.items() if v is not None and k in overrides)
@@ -109,7 +109,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``["val_images=raw", "ema=true"]`` -> ``{"val_images": "raw", "ema": True}``; unknown fields refused."""
     from dataclasses import fields
 
-    from facekit.recipe import TrainConfig
+    from facekit.engine.recipe import TrainConfig
 
     known = {f.name for f in fields(TrainConfig)}
     out: dict[str, Any] = {}

@@ -57,7 +57,7 @@ def environment() -> dict[str, Any]:
 
 
 def save(name: str, result: dict[str, Any]) -> Path:
-    from facekit.atomic import write_json
+    from facekit.utils.atomic import write_json
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     dest = RESULTS / f"{name}.json"
@@ -72,7 +72,7 @@ def report(name: str, about: list[str], *blocks: list[str]) -> Path:
     beside it name the same machine and commit; written atomically, as the JSON is, so an interrupted
     benchmark never leaves a table that stops mid-row over the complete one of its last run.
     """
-    from facekit.atomic import atomic_path
+    from facekit.utils.atomic import atomic_path
 
     env = environment()
     lines = [f"# {name}", "", f"{env['date']}, commit {env['commit']}, {env['machine']}", *about]
@@ -126,9 +126,9 @@ def score_model(path: str | Path, val: Any, built_in_flip: bool = False,
                 output_order: str = "age,gender") -> dict[str, Any]:
     """Scores of an exported file on held-out raw chips: as it is, with flip averaging of the outputs,
     and with flip averaging built into the graph (features averaged, same weights; what --tta exports)."""
-    from facekit.evaluate import evaluate
-    from facekit.inference import load
-    from facekit.models import export_from_train
+    from facekit.inference.evaluate import evaluate
+    from facekit.inference.load import load
+    from facekit.model.models import export_from_train
 
     lm = load(path, label="m")
     report, _ = evaluate([lm], val, tta=True)
@@ -145,8 +145,8 @@ def held_out(run_dirs: list[Path], data: Path) -> Any:
 
     Runs from before split.json fall back to re-splitting ``data`` by the template.
     """
-    from facekit.evaluate import held_out_names
-    from facekit.labelled import load_labelled
+    from facekit.data.labelled import load_labelled
+    from facekit.inference.evaluate import held_out_names
 
     names, _ = held_out_names([Path(r) / "model.keras" for r in run_dirs], "val")
     return load_labelled(data, split="val", names=names)
@@ -159,7 +159,7 @@ def check_unseen(run_dirs: list[Path], names: list[str]) -> list[bool]:
     honest if no member learnt from those chips; one that chose its epoch on them is allowed but flattered,
     so the caller reports it. A run without a recorded split cannot be checked and is refused.
     """
-    from facekit.split import SPLIT_FILE, read_run_split
+    from facekit.data.split import SPLIT_FILE, read_run_split
 
     holdout, chose = set(names), []
     for run in run_dirs:
@@ -179,8 +179,8 @@ def train_and_score(cfg: Any, val: Any, resume: Path | None = None) -> dict[str,
     Shared by the accuracy and ablation benchmarks so both report the same columns.
     Refuses a ``val`` that is not exactly the run's held-out images.
     """
-    from facekit.split import read_run_split
-    from facekit.train import finished_run, train
+    from facekit.data.split import read_run_split
+    from facekit.engine.train import finished_run, train
 
     # Finished earlier: score it only.
     res = (finished_run(resume) if resume is not None else None) or train(cfg, resume=resume)
@@ -211,10 +211,10 @@ def last_epoch_scores(run_dir: Path, cfg: Any, val: Any, best_epoch: int | None,
     """
     import keras
 
-    from facekit.export import save_hand_in
-    from facekit.models import export_from_train
-    from facekit.runs import LAST, resume_point
-    from facekit.train import averaged_weights
+    from facekit.engine.callbacks import averaged_weights
+    from facekit.engine.runs import LAST, resume_point
+    from facekit.model.export import save_hand_in
+    from facekit.model.models import export_from_train
 
     if not (run_dir / LAST).is_file():
         return {}
@@ -232,8 +232,8 @@ def last_epoch_scores(run_dir: Path, cfg: Any, val: Any, best_epoch: int | None,
 def validation_history(run_dir: Path) -> dict[str, list[float]]:
     """Every epoch's validation age MAE and gender accuracy, kept in the results: run folders do not outlive
     a session here, and ``benchmarks.monitors`` replays other monitors and patiences from these lists."""
-    from facekit.runs import read_history
-    from facekit.selection import AGE, GENDER
+    from facekit.engine.runs import read_history
+    from facekit.engine.selection import AGE, GENDER
 
     rows = read_history(run_dir / "history.csv")
     return {key: [round(r[key], 5) for r in rows if key in r] for key in (AGE, GENDER)}

@@ -37,11 +37,11 @@ def main() -> None:
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
 
-    from facekit.ensemble import merge_files
-    from facekit.evaluate import evaluate
-    from facekit.export import save_hand_in
-    from facekit.inference import load
-    from facekit.recipe import TrainConfig
+    from facekit.engine.recipe import TrainConfig
+    from facekit.inference.evaluate import evaluate
+    from facekit.inference.load import load
+    from facekit.model.ensemble import merge_files
+    from facekit.model.export import save_hand_in
 
     runs = [m.parent if m.suffix == ".keras" else m for m in args.members]
     cfgs = [TrainConfig.load(r / "args.json") for r in runs]

@@ -1,13 +1,13 @@
-"""Training steps of ``facekit.train`` with and without undoing TensorFlow's malloc patch.
+"""Training steps of ``facekit.engine.train`` with and without undoing TensorFlow's malloc patch.
 
     python -m benchmarks.fit_speed [--task scratch] [--steps 30] [--repeats 2] [--tag NAME]
 
 TensorFlow 2.21 fixes glibc's trim threshold at 128 KB when a PyDataset's
 generator starts ("Memory patch applied"), which also stops glibc adapting its
 mmap threshold: every buffer over 128 KB is then mmapped and unmapped afresh at
-each step. ``facekit.device.MallocDefaults`` puts glibc's adaptive values back
+each step. ``facekit.engine.device.MallocDefaults`` puts glibc's adaptive values back
 during fit. ``train_speed`` cannot see any of this (``train_on_batch`` never
-starts a generator), so this runs the real ``facekit.train`` on the prepped
+starts a generator), so this runs the real ``facekit.engine.train`` on the prepped
 cache, once as shipped and once with that callback replaced by a no-op, each in
 a fresh process (the patch and the malloc settings last as long as a process).
 The window is ``--steps`` training batches after three warm-up batches, so
@@ -33,8 +33,8 @@ CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 import keras
-import facekit.train as T
-from facekit.recipe import TrainConfig
+import facekit.engine.train as T
+from facekit.engine.recipe import TrainConfig
 
 task, cache, project, steps, variant = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 options = json.loads(sys.argv[6])

@@ -3,10 +3,10 @@
     python -m benchmarks.mixed_export RUN_DIR [--images 200] [--data ../shared/data/train_val]
 
 Training on a GPU runs in mixed_float16 (``--precision auto``); the hand-in
-file is rebuilt in float32 (``facekit.export``). This rebuilds the run's
+file is rebuilt in float32 (``facekit.model.export``). This rebuilds the run's
 model in mixed_float16, loads the run's hand-in weights into it, and compares
 both on held-out raw chips read as the lecturer reads them. Writes
-benchmarks/results/mixed_export.json; ``facekit.export.MIXED_TOLERANCE`` is
+benchmarks/results/mixed_export.json; ``facekit.model.export.MIXED_TOLERANCE`` is
 set from it, with margin.
 """
 
@@ -29,10 +29,10 @@ def main() -> None:
 
     import keras
 
-    from facekit.export import global_policy
-    from facekit.models import export_from_train
-    from facekit.recipe import TrainConfig
-    from facekit.train import build_models
+    from facekit.engine.recipe import TrainConfig
+    from facekit.engine.train import build_models
+    from facekit.model.export import global_policy
+    from facekit.model.models import export_from_train
 
     cfg = TrainConfig.load(args.run_dir / "args.json")
     hand_in = keras.models.load_model(args.run_dir / cfg.export_name)

@@ -5,7 +5,7 @@
 A run's ``history.csv`` holds every epoch's validation age MAE and gender
 accuracy, so the epoch that early stopping and the saved best would have kept
 under another ``--monitor`` or ``--patience`` can be read off it without
-training again (``facekit.selection.choose_epoch``, the rule resuming uses,
+training again (``facekit.engine.selection.choose_epoch``, the rule resuming uses,
 which follows Keras's early stopping). A results file of ``benchmarks.accuracy``
 stands for its runs: each row keeps its run's per-epoch validation figures
 (``val_history``), so a run folder lost with its session can still be replayed.
@@ -28,7 +28,7 @@ from benchmarks.common import mean_sd, plus_minus, report, save, table
 def replay(history: list[dict[str, float]], patience: list[int]) -> list[dict[str, object]]:
     """One row per monitor and patience: where the run stops, the epoch it keeps, that epoch's figures."""
     from facekit.choices import MONITORS
-    from facekit.selection import AGE, GENDER, choose_epoch, hand_in_score
+    from facekit.engine.selection import AGE, GENDER, choose_epoch, hand_in_score
 
     rows = []
     for monitor in MONITORS:
@@ -46,7 +46,7 @@ def replay(history: list[dict[str, float]], patience: list[int]) -> list[dict[st
 
 def histories(source: Path) -> list[tuple[str, list[dict[str, float]]]]:
     """(run name, per-epoch rows) from a run folder's history.csv, or from each row of an accuracy results file."""
-    from facekit.runs import read_history
+    from facekit.engine.runs import read_history
 
     if source.suffix == ".json":
         rows = [r for r in json.loads(source.read_text())["rows"] if r.get("val_history")]

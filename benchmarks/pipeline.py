@@ -16,9 +16,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from benchmarks.common import save
-from facekit.augment import build_augment
-from facekit.cache import read_cache
-from facekit.dataset import FaceBatches
+from facekit.data.augment import build_augment
+from facekit.data.cache import read_cache
+from facekit.data.dataset import FaceBatches
 
 
 def rate(ds: FaceBatches, workers: int, batches: int) -> float:

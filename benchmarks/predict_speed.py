@@ -33,9 +33,9 @@ from facekit.choices import ENGINES
 
 def default_models(tmp: Path) -> dict[str, Path]:
     """Exports of the default recipes (flip averaging and internal size included), untrained."""
-    from facekit.export import save_hand_in
-    from facekit.recipe import TrainConfig
-    from facekit.train import build_models
+    from facekit.engine.recipe import TrainConfig
+    from facekit.engine.train import build_models
+    from facekit.model.export import save_hand_in
 
     paths = {"A": tmp / "age_gender_A.keras", "B": tmp / "age_gender_B.keras"}
     for kind, task in (("A", "scratch"), ("B", "finetune")):
@@ -57,8 +57,8 @@ def main() -> None:
     ap.add_argument("--engine", default="auto", choices=ENGINES)
     args = ap.parse_args()
     os.environ.setdefault("FACEKIT_MODEL_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "models"))
-    from facekit.inference import load
-    from facekit.predict import Predictor
+    from facekit.inference.load import load
+    from facekit.inference.predict import Predictor
 
     every = sorted(TRAIN_VAL.iterdir())
     singles = every[:: max(1, len(every) // args.images)][: args.images]

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from benchmarks.common import TRAIN_VAL, save
-from facekit.imageio import list_files
-from facekit.prep import PrepOptions, map_files
-from facekit.template import load_template
+from facekit.data.imageio import list_files
+from facekit.face.template import load_template
+from facekit.prep.workers import PrepOptions, map_files
 
 
 def rate(paths: list[str], workers: int) -> tuple[float, int]:

@@ -49,8 +49,8 @@ def pool_cache(src: Path, dest: Path, leave_out: set[str]) -> int:
     """Copy every row of the cache ``src`` whose file is not in ``leave_out`` to ``dest``; returns the rows."""
     import h5py
 
-    from facekit.atomic import atomic_path
-    from facekit.cache import CacheWriter
+    from facekit.data.cache import CacheWriter
+    from facekit.utils.atomic import atomic_path
 
     with h5py.File(src, "r") as f, atomic_path(dest) as tmp:
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["filename"][...]]
@@ -80,9 +80,9 @@ def main() -> None:
     name = "refit" + (f"-{args.tag}" if args.tag else "")
     rows = earlier_rows(name, {"epochs_override": args.epochs, "limit": args.limit, "overrides": overrides})
 
-    from facekit.labelled import load_labelled
-    from facekit.recipe import TrainConfig
-    from facekit.refit import refit
+    from facekit.data.labelled import load_labelled
+    from facekit.engine.recipe import TrainConfig
+    from facekit.engine.refit import refit
 
     holdout = load_labelled(args.data, split="val")
     pool = Path(args.project) / f"pool-{args.cache.stem}.h5"

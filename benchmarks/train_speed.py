@@ -31,9 +31,9 @@ def measure(task: str, options: dict, steps: int, batch: int = 64) -> dict[str, 
     import keras
 
     from facekit.contract import N_AGES
-    from facekit.dataset import age_distributions
-    from facekit.recipe import TrainConfig
-    from facekit.train import build_models, compile_train
+    from facekit.data.dataset import age_distributions
+    from facekit.engine.recipe import TrainConfig
+    from facekit.engine.train import build_models, compile_train
 
     cfg = TrainConfig.for_task(task, **options)
     models = build_models(cfg)

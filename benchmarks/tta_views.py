@@ -72,7 +72,7 @@ def view_sets(names: list[str]) -> dict[str, list[str]]:
 
 def averaged(preds: dict[str, tuple[np.ndarray, np.ndarray]], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Mean age and sigmoid of the mean gender logit, as ``facekit merge`` joins members."""
-    from facekit.ensemble import mean_gender
+    from facekit.model.ensemble import mean_gender
 
     return np.mean([preds[n][0] for n in names], axis=0), mean_gender(np.stack([preds[n][1] for n in names]))
 
@@ -85,9 +85,9 @@ def main() -> None:
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
 
-    from facekit.evaluate import score
-    from facekit.inference import load, run
-    from facekit.recipe import TrainConfig
+    from facekit.engine.recipe import TrainConfig
+    from facekit.inference.evaluate import score
+    from facekit.inference.load import load, run
 
     val = held_out(args.runs, args.data)
     made = views(args.shift)

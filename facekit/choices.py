@@ -18,5 +18,5 @@ CACHE_MODES = ("auto", "memory", "stream")  # train: every crop in memory, or ea
 # train: validate on the cache's aligned crops, or on the held-out files read as the lecturer reads them
 VAL_IMAGES = ("crops", "raw")
 SCRATCH_ARCHS = ("plain", "residual")
-# train: the validation figure that picks the hand-in epoch and drives early stopping (facekit.selection)
+# train: the validation figure that picks the hand-in epoch and drives early stopping (facekit.engine.selection)
 MONITORS = ("val_age_mae", "val_score")  # Model A's trunk: VGG-style, or ResNet-style with a strided stem

@@ -88,7 +88,7 @@ def opencv_findings() -> list[Finding]:
 def backend_findings() -> list[Finding]:
     import keras
 
-    from facekit.device import gpu_name
+    from facekit.engine.device import gpu_name
 
     backend = keras.backend.backend()
     gpu = gpu_name()
@@ -101,7 +101,7 @@ def backend_findings() -> list[Finding]:
 
 def predict_engine_finding(backend: str) -> Finding:
     """Whether predict can use its LiteRT engine here (twice as fast on a CPU) or falls back to Keras."""
-    from facekit.litert import EngineUnavailable, interpreter_class
+    from facekit.inference.litert import EngineUnavailable, interpreter_class
 
     try:
         interpreter = interpreter_class()
@@ -118,8 +118,8 @@ def predict_engine_finding(backend: str) -> Finding:
 def model_file_findings(directory: str | Path | None = None) -> list[Finding]:
     import os
 
-    from facekit.backbones import DEFAULT_BACKBONE, get_backbone
-    from facekit.modelfiles import ENV_VAR, FACE_DETECTOR, FACE_LANDMARKER, ModelFileError, _verify, model_dir
+    from facekit.model.backbones import DEFAULT_BACKBONE, get_backbone
+    from facekit.utils.modelfiles import ENV_VAR, FACE_DETECTOR, FACE_LANDMARKER, ModelFileError, _verify, model_dir
 
     root = model_dir(directory)
     named = bool(directory) or bool(os.environ.get(ENV_VAR))
@@ -154,7 +154,7 @@ def model_file_findings(directory: str | Path | None = None) -> list[Finding]:
 def keras_env_findings() -> list[Finding]:
     """The Keras versions ``facekit check`` loads the hand-in files with."""
     from facekit.contract import CHECK_KERAS
-    from facekit.keras_envs import env_root, existing
+    from facekit.contract.keras_envs import env_root, existing
 
     ready = [s for s in CHECK_KERAS if existing(s)]
     missing = [s for s in CHECK_KERAS if s not in ready]

@@ -50,7 +50,7 @@ def chip_folder(tmp_path: Path, chip_sample: list[Path]) -> Path:
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory: pytest.TempPathFactory, chip_sample: list[Path]) -> Path:
     """A prep cache of 24 real chips, built once per test session."""
-    from facekit.prep import prep
+    from facekit.prep.pipeline import prep
 
     folder = tmp_path_factory.mktemp("tiny") / "faces"
     folder.mkdir()
@@ -61,7 +61,7 @@ def tiny_cache(tmp_path_factory: pytest.TempPathFactory, chip_sample: list[Path]
 
 def quick_config(task: str, cache: Path, project: Path, **kw):
     """A training configuration that runs in seconds on a CPU: 2 epochs of 2 batches of 8."""
-    from facekit.recipe import TrainConfig
+    from facekit.engine.recipe import TrainConfig
 
     base = dict(cache=str(cache), epochs=2, batch_size=8, steps_per_epoch=2, workers=1, project=str(project),
                 weights="none", widths=(16, 16, 16, 16, 16), hidden=16, backbone="mobilenetv2_035")
@@ -75,9 +75,9 @@ def quick_config(task: str, cache: Path, project: Path, **kw):
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Untrained but complete exported models in a runs folder: A, B and B with swapped outputs."""
-    from facekit.backbones import get_backbone
-    from facekit.export import save_hand_in
-    from facekit.models import build_finetune, build_scratch, export_from_train
+    from facekit.model.backbones import get_backbone
+    from facekit.model.export import save_hand_in
+    from facekit.model.models import build_finetune, build_scratch, export_from_train
 
     runs = tmp_path_factory.mktemp("runs")
     a = build_scratch(widths=(8, 8, 16, 16, 16), hidden=16)

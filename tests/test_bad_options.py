@@ -5,11 +5,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from facekit.device import set_precision
-from facekit.predict import predict
-from facekit.prep import PrepOptions, prep
-from facekit.recipe import TrainConfig
-from facekit.train import train
+from facekit.engine.device import set_precision
+from facekit.engine.recipe import TrainConfig
+from facekit.engine.train import train
+from facekit.inference.predict import predict
+from facekit.prep.pipeline import prep
+from facekit.prep.workers import PrepOptions
 from facekit_cli.main import app
 from tests.conftest import quick_config
 
@@ -55,7 +56,7 @@ def test_a_bad_weights_file_leaves_no_run_folder(tiny_cache, tmp_path):
 
 
 def test_mixed_precision_is_refused_on_a_cpu():
-    from facekit.device import gpu_name
+    from facekit.engine.device import gpu_name
 
     if gpu_name():
         pytest.skip("this machine has a GPU")
@@ -79,7 +80,7 @@ def test_a_cache_missing_a_dataset_is_named(tiny_cache, tmp_path):
 
     import h5py
 
-    from facekit.cache import CacheError
+    from facekit.data.cache import CacheError
 
     broken = tmp_path / "broken.h5"
     shutil.copy(tiny_cache, broken)

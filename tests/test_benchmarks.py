@@ -32,8 +32,8 @@ def test_ensemble_benchmark_runs_on_two_quick_runs(tiny_cache, tmp_path, monkeyp
 
     import benchmarks.common
     import benchmarks.ensemble
-    from facekit.cache import read_attrs
-    from facekit.train import train
+    from facekit.data.cache import read_attrs
+    from facekit.engine.train import train
     from tests.conftest import quick_config
 
     runs = [train(quick_config("scratch", tiny_cache, tmp_path, init_seed=s, name=f"s{s}")).run_dir for s in (0, 1)]
@@ -64,9 +64,9 @@ def test_ensemble_holdout_scores_other_splits_only_on_chips_no_member_trained_on
     import benchmarks.common
     import benchmarks.ensemble
     from benchmarks.refit import pool_cache
-    from facekit.cache import read_attrs
-    from facekit.split import read_run_split
-    from facekit.train import train
+    from facekit.data.cache import read_attrs
+    from facekit.data.split import read_run_split
+    from facekit.engine.train import train
     from tests.conftest import quick_config
 
     split_run = train(quick_config("scratch", tiny_cache, tmp_path, name="split")).run_dir
@@ -132,7 +132,7 @@ def test_refit_benchmark_scores_both_files_on_a_holdout_neither_run_saw(tiny_cac
 
     import benchmarks.common
     import benchmarks.refit
-    from facekit.cache import read_attrs
+    from facekit.data.cache import read_attrs
 
     monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
     monkeypatch.setattr(benchmarks.refit, "RESULTS", tmp_path)
@@ -196,8 +196,8 @@ def test_tta_views_benchmark_runs_on_a_quick_run(tiny_cache, tmp_path, monkeypat
 
     import benchmarks.common
     import benchmarks.tta_views
-    from facekit.cache import read_attrs
-    from facekit.train import train
+    from facekit.data.cache import read_attrs
+    from facekit.engine.train import train
     from tests.conftest import quick_config
 
     run = train(quick_config("scratch", tiny_cache, tmp_path, name="v")).run_dir
@@ -258,8 +258,8 @@ def test_monitors_benchmark_reads_the_histories_accuracy_results_keep(tmp_path):
 def test_accuracy_rows_keep_every_epochs_validation_figures(tiny_cache, tmp_path):
     from benchmarks.common import held_out, train_and_score
     from benchmarks.monitors import replay
-    from facekit.cache import read_attrs
-    from facekit.train import train
+    from facekit.data.cache import read_attrs
+    from facekit.engine.train import train
     from tests.conftest import quick_config
 
     cfg = quick_config("scratch", tiny_cache, tmp_path, epochs=3, name="h")
@@ -281,10 +281,11 @@ def test_last_epoch_of_an_ema_run_is_scored_with_its_averaged_weights(tiny_cache
     import numpy as np
 
     from benchmarks.common import held_out, last_epoch_scores
-    from facekit.cache import read_attrs
-    from facekit.models import export_from_train
-    from facekit.runs import LAST
-    from facekit.train import averaged_weights, train
+    from facekit.data.cache import read_attrs
+    from facekit.engine.callbacks import averaged_weights
+    from facekit.engine.runs import LAST
+    from facekit.engine.train import train
+    from facekit.model.models import export_from_train
     from tests.conftest import quick_config
 
     cfg = quick_config("scratch", tiny_cache, tmp_path, ema=True, name="e")
@@ -333,7 +334,7 @@ def test_ablation_refuses_rows_of_another_epoch_count_before_training(tiny_cache
 
     import benchmarks.ablation
     import benchmarks.common
-    from facekit.cache import read_attrs
+    from facekit.data.cache import read_attrs
 
     monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
     monkeypatch.setattr(benchmarks.ablation, "RESULTS", tmp_path)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from keras import layers
 
-from facekit.check import check_model
-from facekit.export import save_hand_in
+from facekit.inference.check import check_model
+from facekit.model.export import save_hand_in
 from tests.conftest import TRAIN_VAL
 
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from facekit.augment import STRENGTHS, build_augment
 from facekit.contract import N_AGES, rgb_to_input
-from facekit.dataset import FaceBatches, age_distributions, mix_batch
+from facekit.data.augment import STRENGTHS, build_augment
+from facekit.data.dataset import FaceBatches, age_distributions, mix_batch
 
 
 def test_model_input_is_bgr_over_255():
@@ -22,7 +22,7 @@ def test_age_distribution():
 
 
 def test_batches_from_real_crops(tiny_cache):
-    from facekit.cache import read_cache
+    from facekit.data.cache import read_cache
 
     data = read_cache(tiny_cache)
     plain = FaceBatches(data.images, data.age, data.gender, batch_size=10)
@@ -74,7 +74,7 @@ def test_mixing_mixes_images_and_targets_alike(mix):
 
 
 def test_mixed_batches_are_reproducible(tiny_cache):
-    from facekit.cache import read_cache
+    from facekit.data.cache import read_cache
 
     data = read_cache(tiny_cache)
     make = lambda: FaceBatches(data.images, data.age, data.gender, 8, None, mix="cutmix", seed=4)  # noqa: E731

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facekit.align import align_face, similarity_transform, transform_points
-from facekit.detect import FaceFinder, main_face
-from facekit.imageio import read_rgb
-from facekit.template import Template, load_template
+from facekit.data.imageio import read_rgb
+from facekit.face.align import align_face, similarity_transform, transform_points
+from facekit.face.detect import FaceFinder, main_face
+from facekit.face.template import Template, load_template
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facekit.cache import read_cache
-from facekit.detections import DetectionsError, load_detections, save_detections
-from facekit.prep import PrepOptions, prep
+from facekit.data.cache import read_cache
+from facekit.data.detections import DetectionsError, load_detections, save_detections
+from facekit.prep.pipeline import prep
+from facekit.prep.workers import PrepOptions
 
 COLUMNS = ("filename", "images", "age", "gender", "score", "landmarks", "aligned", "n_faces", "content_sha256")
 
 
 def _no_mediapipe(monkeypatch) -> list[str]:
     """Every way prep could start MediaPipe or fetch its files now fails, and is recorded."""
-    from facekit import detect, modelfiles
+    from facekit.face import detect
+    from facekit.utils import modelfiles
 
     tried: list[str] = []
 

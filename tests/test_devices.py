@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from facekit.distribute import parse_devices, plan
+from facekit.engine.distribute import parse_devices, plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,9 +24,9 @@ SCRIPT = """
 import json, sys
 from pathlib import Path
 from tests.conftest import quick_config
-from facekit.compat import read_config
-from facekit.runs import read_history
-from facekit.train import train
+from facekit.model.compat import read_config
+from facekit.engine.runs import read_history
+from facekit.engine.train import train
 
 cache, out, task, dropout = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 runs = {n: train(quick_config(task, cache, out, devices=str(n), batch_size=8 // n, epochs=1, steps_per_epoch=1,

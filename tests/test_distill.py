@@ -6,17 +6,17 @@ import keras
 import numpy as np
 import pytest
 
-from facekit.cache import read_cache
 from facekit.contract import N_AGES, rgb_to_input
-from facekit.dataset import FaceBatches
-from facekit.distill import check_teacher_split, mean_targets, teacher_targets
-from facekit.ensemble import merge
-from facekit.export import save_hand_in
-from facekit.models import build_scratch
-from facekit.recipe import TrainConfig
-from facekit.runs import read_history
-from facekit.split import RunSplit, write_run_split
-from facekit.train import train
+from facekit.data.cache import read_cache
+from facekit.data.dataset import FaceBatches
+from facekit.data.split import RunSplit, write_run_split
+from facekit.engine.distill import check_teacher_split, mean_targets, teacher_targets
+from facekit.engine.recipe import TrainConfig
+from facekit.engine.runs import read_history
+from facekit.engine.train import train
+from facekit.model.ensemble import merge
+from facekit.model.export import save_hand_in
+from facekit.model.models import build_scratch
 from tests.conftest import quick_config
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from facekit.check import check_model
-from facekit.ensemble import merge
-from facekit.export import save_hand_in
-from facekit.models import build_scratch, export_from_train
+from facekit.inference.check import check_model
+from facekit.model.ensemble import merge
+from facekit.model.export import save_hand_in
+from facekit.model.models import build_scratch, export_from_train
 from facekit_cli.main import app
 from tests.conftest import TRAIN_VAL, contract_failures
 

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from facekit.evaluate import evaluate
-from facekit.inference import load
-from facekit.labelled import load_labelled
-from facekit.labels import parse_name
+from facekit.data.labelled import load_labelled
+from facekit.data.labels import parse_name
+from facekit.inference.evaluate import evaluate
+from facekit.inference.load import load
 from facekit_cli.main import app
 
 runner = CliRunner()
@@ -59,7 +59,7 @@ def test_swapped_outputs_are_scored_by_name(labelled: Path, tiny_models):
 
 
 def test_split_val_scores_the_held_out_part(labelled: Path):
-    from facekit.split import template_split
+    from facekit.data.split import template_split
 
     names = sorted(p.name for p in labelled.iterdir() if not p.name.startswith("39_1_"))
     _, va = template_split(names)
@@ -69,7 +69,7 @@ def test_split_val_scores_the_held_out_part(labelled: Path):
 
 
 def test_bands():
-    from facekit.labels import age_band
+    from facekit.data.labels import age_band
 
     assert [age_band(a) for a in (0, 10, 11, 20, 70, 71, 116)] == ["0-10", "0-10", "11-20", "11-20", "61-70",
                                                                     "70+", "70+"]
@@ -90,8 +90,8 @@ def test_evaluate_cli(labelled: Path, tiny_models, tmp_path: Path):
 
 
 def test_split_val_scores_exactly_what_the_run_held_out(tiny_cache: Path, tmp_path: Path):
-    from facekit.split import count_twins, read_run_split, template_split
-    from facekit.train import train
+    from facekit.data.split import count_twins, read_run_split, template_split
+    from facekit.engine.train import train
     from tests.conftest import quick_config
 
     # A cache missing some of the folder's files (here --limit) splits differently from the folder:
@@ -133,9 +133,9 @@ def test_split_val_scores_exactly_what_the_run_held_out(tiny_cache: Path, tmp_pa
 
 
 def test_a_truncated_jpeg_gets_one_verdict_everywhere(labelled: Path, tiny_models, tmp_path: Path):
-    from facekit.imageio import damage
-    from facekit.predict import predict
-    from facekit.prep import prep
+    from facekit.data.imageio import damage
+    from facekit.inference.predict import predict
+    from facekit.prep.pipeline import prep
 
     victim = sorted(p for p in labelled.iterdir() if p.name.endswith(".chip.jpg"))[2]
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])

@@ -7,17 +7,17 @@ import keras
 import numpy as np
 import pytest
 
-from facekit.backbones import get_backbone
-from facekit.check import check_model
-from facekit.compat import NEW_KEYS, PortabilityError, make_portable, non_float32, read_config, version_tuple
 from facekit.contract import OLDEST_KERAS, bgr_to_input
-from facekit.export import MIXED_TOLERANCE, float32_copy, global_policy, save_hand_in
-from facekit.models import build_finetune, build_scratch, export_from_train
+from facekit.inference.check import check_model
+from facekit.model.backbones import get_backbone
+from facekit.model.compat import NEW_KEYS, PortabilityError, make_portable, non_float32, read_config, version_tuple
+from facekit.model.export import MIXED_TOLERANCE, float32_copy, global_policy, save_hand_in
+from facekit.model.models import build_finetune, build_scratch, export_from_train
 from tests.conftest import TRAIN_VAL
 
 
 def _chips(n=6):
-    from facekit.check import lecturer_inputs
+    from facekit.inference.check import lecturer_inputs
 
     return lecturer_inputs(sorted(TRAIN_VAL.iterdir())[:n])[0]
 
@@ -91,7 +91,7 @@ def test_saved_hand_in_is_portable_and_has_one_input(tmp_path):
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="synchronized BatchNormalization is TensorFlow's")
 def test_synchronized_batch_norm_stays_out_of_the_file(tmp_path):
-    """TensorFlow multi-device training synchronises BatchNormalization (facekit.distribute); JAX refuses to
+    """TensorFlow multi-device training synchronises BatchNormalization (facekit.engine.distribute); JAX refuses to
     load a layer with the flag, so the file must not carry it, and training must keep it."""
     m = build_scratch(widths=(8, 8, 16, 16, 16), hidden=16)
     bns = [layer for layer in m.train.layers if isinstance(layer, keras.layers.BatchNormalization)]
@@ -142,7 +142,7 @@ def test_mixed_precision_model_is_exported_in_float32(task, tmp_path):
 
 
 def test_save_best_keeps_one_float32_twin_in_step_with_training(tmp_path):
-    from facekit.train import SaveBest
+    from facekit.engine.callbacks import SaveBest
 
     with global_policy("mixed_float16"):
         export = export_from_train(build_scratch(widths=(8, 8, 16, 16, 16), hidden=16).train)

@@ -12,7 +12,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from facekit.prep import prep
+from facekit.prep.pipeline import prep
 from tests.conftest import ROOT
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facekit.imageio import ImageReadError, read_rgb, square_resize
+from facekit.data.imageio import ImageReadError, read_rgb, square_resize
 
 
 @pytest.fixture()

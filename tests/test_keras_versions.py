@@ -8,11 +8,10 @@ import keras
 import pytest
 from typer.testing import CliRunner
 
-from facekit import keras_envs
-from facekit.check import SAME_BACKEND_TOL, check_model
-from facekit.compat import version_tuple
-from facekit.contract import CHECK_KERAS, OLDEST_KERAS
-from facekit.train import train
+from facekit.contract import CHECK_KERAS, OLDEST_KERAS, keras_envs
+from facekit.engine.train import train
+from facekit.inference.check import SAME_BACKEND_TOL, check_model
+from facekit.model.compat import version_tuple
 from facekit_cli.main import app
 from tests.conftest import TRAIN_VAL, contract_failures, quick_config
 

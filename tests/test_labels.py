@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from facekit.labels import MAX_AGE, Label, Rejection, parse_name
+from facekit.data.labels import MAX_AGE, Label, Rejection, parse_name
 
 
 def test_clean_name():

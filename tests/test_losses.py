@@ -4,8 +4,8 @@ import pytest
 from keras import ops
 
 from facekit.contract import N_AGES
-from facekit.dataset import age_distributions
-from facekit.losses import DistributionVariance, LabelAccuracy
+from facekit.data.dataset import age_distributions
+from facekit.model.losses import DistributionVariance, LabelAccuracy
 
 
 def test_variance_term_adds_to_cross_entropy():

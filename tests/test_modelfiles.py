@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from facekit.modelfiles import FACE_DETECTOR, ModelFileError, ensure_model_file
+from facekit.utils.modelfiles import FACE_DETECTOR, ModelFileError, ensure_model_file
 
 
 def test_offline_copy_is_verified():

@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from facekit.backbones import REGISTRY, get_backbone, resolve_weights
-from facekit.models import build_finetune, build_scratch, export_from_train, flip_horizontal, input_adapter
+from facekit.model.backbones import REGISTRY, get_backbone, resolve_weights
+from facekit.model.models import build_finetune, build_scratch, export_from_train, flip_horizontal, input_adapter
 
 REQUIRED = {"mobilenet_075", "mobilenetv2_035", "efficientnetb0", "efficientnetv2b0", "resnet50", "convnext_tiny"}
 

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from facekit.inference import load, load_all, newest_model, resolve_model
-from facekit.predict import predict
+from facekit.inference.load import load, load_all, newest_model, resolve_model
+from facekit.inference.predict import predict
 from facekit_cli.main import app
 
 runner = CliRunner()
@@ -105,7 +105,7 @@ def test_predict_cli(photos: Path, tiny_models):
 def _validator(definition: str):
     import jsonschema
 
-    from facekit.prediction_records import load_schema
+    from facekit.inference.records import load_schema
 
     schema = load_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
@@ -114,7 +114,7 @@ def _validator(definition: str):
 
 def test_streamed_records_follow_the_documented_schema(photos: Path, tiny_models, tmp_path: Path):
     """--jsonl and --csv on a folder with bad files: a valid record for every image, in folder order."""
-    from facekit.prediction_records import CSV_COLUMNS, csv_row
+    from facekit.inference.records import CSV_COLUMNS, csv_row
 
     (photos / "empty.jpg").write_bytes(b"")
     args = ["predict", str(photos), "-m", str(tiny_models["A"]), "-m", str(tiny_models["B"])]
@@ -161,7 +161,7 @@ def test_output_options_refused_with_a_reason(photos: Path, tiny_models, tmp_pat
 
 
 def test_batched_predictions_equal_one_at_a_time(photos: Path, loaded, chip_sample: list[Path]):
-    from facekit.predict import Predictor, expand_inputs
+    from facekit.inference.predict import Predictor, expand_inputs
 
     files = [*expand_inputs([photos]), *chip_sample[:6]]
     with Predictor(loaded, batch_size=32) as predictor:
@@ -181,8 +181,8 @@ def test_batched_predictions_equal_one_at_a_time(photos: Path, loaded, chip_samp
 
 def test_compiled_run_pads_and_chunks_without_changing_answers(loaded, chip_sample: list[Path]):
     from facekit.contract import rgb_to_input
-    from facekit.imageio import square_resize
-    from facekit.inference import run
+    from facekit.data.imageio import square_resize
+    from facekit.inference.load import run
 
     x = rgb_to_input(np.stack([square_resize(np.asarray(Image.open(p).convert("RGB"))) for p in chip_sample[:11]]))
     for lm in loaded:
@@ -193,7 +193,7 @@ def test_compiled_run_pads_and_chunks_without_changing_answers(loaded, chip_samp
 
 
 def test_recursive_folders_and_awkward_photos(tmp_path: Path, chip_sample: list[Path], loaded):
-    from facekit.predict import expand_inputs, predict
+    from facekit.inference.predict import expand_inputs, predict
 
     root = tmp_path / "holiday"
     (root / "day1").mkdir(parents=True)
@@ -232,11 +232,11 @@ def test_recursive_folders_and_awkward_photos(tmp_path: Path, chip_sample: list[
 def test_litert_engine_agrees_with_keras_and_recovers(loaded, chip_sample: list[Path], tmp_path: Path, monkeypatch):
     import keras
 
-    from facekit import litert
     from facekit.contract import rgb_to_input
-    from facekit.imageio import square_resize
-    from facekit.inference import run
-    from facekit.predict import Predictor
+    from facekit.data.imageio import square_resize
+    from facekit.inference import litert
+    from facekit.inference.load import run
+    from facekit.inference.predict import Predictor
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     x = rgb_to_input(np.stack([square_resize(np.asarray(Image.open(p).convert("RGB"))) for p in chip_sample[:5]]))

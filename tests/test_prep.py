@@ -9,9 +9,10 @@ import h5py
 import numpy as np
 import pytest
 
-from facekit import cache as cache_mod
-from facekit.cache import SCHEMA_VERSION, CacheError, read_cache
-from facekit.prep import PrepOptions, prep
+from facekit.data import cache as cache_mod
+from facekit.data.cache import SCHEMA_VERSION, CacheError, read_cache
+from facekit.prep.pipeline import prep
+from facekit.prep.workers import PrepOptions
 
 
 @pytest.fixture()
@@ -41,7 +42,7 @@ def test_prep_builds_cache_and_report(messy_folder: Path, tmp_path: Path):
     assert dup and dup[0]["conflict"] and dup[0]["differs"] == ["age", "gender", "race"]
     assert json.loads(res.report_path.read_text())["counts"] == c
     assert res.samples_png.exists() and res.pairs_png.exists()
-    from facekit.report import summary_lines
+    from facekit.data.report import summary_lines
 
     text = "\n".join(summary_lines(res.report))
     assert "missing-field 1" in text and "no face   40_0_0_20170116174525998" in text
@@ -119,7 +120,7 @@ def test_folder_without_labels(tmp_path: Path):
 
 
 def test_duplicates_name_the_labels_that_differ():
-    from facekit.report import find_duplicates
+    from facekit.data.report import find_duplicates
 
     def row(name, age, gender, race, sha):
         return {"file": name, "age": age, "gender": gender, "race": race, "sha": sha}
@@ -131,7 +132,7 @@ def test_duplicates_name_the_labels_that_differ():
 
 def _count_detections(monkeypatch) -> dict[str, int]:
     """Counts FaceFinder.find calls (workers=1 runs them in this process)."""
-    from facekit.detect import FaceFinder
+    from facekit.face.detect import FaceFinder
 
     calls = {"n": 0}
     real = FaceFinder.find
@@ -168,7 +169,7 @@ def test_incremental_prep_detects_only_changed_files(chip_folder: Path, chip_sam
 
 
 def _count_reads(monkeypatch) -> list[str]:
-    from facekit import prep as prep_mod
+    from facekit.prep import workers as prep_mod  # where each image is read
 
     reads: list[str] = []
     real = prep_mod.read_rgb
@@ -183,7 +184,7 @@ def _count_reads(monkeypatch) -> list[str]:
 
 def test_unchanged_files_are_not_even_read(chip_folder: Path, chip_sample: list[Path], tmp_path: Path,
                                           monkeypatch):
-    from facekit import prep as prep_mod
+    from facekit.prep import pipeline as prep_mod
 
     monkeypatch.setattr(prep_mod, "N_PREVIEWS", 0)  # a preview needs the source image: none, so none is read
     out = tmp_path / "c.h5"
@@ -241,7 +242,7 @@ def test_interrupted_prep_resumes_where_it_stopped(chip_folder: Path, tmp_path: 
 
 
 def test_streamed_cache_reads_what_memory_holds(chip_folder: Path, tmp_path: Path, monkeypatch):
-    from facekit.cache import CacheImages, choose_mode, take
+    from facekit.data.cache import CacheImages, choose_mode, take
 
     out = prep(chip_folder, tmp_path / "c.h5", workers=1).cache
     mem, disk = read_cache(out), read_cache(out, in_memory=False)

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from facekit.modelfiles import ModelFileError
-from facekit.prep import PrepError, PrepOptions, map_files, prep
-from facekit.template import load_template
+from facekit.face.template import load_template
+from facekit.prep.pipeline import prep
+from facekit.prep.workers import PrepError, PrepOptions, map_files
+from facekit.utils.modelfiles import ModelFileError
 from tests.conftest import MODELS, TRAIN_VAL
 
 

@@ -6,9 +6,9 @@ import keras
 import pytest
 from typer.testing import CliRunner
 
-from facekit.refit import refit
-from facekit.runs import read_history
-from facekit.train import TrainingInterrupted
+from facekit.engine.refit import refit
+from facekit.engine.runs import read_history
+from facekit.engine.train import TrainingInterrupted
 from facekit_cli.main import app
 from tests.conftest import quick_config
 

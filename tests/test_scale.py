@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facekit.cache import CacheWriter, read_attrs
+from facekit.data.cache import CacheWriter, read_attrs
 from tests.conftest import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from facekit.selection import AGE, GENDER, SCORE, choose_epoch, hand_in_score, monitored
+from facekit.engine.selection import AGE, GENDER, SCORE, choose_epoch, hand_in_score, monitored
 
 
 def test_score_is_age_mae_plus_a_tenth_per_point_of_gender_error():

@@ -2,7 +2,7 @@ import random
 
 import numpy as np
 
-from facekit.split import template_split
+from facekit.data.split import template_split
 
 
 def test_matches_the_course_template_on_sorted_names():

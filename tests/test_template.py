@@ -7,9 +7,9 @@ import numpy as np
 from typer.testing import CliRunner
 
 from facekit.contract import INPUT_SIZE
-from facekit.prep import prep
-from facekit.template import DEFAULT_TEMPLATE, Template, framing_for, load_template, save_template
-from facekit.train import train
+from facekit.engine.train import train
+from facekit.face.template import DEFAULT_TEMPLATE, Template, framing_for, load_template, save_template
+from facekit.prep.pipeline import prep
 from facekit_cli.main import app
 from tests.conftest import quick_config
 

@@ -10,12 +10,12 @@ import keras
 import numpy as np
 import pytest
 
-from facekit.check import check_model
-from facekit.inference import load, run
-from facekit.models import find_backbone
-from facekit.recipe import TrainConfig
-from facekit.runs import CURVES, ResumePoint, align_history, read_history, resume_point, save_checkpoint
-from facekit.train import TrainingInterrupted, build_models, compile_train, finished_run, train
+from facekit.engine.recipe import TrainConfig
+from facekit.engine.runs import CURVES, ResumePoint, align_history, read_history, resume_point, save_checkpoint
+from facekit.engine.train import TrainingInterrupted, build_models, compile_train, finished_run, train
+from facekit.inference.check import check_model
+from facekit.inference.load import load, run
+from facekit.model.models import find_backbone
 from tests.conftest import TRAIN_VAL, contract_failures, quick_config
 
 RUN_FILES = {"args.json", "history.csv", "metrics.json", "last.keras", "state.json", "summary.txt",
@@ -194,7 +194,7 @@ def test_ema_half_life_is_one_epoch(tiny_cache, tmp_path):
 def test_jax_backend_trains_and_loads(tiny_cache, tmp_path):
     pytest.importorskip("jax")
     code = (
-        "import sys; from tests.conftest import quick_config; from facekit.train import train; "
+        "import sys; from tests.conftest import quick_config; from facekit.engine.train import train; "
         "r = train(quick_config('finetune', sys.argv[1], sys.argv[2], ema=True, freeze_epochs=1, patience=0)); "
         "print('MODEL', r.model_path)"
     )  # EMA across the frozen and full phases once started the second from all-zero weights on JAX
@@ -361,7 +361,7 @@ def test_plot_model_draws_or_says_once_how_to_fix(tmp_path, monkeypatch):
     import builtins
     import shutil
 
-    from facekit.runs import plot_model
+    from facekit.engine.runs import plot_model
 
     model = build_models(quick_config("scratch", Path("unused.h5"), tmp_path)).export
     if shutil.which("dot"):
@@ -433,11 +433,11 @@ def test_resume_keeps_counting_epochs_without_improvement(tiny_cache, tmp_path):
 
 
 def test_validation_on_raw_files_scores_what_the_lecturer_reads(tiny_cache, tmp_path):
-    from facekit.cache import read_attrs, read_cache
     from facekit.contract import rgb_to_input
-    from facekit.labelled import load_labelled
-    from facekit.split import read_run_split
-    from facekit.train import raw_validation
+    from facekit.data.cache import read_attrs, read_cache
+    from facekit.data.labelled import load_labelled
+    from facekit.data.split import read_run_split
+    from facekit.engine.train import raw_validation
 
     cfg = quick_config("scratch", tiny_cache, tmp_path, val_images="raw", epochs=1, steps_per_epoch=1)
     r = train(cfg)
@@ -470,7 +470,7 @@ def test_validation_on_raw_files_scores_what_the_lecturer_reads(tiny_cache, tmp_
 
 
 def test_score_monitor_picks_and_resumes_on_age_and_gender(tiny_cache, tmp_path):
-    from facekit.selection import SCORE, choose_epoch, hand_in_score
+    from facekit.engine.selection import SCORE, choose_epoch, hand_in_score
 
     first = train(quick_config("scratch", tiny_cache, tmp_path, epochs=2, monitor=SCORE, patience=3, name="s"))
     history = read_history(first.run_dir / "history.csv")
@@ -492,8 +492,8 @@ MALLOC_SCRIPT = """
 import ctypes, resource, sys
 from pathlib import Path
 from tests.conftest import quick_config
-from facekit.device import _M_TRIM_THRESHOLD
-from facekit.train import train
+from facekit.engine.device import _M_TRIM_THRESHOLD
+from facekit.engine.train import train
 
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]

@@ -1,0 +1,207 @@
+"""docs/results.md and README's results table, generated from benchmarks/results/*.json.
+
+    python -m benchmarks.results_page           # rewrite both
+    python -m benchmarks.results_page --check   # exit 1 when either is stale (the tests run this)
+
+Figures are never typed by hand: every number on the page is read from a
+results file, which records the machine, commit and date it was measured on.
+What this module declares is which files make up a row ("Model B's defaults
+are these three seeds"), never a figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from benchmarks.common import RESULTS, ROOT, mean_sd, model_letter, table
+from facekit.utils.atomic import atomic_path
+
+PAGE = ROOT / "docs" / "results.md"
+README = ROOT / "README.md"
+BEGIN, END = "<!-- results:begin (python -m benchmarks.results_page) -->", "<!-- results:end -->"
+
+# Targets of the accuracy work (held-out raw chips read as cv2.imread / 255, mean of 3 seeds).
+TARGETS = {"scratch": (5.0, 0.925), "finetune": (4.8, 0.935)}
+
+# Rows of the at-a-glance table: (what, model, results files, merge members or None for a seed mean).
+GLANCE: list[tuple[str, str, list[str], int | None]] = [
+    ("defaults (60 epochs), 3 seeds", "scratch", ["accuracy-long", "accuracy-long-seed1", "accuracy-long-seed2"], None),
+    ("best file: 3 runs merged (`facekit merge`)", "scratch", ["ensemble-a60-refit"], 3),
+    ("defaults (EMA), 3 seeds", "finetune", ["accuracy-ema", "accuracy-ema-seed1", "accuracy-ema-seed2"], None),
+    ("best file: 3 refits merged (`facekit merge`)", "finetune", ["ensemble-b-refit-seeds3"], 3),
+]
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def all_results() -> dict[str, dict[str, Any]]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def glance_rows() -> list[list[str]]:
+    rows = []
+    for what, task, names, members in GLANCE:
+        if members is None:
+            runs = [r for n in names for r in load(n)["rows"] if r["task"] == task]
+            mae, acc = mean_sd([r["raw_mae"] for r in runs])["mean"], mean_sd([r["raw_acc"] for r in runs])["mean"]
+            source = ", ".join(f"[{n}](benchmarks/results/{n}.md)" for n in names)
+        else:
+            (row,) = [r for r in load(names[0])["rows"] if r["members"] == members]
+            mae, acc = row["mae"], row["gender_accuracy"]
+            source = f"[{names[0]}](benchmarks/results/{names[0]}.md)"
+        goal_mae, goal_acc = TARGETS[task]
+        rows.append([f"{model_letter(task)}", what, f"{mae:.2f}", pct(acc), f"<= {goal_mae} / >= {pct(goal_acc)}",
+                     source])
+    return rows
+
+
+def glance_block() -> list[str]:
+    return table(["model", "what", "MAE (years)", "gender accuracy", "target", "results"], glance_rows())
+
+
+def accuracy_command(name: str, data: dict[str, Any], row: dict[str, Any]) -> str:
+    tag = name.removeprefix("accuracy").lstrip("-")
+    overrides = (data.get("overrides") or {}).items()
+    sets = " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}"
+                    for k, v in overrides)
+    return (f"`python -m benchmarks.accuracy --tasks {row['task']} --seeds {row['seed']}"
+            + (f" --set {sets}" if sets else "") + (f" --tag {tag}" if tag else "") + "`")
+
+
+def setting(value: Any) -> str:
+    """A lever's value for a table cell: a list of files (teachers) by its count, not its paths."""
+    if isinstance(value, list) and value and all("/" in str(v) for v in value):
+        return f"{len(value)} file{'s' if len(value) > 1 else ''}"
+    return json.dumps(value, separators=(",", ":")) if isinstance(value, list) else str(value)
+
+
+def single_runs(results: dict[str, dict[str, Any]]) -> list[str]:
+    rows = []
+    for name, data in results.items():
+        if not name.startswith("accuracy") or "rows" not in data:
+            continue
+        for r in data["rows"]:
+            overrides = (data.get("overrides") or {}).items()
+            changed = ", ".join(f"{k}={setting(v)}" for k, v in overrides) or "defaults of the day"
+            epochs = f"{r.get('best_epoch', '-')}/{r.get('epochs_run', '-')}"
+            rows.append([model_letter(r["task"]), str(r["seed"]), changed, epochs,
+                         f"{r['raw_mae']:.2f}", pct(r["raw_acc"]), f"{r.get('train_seconds', 0):,.0f}",
+                         f"{data['commit']}", f"[{name}](../benchmarks/results/{name}.md)",
+                         accuracy_command(name, data, r)])
+    rows.sort(key=lambda x: (x[0], float(x[4])))
+    header = ["model", "seed", "changed", "kept/run epochs", "MAE", "accuracy", "train s", "commit", "file", "command"]
+    return table(header, rows)
+
+
+def merges(results: dict[str, dict[str, Any]]) -> list[str]:
+    rows = []
+    for name, data in results.items():
+        if not name.startswith("ensemble"):
+            continue
+        for r in data["rows"]:
+            rows.append([model_letter(data["task"]), str(r["members"]), f"{r['mae']:.2f}", pct(r["gender_accuracy"]),
+                         f"{r.get('megabytes', '-')}", f"{r.get('ms_per_image', '-')}", data["commit"],
+                         f"[{name}](../benchmarks/results/{name}.md)"])
+    return table(["model", "members", "MAE", "accuracy", "MB", "ms/image", "commit", "file"], rows)
+
+
+def refits(results: dict[str, dict[str, Any]]) -> list[str]:
+    rows = []
+    for name, data in results.items():
+        if not name.startswith("refit"):
+            continue
+        for r in data["rows"]:
+            split, full = r["split"], r["refit"]
+            rows.append([model_letter(r["task"]), str(r["seed"]), str(r["best_epoch"]),
+                         f"{split['raw_mae']:.2f} / {pct(split['raw_acc'])}",
+                         f"{full['raw_mae']:.2f} / {pct(full['raw_acc'])}",
+                         r.get("commit", data["commit"]), f"[{name}](../benchmarks/results/{name}.md)"])
+    return table(["model", "seed", "epochs", "split run", "refit on all", "commit", "file"], rows)
+
+
+def other_results(results: dict[str, dict[str, Any]]) -> list[str]:
+    rows = []
+    for name, data in results.items():
+        if name.startswith(("accuracy", "ensemble", "refit")) and "rows" in data or name.endswith(".schema"):
+            continue
+        md = RESULTS / f"{name}.md"
+        link = f"[{name}](../benchmarks/results/{name}.md)" if md.exists() else f"`{name}.json`"
+        stamp = [str(data.get(key, "-")) for key in ("date", "commit", "machine")]
+        rows.append([link, stamp[0][:10], *stamp[1:]])
+    return table(["results", "date", "commit", "machine"], rows)
+
+
+def page() -> str:
+    results = all_results()
+    glance = [line.replace("](benchmarks/", "](../benchmarks/") for line in glance_block()]
+    parts = [
+        "# Results",
+        "",
+        "Generated by `python -m benchmarks.results_page` from `benchmarks/results/*.json`; do not edit by hand "
+        "(a test fails when this page is stale). Scores are on the 1,000 held-out raw chips of the course template's "
+        "split, read as the lecturer reads them (`cv2.imread / 255`, no alignment). Each results file's `.md` "
+        "twin says how it was measured; [benchmarks.md](benchmarks.md) says how to run each benchmark.",
+        "",
+        "## At a glance",
+        "",
+        *glance,
+        "",
+        "## Single runs, best first per model",
+        "",
+        "`changed` is what differed from the defaults of the day the run was measured (the recipe has changed since "
+        "for some rows: the commit says which code ran).",
+        "",
+        *single_runs(results),
+        "",
+        "## Refits: the split run, then the same recipe on all 4,000 training chips",
+        "",
+        *refits(results),
+        "",
+        "## Merges: several files averaged in one (`facekit merge`)",
+        "",
+        *merges(results),
+        "",
+        "## Other measurements (speed, scale, ablations)",
+        "",
+        *other_results(results),
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def readme_text(readme: str) -> str:
+    if BEGIN not in readme or END not in readme:
+        raise SystemExit(f"{README}: the markers {BEGIN!r} and {END!r} are missing")
+    head, rest = readme.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return head + BEGIN + "\n" + "\n".join(glance_block()) + "\n" + END + tail
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 when docs/results.md or README's table is stale")
+    args = ap.parse_args(argv)
+    want = {PAGE: page(), README: readme_text(README.read_text())}
+    stale = [p for p, text in want.items() if not p.exists() or p.read_text() != text]
+    if args.check:
+        for p in stale:
+            print(f"{p.relative_to(ROOT)} is stale: run `python -m benchmarks.results_page`", file=sys.stderr)
+        return 1 if stale else 0
+    for p, text in want.items():
+        with atomic_path(p) as tmp:
+            tmp.write_text(text)
+        print(f"wrote {p.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

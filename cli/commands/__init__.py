@@ -1,0 +1,1 @@
+"""One module per command (or pair of related commands); cli/main.py registers them."""

@@ -1,0 +1,95 @@
+"""`facekit check` and `facekit merge`: judging hand-in files and averaging several into one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from facekit_cli.options import Backend, JsonOpt, KerasOpt, Kind, OutputOrder, print_check, value_of
+from facekit_cli.ui import console, err_console, fail, print_json
+
+
+def check(
+    models: Annotated[list[str], typer.Argument(help="A, B (the newest trained file of that kind) or .keras "
+                                                "paths.")],
+    data: Annotated[Path | None, typer.Option(help="Folder of labelled chips for the sanity test "
+                                              "(an even sample of --samples images).")] = None,
+    samples: Annotated[int, typer.Option(min=1, help="How many images of --data to use.")] = 32,
+    kind: Annotated[Kind | None, typer.Option(help="A or B (default: from the file name); "
+                                              "A adds the feature-map rule.")] = None,
+    backend: Annotated[Backend | None, typer.Option(help="Keras backend to load with (default: KERAS_BACKEND or "
+                                                    "tensorflow).")] = None,
+    keras_versions: KerasOpt = None,
+    project: Annotated[str, typer.Option(help="Runs folder searched for A / B.")] = "runs",
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify the lecturer's contract, on the lecturer's Keras: loads without facekit on this and older Keras
+    versions with the same predictions, float32, input, outputs, gender unit, A's map rule."""
+    from facekit.inference.check import check_model, sample_images
+    from facekit.inference.load import resolve_model
+
+    versions = keras_versions(keras_versions)
+    if data is not None and not data.is_dir():
+        fail(f"{data}: not a directory")
+    try:
+        images = sample_images(data, samples) if data else []
+    except ValueError as exc:
+        fail(str(exc))
+    try:
+        paths = [resolve_model(m, project) for m in models]
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    reports = []
+    for path in paths:
+        try:
+            with err_console.status(f"checking {path}", spinner="dots") as spin:
+                reports.append(check_model(path, kind.value if kind else None, images, backend=value_of(backend),
+                                           keras_versions=versions,
+                                           status=lambda msg: spin.update(f"check: {msg}")))
+        except FileNotFoundError as exc:
+            fail(str(exc))
+    if json_out:
+        print_json([r.to_json() for r in reports])
+    else:
+        for r in reports:
+            print_check(r)
+    if not all(r.passed for r in reports):
+        raise typer.Exit(1)
+
+
+def merge(
+    models: Annotated[list[Path], typer.Argument(help="Two or more hand-in files of one kind (e.g. runs with "
+                                                 "different --init-seed).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The merged file (a .keras name, e.g. "
+                                      "age_gender_B.keras).")],
+    output_order: Annotated[OutputOrder | None, typer.Option(help="Order of the two outputs (default "
+                                                             "age,gender).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Join several trained models into one hand-in file that averages them (built-in layers only)."""
+    from facekit.contract import DEFAULT_OUTPUT_ORDER, hand_in_kind
+    from facekit.model.ensemble import merge_files
+    from facekit.model.export import save_hand_in
+
+    if out.suffix != ".keras":
+        fail(f"{out}: the merged file must end in .keras")
+    kinds = {k for k in (hand_in_kind(p) for p in models) if k}
+    if len(kinds) > 1:
+        fail("members of Model A and Model B cannot be merged: Model A must stay a network trained from scratch")
+    try:
+        with err_console.status(f"merging {len(models)} models", spinner="dots"):
+            model = merge_files(models, value_of(output_order) or DEFAULT_OUTPUT_ORDER)
+            save_hand_in(model, out)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    size = out.stat().st_size / 2**20
+    if json_out:
+        print_json({"out": str(out), "members": [str(p) for p in models], "megabytes": round(size, 2)})
+        return
+    console.print(f"[green]merged[/] {len(models)} models into {out} ({size:.1f} MB): age is their mean, "
+                  "P(female) the sigmoid of their mean logit", highlight=False)
+    console.print(f"next: facekit check {out} --data DIR", highlight=False)
+
+

@@ -1,0 +1,166 @@
+"""`facekit predict`: age and gender for every face in any photo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from facekit_cli.options import Engine, ModelDirOpt, load_models, value_of
+from facekit_cli.ui import console, err_console, fail, progress_bar, reason
+
+
+def _output_stream(output: Path | None):
+    """Where records go: stdout (no file, or ``-``), or a file written atomically (complete or absent)."""
+    import contextlib
+    import sys
+
+    if output is None or str(output) == "-":
+        return contextlib.nullcontext(sys.stdout)
+
+    @contextlib.contextmanager
+    def atomic_text():
+        from facekit.utils.atomic import atomic_path
+
+        with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+            yield f
+
+    return atomic_text()
+
+
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="A, B (newest trained file of that "
+                                                    "kind under --project) or a .keras path; repeat to compare.")]
+    = None,
+    annotate: Annotated[Path | None, typer.Option(help="Write annotated copies of the images into this folder.")]
+    = None,
+    tta: Annotated[bool, typer.Option("--tta", metavar="",
+                                      help="Test-time flip averaging at run time (a model trained with "
+                                         "the default --tta has it built in: not applied twice).")] = False,
+    max_faces: Annotated[int, typer.Option(min=1, help="Most faces to find per image.")] = 20,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", metavar="",
+                                            help="Also the images in subfolders of a folder.")] = False,
+    thorough: Annotated[bool, typer.Option("--thorough", metavar="",
+                                           help="Search every photo twice (with and without a border), as for "
+                                           "group photos with faces of very different sizes; slower.")] = False,
+    scores: Annotated[bool, typer.Option("--scores", metavar="",
+                                         help="Also run the face detector: a confidence score and a detector "
+                                         "box per face (without it: the landmarks' extent, no score); about "
+                                         "3 ms more per image.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Most faces per forward pass.")] = 32,
+    engine: Annotated[Engine, typer.Option(help="What runs the models: litert (each model converted once by "
+                                           "Keras and cached; about 2x faster on a CPU), keras, or auto (litert "
+                                           "where it runs and agrees with Keras, else keras).")] = Engine("auto"),
+    project: Annotated[str, typer.Option(help="Runs folder searched for A / B.")] = "runs",
+    model_dir: ModelDirOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", metavar="", help="One JSON document with every record "
+                                           "and a summary, printed at the end.")] = False,
+    jsonl: Annotated[bool, typer.Option("--jsonl", metavar="", help="One JSON record per face and model, "
+                                        "streamed a line at a time (for big folders).")] = False,
+    csv_out: Annotated[bool, typer.Option("--csv", metavar="", help="The same records as CSV rows, streamed.")]
+    = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the records to this file (written "
+                                                "atomically) instead of standard output; the format comes from "
+                                                "--json/--jsonl/--csv or the file's suffix.")] = None,
+) -> None:
+    """Age and gender for every face in IMAGES (chips, selfies, group photos, folders).
+
+    --json, --jsonl and --csv write versioned records for scripts (README: "Output for scripts"); progress,
+    warnings and the summary line go to standard error, so standard output holds only the records."""
+    import time
+
+    from rich.table import Table
+
+    from facekit.contract import INPUT_SIZE
+    from facekit.face.template import framing_for
+    from facekit.inference.predict import Predictor, expand_inputs
+    from facekit.inference.records import FORMATS, ModelInfo, RecordWriter, Tally, document_header, records
+    from facekit.utils.modelfiles import ModelFileError
+
+    chosen = [f for f, on in (("json", json_out), ("jsonl", jsonl), ("csv", csv_out)) if on]
+    if len(chosen) > 1:
+        fail(f"choose one output format, not {' and '.join('--' + f for f in chosen)}", 2)
+    fmt = chosen[0] if chosen else None
+    to_file = output is not None and str(output) != "-"
+    if fmt is None and to_file:
+        fmt = output.suffix.lower().lstrip(".")
+        if fmt not in FORMATS:
+            fail(f"{output}: cannot tell the format from the suffix; add --json, --jsonl or --csv", 2)
+    elif fmt is None and output is not None:
+        fail("--output - needs --json, --jsonl or --csv", 2)
+    try:
+        files = expand_inputs(images, recursive)
+    except (FileNotFoundError, OSError) as exc:
+        fail(reason(exc))
+    if not files:
+        fail(f"no image files in {', '.join(str(p) for p in images)}" + ("" if recursive else
+                                                                          " (subfolders need --recursive)"))
+    try:
+        models = load_models(model or ["B"], project)
+        template, framing_warnings = framing_for([lm.path for lm in models], INPUT_SIZE)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    warnings = [*(lm.note for lm in models if lm.note), *framing_warnings]
+    for lm in models:
+        if fmt is None:
+            console.print(f"model {lm.label}: {lm.path}", highlight=False)
+    for w in warnings:
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    infos = [ModelInfo.of(lm) for lm in models]
+    tally = Tally()
+    results = []  # the text table only; record formats stream
+    start = time.perf_counter()
+    try:
+        with err_console.status("loading the face finder (a model's first use also converts it for LiteRT, "
+                                "about 10 s, once)", spinner="dots"):
+            predictor = Predictor(models, template, tta=tta, max_faces=max_faces, thorough=thorough,
+                                  batch_size=batch_size, model_dir=str(model_dir) if model_dir else None,
+                                  annotate_dir=annotate, scores=scores, engine=value_of(engine))
+        with predictor, _output_stream(output) as stream, progress_bar("predict") as bar:
+            for note in predictor.notes:
+                err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
+            writer = RecordWriter(stream, fmt, document_header(infos, template.digest(), warnings)) if fmt else None
+            for res in predictor.stream(files):
+                tally.add(res)
+                tally.seconds = time.perf_counter() - start
+                if res.error:
+                    err_console.print(f"[yellow]skipped:[/] {res.error}", highlight=False, soft_wrap=True)
+                if writer:
+                    writer.write(records(res, infos))
+                else:
+                    results.append(res)
+                bar(tally.images, len(files), f"{tally.faces_per_second:.1f} faces/s")
+            if writer:
+                writer.close(tally.to_json())
+    except (ModelFileError, ValueError, OSError) as exc:
+        fail(reason(exc))
+    if fmt is None:
+        table = Table(show_lines=False)
+        table.add_column("image")
+        table.add_column("face", justify="right")
+        table.add_column("box x0,y0,x1,y1")
+        for lm in models:
+            table.add_column(f"{lm.label}: age", justify="right")
+            table.add_column(f"{lm.label}: gender (p)")
+        for r in results:
+            for i, f in enumerate(r.faces):
+                cells = []
+                for lm in models:
+                    p = f.predictions[lm.label]
+                    cells += [f"{p['age']:.1f}", f"{p['gender']} ({max(p['p_female'], 1 - p['p_female']):.2f})"]
+                table.add_row(Path(r.path).name if i == 0 else "", str(i + 1),
+                              ",".join(f"{v:.0f}" for v in f.box), *cells)
+        if table.row_count:
+            console.print(table)
+        for r in results:
+            if r.annotated:
+                console.print(f"annotated: {r.annotated}", highlight=False)
+    err_console.print(tally.line(), highlight=False)
+    if to_file:
+        err_console.print(f"wrote {output}", highlight=False)
+    if not tally.faces:
+        raise typer.Exit(1)
+
+

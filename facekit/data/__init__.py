@@ -1,0 +1,1 @@
+"""Labels, images, the HDF5 cache, splits and the training batches built from them."""

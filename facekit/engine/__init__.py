@@ -1,0 +1,1 @@
+"""Training: the recipe, the fit loop, resume, refit, distillation and run folders."""

@@ -1,0 +1,405 @@
+"""``facekit train``: fit Model A or B on a prep cache and leave a complete run folder.
+
+The best model (by the monitored validation metric) is exported whenever it
+improves, and the training state is saved every epoch, so an interrupted run
+keeps its best model and history and can be resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from facekit.contract import INPUT_SHAPE, PIXEL_SCALE
+from facekit.data.augment import build_augment
+from facekit.data.cache import CacheData, choose_mode, read_cache, take
+from facekit.data.dataset import FaceBatches
+from facekit.data.labelled import load_labelled
+from facekit.data.split import SPLIT_FILE, RunSplit, count_twins, read_run_split, template_split, write_run_split
+from facekit.engine.callbacks import ResumedEarlyStopping, SaveBest, SaveLast, ScoreEpoch, averaged_weights
+from facekit.engine.device import MallocDefaults, describe, set_precision
+from facekit.engine.distill import check_teacher_split, mean_targets, teacher_targets
+from facekit.engine.distribute import Plan, distributed, plan, sync_batch_norm
+from facekit.engine.recipe import TrainConfig
+from facekit.engine.runs import (
+    LAST,
+    STATE,
+    align_history,
+    mark_stopped_early,
+    new_run_dir,
+    plot_curves,
+    plot_model,
+    read_history,
+    resume_point,
+    save_checkpoint,
+    write_summary,
+)
+from facekit.engine.selection import SCORE, choose_epoch
+from facekit.face.template import RUN_TEMPLATE, read_template
+from facekit.model.backbones import get_backbone, resolve_weights
+from facekit.model.export import save_hand_in
+from facekit.model.losses import MEAN_WEIGHT, DistributionVariance, LabelAccuracy
+from facekit.model.models import AgeGenderModels, build_finetune, build_scratch, export_from_train, find_backbone
+from facekit.utils.atomic import write_json
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C during training; the run folder still holds the best model so far."""
+
+    def __init__(self, run_dir: Path, saved: bool = True) -> None:
+        what = "best model so far and history are" if saved else "no epoch finished, so no model was saved; args are"
+        super().__init__(f"training interrupted; {what} in {run_dir}")
+        self.run_dir = run_dir
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_path: Path
+    metrics: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def finished_run(run_dir: str | Path) -> TrainResult | None:
+    """The result a run folder holds if its training ended (all epochs, or stopped early), else None.
+
+    Lets a resumed multi-run job (a refit, a benchmark series) skip what an earlier session completed
+    instead of refusing it as "already trained".
+    """
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text())
+    except ValueError:
+        return None
+    if metrics.get("interrupted") or not metrics.get("model") or not Path(metrics["model"]).is_file():
+        return None
+    return TrainResult(Path(run_dir), Path(metrics["model"]), metrics)
+
+
+def plan_phases(cfg: TrainConfig, has_backbone: bool) -> list[tuple[str, int, int]]:
+    """(phase, first epoch, end epoch): a head-only warm-up with the backbone frozen, then the whole network."""
+    freeze = min(cfg.freeze_epochs, cfg.epochs) if has_backbone else 0
+    phases = [("frozen", 0, freeze)] if freeze else []
+    return phases + ([("full", freeze, cfg.epochs)] if cfg.epochs > freeze else [])
+
+
+def compile_train(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, epochs: int,
+                  constant_lr: float | None = None, lr: float | None = None) -> None:
+    """``lr`` overrides ``cfg.lr`` (scaled for several devices)."""
+    peak = cfg.lr if lr is None else lr
+    total = max(1, steps_per_epoch * epochs)
+    warm = min(total - 1, steps_per_epoch * cfg.warmup_epochs) if constant_lr is None else 0
+    schedule: Any = constant_lr if constant_lr is not None else keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak * 0.01 if warm else peak, decay_steps=max(1, total - warm), alpha=0.01,
+        warmup_target=peak if warm else None, warmup_steps=warm,
+    )
+    # Keras's EMA has no warm-up, so a fixed 0.999 still carried half the random initial weights
+    # after 10 epochs of 63 steps (measured: 26.5 MAE). By default the average has a half-life of one epoch.
+    momentum = cfg.ema_momentum or 0.5 ** (1 / max(1, steps_per_epoch))
+    opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay, use_ema=cfg.ema,
+                                 ema_momentum=momentum)
+    opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    loss: dict[str, Any] = {"age_dist": keras.losses.CategoricalCrossentropy(),
+                            "gender": keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing)}
+    weights = {"age_dist": cfg.age_weight, "gender": cfg.gender_weight}
+    if cfg.mean_variance:
+        loss["age_dist"] = DistributionVariance()
+        loss["age"] = keras.losses.MeanSquaredError()
+        weights["age"] = cfg.age_weight * MEAN_WEIGHT / 2  # the paper's mean loss is half the squared error
+    # Soft gender targets need LabelAccuracy; hard ones keep the built-in, whose checkpoint
+    # (last.keras) then still loads in a plain Keras process.
+    soft = bool(cfg.teachers) or cfg.mix != "none"
+    accuracy = LabelAccuracy() if soft else keras.metrics.BinaryAccuracy(name="accuracy")
+    model.compile(
+        optimizer=opt,
+        loss=loss,
+        loss_weights=weights,
+        # Weighted: validation over several devices pads its last batch with weight-0 copies
+        # (FaceBatches), which plain compiled metrics would count. Without weights they are the same.
+        weighted_metrics={"age": [keras.metrics.MeanAbsoluteError(name="mae")],
+                          "gender": [accuracy]},
+    )
+
+
+def build_models(cfg: TrainConfig) -> AgeGenderModels:
+    if cfg.task == "scratch":
+        models = build_scratch(tuple(cfg.widths), cfg.hidden, cfg.dropout, cfg.output_order, cfg.arch)
+    else:
+        spec = get_backbone(cfg.backbone)
+        weights = resolve_weights(spec, cfg.weights, cfg.model_dir)
+        models = build_finetune(spec, weights, cfg.internal_size, cfg.hidden, cfg.dropout, cfg.output_order)
+    if cfg.tta:
+        models.export = export_from_train(models.train, cfg.output_order, tta=True)
+    return models
+
+
+def select(data: CacheData, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices into the cache: the template split, or everything with --full."""
+    idx = np.arange(len(data))
+    if cfg.limit and cfg.limit < len(data):
+        idx = np.sort(np.random.default_rng(cfg.seed).choice(len(data), cfg.limit, replace=False))  # split-side
+    if cfg.full:
+        return idx, np.array([], dtype=np.int64)
+    tr, va = template_split(list(data.filename[idx]), cfg.val_split, cfg.seed)
+    return idx[tr], idx[va]
+
+
+def raw_validation(cfg: TrainConfig, data: CacheData, names: list[str]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Path]:
+    """The held-out files themselves, read as ``facekit evaluate`` and the lecturer read them, as RGB uint8
+    (what FaceBatches takes): the epoch kept is then the one that scores best on what is scored, not on
+    aligned crops (5.70 aligned against 5.85 raw on one run)."""
+    folder = Path(cfg.raw_dir or str(data.attrs.get("source_dir", "")))
+    if not folder.is_dir():
+        raise ValueError(f"{cfg.cache} was built from {folder}, which is not here; --val-images raw reads the "
+                         "held-out files from it: pass --raw-dir DIR")
+    found = load_labelled(folder, names=names)
+    if found.unreadable or found.rejected:
+        raise ValueError(f"{folder}: {len(found.unreadable) + len(found.rejected)} held-out files cannot be read "
+                         f"as the lecturer reads them (first: {(found.unreadable or found.rejected)[0]})")
+    bgr = np.rint(found.x * PIXEL_SCALE).astype(np.uint8)  # exact: x is uint8 / 255 in float32
+    return bgr[..., ::-1], found.ages, found.genders, folder
+
+
+def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = None,
+          resume: str | Path | None = None) -> TrainResult:
+    """Train per ``cfg`` (or continue the run in ``resume``) and return where everything went.
+
+    With ``cfg.devices`` above one, everything from building the model to the
+    last epoch runs under Keras's data-parallel distribution (``facekit.engine.distribute``).
+    """
+    if resume and (Path(resume) / "args.json").is_file():
+        devices = TrainConfig.load(Path(resume) / "args.json").devices
+    else:
+        devices = cfg.devices
+    dist = plan(devices, cfg.batch_size, cfg.lr)  # refused before any work if this machine cannot
+    with distributed(dist):
+        return _train(cfg, callbacks, resume, dist.devices)
+
+
+def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, resume: str | Path | None,
+           devices: tuple[str, ...]) -> TrainResult:
+    notes: list[str] = []
+    restart_in: Path | None = None
+    if resume:
+        run_dir = Path(resume)
+        if not (run_dir / "args.json").is_file():
+            raise ValueError(f"{run_dir}: not a run folder (no args.json); --resume takes a folder such as "
+                             "runs/scratch/exp")
+        cfg = TrainConfig.load(run_dir / "args.json")
+        if not (run_dir / LAST).is_file():
+            # Interrupted before its first epoch ended: nothing to continue, so the run starts afresh in its folder.
+            notes.append(f"{run_dir}: no epoch had finished, so the run starts afresh there")
+            for stale in ("history.csv", "metrics.json", STATE, cfg.export_name):
+                (run_dir / stale).unlink(missing_ok=True)
+            restart_in, resume = run_dir, None
+    cfg.validate()
+    dist = Plan(devices, cfg.batch_size, cfg.lr)
+    if dist.count > 1:
+        notes.append(f"data parallel over {dist.count} devices ({', '.join(devices)}): global batch "
+                     f"{dist.global_batch}, learning rate {dist.scaled_lr:g}")
+    policy = set_precision(cfg.precision)
+    mode, why = choose_mode(cfg.cache, cfg.cache_mode)
+    data = read_cache(cfg.cache, in_memory=mode == "memory")
+    notes.append(f"cache in {mode}: {why}")
+    if data.attrs.get("channel_order") != "RGB":
+        raise ValueError(f"{cfg.cache}: channel order {data.attrs.get('channel_order')!r}, expected RGB")
+    if data.images.shape[1:] != INPUT_SHAPE:
+        raise ValueError(f"{cfg.cache}: crops of {data.images.shape[1:]}, the models take {INPUT_SHAPE}; "
+                         "rebuild the cache with `facekit prep --force`")
+    tr, va = select(data, cfg)
+    if len(tr) == 0 or (not cfg.full and len(va) == 0):
+        raise ValueError(f"{cfg.cache}: too few images to split ({len(tr)} train, {len(va)} validation)")
+
+    split = RunSplit(train=[str(n) for n in data.filename[tr]], val=[str(n) for n in data.filename[va]],
+                     cache=str(cfg.cache), seed=cfg.seed, val_split=cfg.val_split, full=cfg.full,
+                     val_twins_in_train=count_twins(data.content_sha256[tr], data.content_sha256[va]))
+    train_images = take(data.images, tr)  # in memory a copy: made once, for the teachers and the loader
+    soft = None
+    if cfg.teachers:
+        notes.extend(n for t in cfg.teachers if (n := check_teacher_split(Path(t), split)))
+        targets = mean_targets([teacher_targets(t, train_images, cfg.sigma) for t in cfg.teachers])
+        soft = (targets.age_dist, targets.p_female)
+        notes.append(f"distilling from {', '.join(cfg.teachers)} ({targets.source}), weight {cfg.distill_weight}")
+    train_batches = FaceBatches(train_images, data.age[tr], data.gender[tr], dist.global_batch,
+                                build_augment(cfg.augment), shuffle=True, sigma=cfg.sigma, seed=cfg.run_seed,
+                                workers=cfg.workers, steps=cfg.steps_per_epoch, mix=cfg.mix,
+                                mix_alpha=cfg.mix_alpha, soft=soft, soft_weight=cfg.distill_weight,
+                                multiple_of=dist.count)
+    val_batches = None
+    if not cfg.full:
+        if cfg.val_images == "raw":
+            images, ages, genders, where = raw_validation(cfg, data, split.val)
+            notes.append(f"validating on the {len(ages)} held-out files of {where} as the lecturer reads them")
+        else:
+            images, ages, genders = take(data.images, va), data.age[va], data.gender[va]
+        val_batches = FaceBatches(images, ages, genders, dist.global_batch, None, sigma=cfg.sigma,
+                                  workers=cfg.workers, multiple_of=dist.count)
+    monitor = None if cfg.full else cfg.monitor
+    initial_epoch, best, best_epoch, earlier_seconds = 0, math.inf, None, 0.0
+    finish_only = False  # training ended in an earlier session, which was killed before writing its metrics
+    if resume:
+        recorded = read_run_split(run_dir)
+        if recorded is not None and (recorded.train != split.train or recorded.val != split.val):
+            raise ValueError(f"{run_dir}: {cfg.cache} no longer splits into the images this run started with "
+                             "(the cache was rebuilt from other files?); resuming would validate on other images. "
+                             "Start a new run instead")
+        if recorded is None:  # a run from before split.json: record the split its args give, from now on
+            write_run_split(run_dir, split)
+            notes.append(f"{run_dir}: no {SPLIT_FILE} (a run older than it); recorded the split of {cfg.cache} "
+                         f"with seed {cfg.seed}")
+        point = resume_point(run_dir)
+        initial_epoch = point.epochs_done
+        ended: str | None = None  # why the run has nothing left to train
+        if point.stopped_early:
+            ended = (f"it stopped early after {initial_epoch} epochs (no {monitor} improvement in "
+                     f"{cfg.patience}), so there is nothing to resume")
+        elif initial_epoch >= cfg.epochs:
+            ended = f"epoch {cfg.epochs} of {cfg.epochs} is done"
+        earlier_seconds = point.train_seconds  # a killed session left no metrics.json, only its checkpoints
+        if (run_dir / "metrics.json").exists():  # an interrupted one: its time includes the unfinished epoch
+            earlier_seconds = max(earlier_seconds, float(
+                json.loads((run_dir / "metrics.json").read_text()).get("train_seconds") or 0))
+        # Killed between the checkpoint and the history row: the row is put back from the checkpoint's
+        # record, and the hand-in file, which that epoch may have been about to write, is written again below.
+        restored = align_history(run_dir, point)  # and drops rows of epochs whose checkpoint was lost
+        history = read_history(run_dir / "history.csv")
+        if monitor and history:
+            chosen = choose_epoch(history, monitor, cfg.patience)
+            best_epoch, best = chosen.best_epoch, chosen.best
+            if chosen.stopped_at is not None and not ended:
+                # Keras's count, carried on by ResumedEarlyStopping: an uninterrupted run stopped at
+                # best + patience; training on would make a different run under the same arguments.
+                ended = (f"no {monitor} improvement in the {initial_epoch - (best_epoch or 0)} epochs since its "
+                         f"best (epoch {best_epoch}), so with patience {cfg.patience} it stopped at epoch "
+                         f"{chosen.stopped_at} and there is nothing to resume")
+        # The restored epoch is the one the hand-in file holds (the best so far, or any epoch of a --full run)
+        rewrite = restored and (not monitor or best_epoch == initial_epoch)
+        if restored:
+            notes.append(f"{run_dir}: its session stopped between epoch {initial_epoch}'s checkpoint and its "
+                         "history row; restored the row from the checkpoint's record"
+                         + (" and wrote the hand-in file from the checkpoint" if rewrite else ""))
+        if ended:
+            # Killed after its last epoch but before metrics.json: the file is saved and the history
+            # complete, so the run is finished without training (a resumed refit or benchmark goes on).
+            if finished_run(run_dir) is not None or len(history) != initial_epoch \
+                    or not (rewrite or (run_dir / cfg.export_name).is_file()):
+                raise ValueError(f"{run_dir}: already trained; {ended}")
+            finish_only = True
+            notes.append(f"{run_dir}: training had ended ({ended.split(', so')[0]}) but its session stopped "
+                         "before writing the metrics; finished the run without training")
+            if best_epoch is None:  # a --full run: its file is the last epoch's
+                best_epoch = initial_epoch
+            if monitor and not point.stopped_early and initial_epoch < cfg.epochs:
+                mark_stopped_early(run_dir)  # as the session would have, had it lived
+        model = keras.models.load_model(run_dir / LAST)  # after every refusal: loading is the slow part
+        models = AgeGenderModels(model, export_from_train(model, cfg.output_order, cfg.tta), find_backbone(model))
+        if rewrite:
+            with averaged_weights(model, cfg.ema):  # what SaveBest saw after SwapEMAWeights
+                save_hand_in(models.export, run_dir / cfg.export_name)
+    else:
+        keras.utils.set_random_seed(cfg.run_seed)
+        models = build_models(cfg)  # before the run folder: a bad weights file leaves no empty run behind
+        run_dir = restart_in or new_run_dir(cfg.project, cfg.task, cfg.name)
+        template = data.attrs.get("template")
+        digest = None
+        if isinstance(template, dict):  # predict frames faces with the template the crops were aligned to
+            write_json(run_dir / RUN_TEMPLATE, template)
+            digest = read_template(run_dir / RUN_TEMPLATE).digest()
+        write_json(run_dir / "args.json", {**cfg.to_json(), "template_digest": digest,
+                                           "distribution": dist.to_json()})
+        write_run_split(run_dir, split)
+    if sync_batch_norm(models.train, dist):
+        notes.append("batch normalisation synchronised over the devices (TensorFlow)")
+    model_path = run_dir / cfg.export_name
+    steps = len(train_batches)
+    save_best = SaveBest(models.export, model_path, monitor, best, best_epoch)
+    start = time.perf_counter()
+
+    def seconds() -> float:
+        return earlier_seconds + time.perf_counter() - start
+
+    save_last = SaveLast(run_dir, seconds)
+    csv_log = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=bool(resume))
+    stop = None
+    if monitor and cfg.patience:
+        stop = ResumedEarlyStopping(monitor=monitor, patience=cfg.patience, mode="min", restore_best_weights=True,
+                                    best=best, wait=initial_epoch - best_epoch if best_epoch else 0)
+
+    interrupted = False
+    plan = [] if finish_only else plan_phases(cfg, models.backbone is not None)
+    try:
+        for phase, first, end in plan:
+            if end <= initial_epoch:
+                continue
+            if initial_epoch <= first:  # the phase starts now; a resumed one keeps its loaded optimizer
+                if models.backbone is not None:
+                    models.backbone.trainable = phase == "full"
+                compile_train(models.train, cfg, steps, end - first,
+                              constant_lr=dist.scaled_lr if phase == "frozen" else None, lr=dist.scaled_lr)
+            # A fresh EMA swapper per fit: one left over from the previous phase would swap
+            # the new optimizer's unbuilt averages into the model.
+            ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []
+            # The score first: saving, the CSV and early stopping read it from the logs it adds to.
+            score = [ScoreEpoch()] if monitor == SCORE else []
+            cbs = [MallocDefaults(), *score, save_last, *ema, save_best, csv_log, *([stop] if stop else []),
+                   *(callbacks or [])]
+            models.train.fit(train_batches, validation_data=val_batches, epochs=end,
+                             initial_epoch=max(first, initial_epoch), callbacks=cbs, verbose=0)
+            csv_log.append = True  # the next phase must not overwrite this one's rows
+            if stop is not None and stop.stopped_epoch > 0:
+                mark_stopped_early(run_dir)
+                break
+            if end < cfg.epochs:
+                # The weights the next phase starts from (with EMA: the average, as fit leaves them).
+                save_checkpoint(run_dir, models.train, end, seconds())
+    except KeyboardInterrupt:
+        interrupted = True
+
+    history = read_history(run_dir / "history.csv")
+    # Interrupted before the first epoch ended: no model is written, rather than an untrained
+    # file under the hand-in name.
+    saved = model_path.exists()
+    metrics = {
+        "model": str(model_path) if saved else None,
+        "task": cfg.task,
+        "backbone": cfg.backbone if cfg.task == "finetune" else None,
+        "epochs_run": len(history),
+        "best_epoch": save_best.best_epoch,
+        "monitor": monitor,
+        "val_age_mae": save_best.best_logs.get("val_age_mae"),
+        "val_gender_accuracy": save_best.best_logs.get("val_gender_accuracy"),
+        "val_score": save_best.best_logs.get(SCORE),  # with --monitor val_score only
+        "train_images": int(len(tr)),
+        "val_images": int(len(va)),
+        "val_twins_in_train": split.val_twins_in_train,  # pixel-identical copies: their scores are not unseen
+        "train_seconds": round(seconds(), 1),  # all sessions of the run
+        "precision": policy,
+        "cache_mode": mode,
+        "devices": dist.count,
+        "interrupted": interrupted,
+        **describe(),
+    }
+    if resume and save_best.best_logs == {} and best_epoch:
+        row = history[best_epoch - 1]
+        metrics.update(val_age_mae=row.get("val_age_mae"), val_gender_accuracy=row.get("val_gender_accuracy"),
+                       val_score=row.get(SCORE))
+    plot_curves(history, run_dir)
+    write_summary(models.export, run_dir)
+    plot_note = plot_model(models.export, run_dir)
+    if not plot_note.endswith("model.png"):
+        notes.append(plot_note)
+    metrics["plot_model"] = plot_note
+    write_json(run_dir / "metrics.json", metrics)
+    if interrupted:
+        raise TrainingInterrupted(run_dir, saved)
+    return TrainResult(run_dir, model_path, metrics, notes)

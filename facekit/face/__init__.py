@@ -1,0 +1,1 @@
+"""Finding and aligning faces: MediaPipe detection, the alignment template, the warp."""

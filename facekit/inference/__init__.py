@@ -1,0 +1,1 @@
+"""Using trained files: loading, predicting, evaluating and checking them."""

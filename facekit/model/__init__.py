@@ -1,0 +1,1 @@
+"""The networks: backbones, Model A and B, their losses, the hand-in export and merges."""

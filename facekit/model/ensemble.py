@@ -1,0 +1,111 @@
+"""Several trained models joined into one hand-in file that averages them, with built-in layers only.
+
+Independently initialised networks make partly independent errors, so their
+average is better than any one (issue 14's first lever). The lecturer's code
+loads one file, so the members go inside one graph over one input:
+
+- age: the mean of the members' expectations, as one frozen Dense over the
+  concatenated age distributions (kernel: the ages 0..116 once per member,
+  divided by the number of members);
+- gender: the mean of the members' logits through one sigmoid, as one Dense
+  unit over the concatenated features that fed each member's gender unit
+  (kernel: the members' kernels stacked, divided by their number; bias: their
+  mean). So the gender output is still literally one sigmoid Dense unit.
+
+Each member's layers are copied into the graph under a ``m<i>_`` prefix (flat,
+not nested), so Model A's rule still finds a small map before the first
+fully connected layer. Members must be facekit exports (they have the
+``age_dist`` and ``gender`` layers the averaging needs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+from facekit.contract import DEFAULT_OUTPUT_ORDER, INPUT_SHAPE, N_AGES, check_output_order, in_output_order
+from facekit.model.compat import read_config
+
+MEMBER_PREFIX = "m{}_"  # member i's layers are copied in as MEMBER_PREFIX.format(i) + their name
+
+
+def mean_gender(p_female: np.ndarray) -> np.ndarray:
+    """Members' P(female) (stacked on the first axis) joined as a merged file joins them: the sigmoid of
+    their mean logit. For the numpy side (distillation targets, averaged views) to match the graph's."""
+    eps = 1e-7
+    p = np.clip(np.asarray(p_female, np.float64), eps, 1 - eps)
+    logit = np.mean(np.log(p) - np.log1p(-p), axis=0)
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
+def age_dist_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """A facekit export's age-distribution layers: its own ``age_dist``, or one per member of a merged file.
+
+    Distillation needs the distribution, not just the mean age; a merged file
+    has no ``age_dist`` of its own, only its members'. Empty for other files.
+    """
+    by_name = {layer.name: layer for layer in model.layers}
+    if "age_dist" in by_name:
+        return [by_name["age_dist"]]
+    members = []
+    while (name := MEMBER_PREFIX.format(len(members)) + "age_dist") in by_name:
+        members.append(by_name[name])
+    return members
+
+
+def _copy_into(member: keras.Model, inp, prefix: str) -> keras.Model:
+    """``member``'s graph over ``inp`` with renamed copies of its layers, carrying its weights."""
+
+    def renamed(layer: keras.layers.Layer) -> keras.layers.Layer:
+        return layer.__class__.from_config({**layer.get_config(), "name": prefix + layer.name})
+
+    copy = keras.models.clone_model(member, input_tensors=inp, clone_function=renamed)
+    copy.set_weights(member.get_weights())
+    return copy
+
+
+def merge(members: list[keras.Model], output_order: str = DEFAULT_OUTPUT_ORDER,
+          name: str = "age_gender_ensemble") -> keras.Model:
+    """One model whose age is the members' mean age and whose P(female) is the sigmoid of their mean logit."""
+    if len(members) < 2:
+        raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+    check_output_order(output_order)
+    for i, m in enumerate(members):
+        names = {layer.name for layer in m.layers}
+        missing = {"age_dist", "gender"} - names
+        if missing:
+            raise ValueError(f"member {i + 1} ({m.name}) has no {' or '.join(sorted(missing))} layer: only facekit "
+                             "exports can be merged (their age distribution and gender unit are averaged)")
+    inp = keras.Input(INPUT_SHAPE, name="image")
+    dists, features, kernels, biases = [], [], [], []
+    for i, member in enumerate(members):
+        prefix = MEMBER_PREFIX.format(i)
+        copy = _copy_into(member, inp, prefix)
+        dists.append(copy.get_layer(prefix + "age_dist").output)
+        gender = copy.get_layer(prefix + "gender")
+        features.append(gender.input)
+        kernel, bias = gender.get_weights()
+        kernels.append(kernel)
+        biases.append(bias)
+    k = len(members)
+    age_layer = layers.Dense(1, use_bias=False, trainable=False, name="age", dtype="float32")
+    age = age_layer(layers.Concatenate(name="age_dists")(dists))
+    age_layer.set_weights([np.tile(np.arange(N_AGES, dtype=np.float32), k)[:, None] / k])
+    gender_layer = layers.Dense(1, activation="sigmoid", trainable=False, name="gender", dtype="float32")
+    gender = gender_layer(layers.Concatenate(name="gender_features")(features))
+    gender_layer.set_weights([np.concatenate(kernels, axis=0) / k, np.mean(biases, axis=0)])
+    return keras.Model(inp, in_output_order(age, gender, output_order), name=name)
+
+
+def merge_files(paths: list[str | Path], output_order: str = DEFAULT_OUTPUT_ORDER) -> keras.Model:
+    """``merge`` of saved files (hand-in files of several training runs)."""
+    members = []
+    for p in paths:
+        if not Path(p).is_file():
+            raise FileNotFoundError(f"{p}: no such model file")
+        read_config(p)  # a broken file is "not a Keras 3 .keras file", not Keras's misleading "File not found"
+        members.append(keras.models.load_model(p, compile=False))
+    return merge(members, output_order)

@@ -1,0 +1,1 @@
+"""The preprocessing pipeline: a folder of images in, an HDF5 cache out."""

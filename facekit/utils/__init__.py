@@ -1,0 +1,1 @@
+"""Small shared helpers: atomic writes, figures, model-file downloads."""
