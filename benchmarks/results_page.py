@@ -194,12 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     stale = [p for p, text in want.items() if not p.exists() or p.read_text() != text]
     if args.check:
         for p in stale:
-            print(f"{p.relative_to(ROOT)} is stale: run `python -m benchmarks.results_page`", file=sys.stderr)
+            print(f"{p.name} is stale: run `python -m benchmarks.results_page`", file=sys.stderr)
         return 1 if stale else 0
     for p, text in want.items():
         with atomic_path(p) as tmp:
             tmp.write_text(text)
-        print(f"wrote {p.relative_to(ROOT)}")
+        print(f"wrote {p.name}")
     return 0
 
 

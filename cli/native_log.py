@@ -27,6 +27,9 @@ NOISE = re.compile(
     r"^(?:"
     r"[IW]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\]"  # absl/glog INFO and WARNING
     r"|E\d{4} [\d:.]+\s+\d+ (?:cuda_platform|cuda_executor|cuda_diagnostics|cuda_dnn|cuda_blas|cuda_fft)\.cc:\d+\]"
+    # TensorFlow 2.16-2.20's own format: "2026-12-04 22:20:06.161385: I external/local_tsl/...cc:38] ..."
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IW] [\w./-]+:\d+\]"
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: E [\w./-]*(?:cuda_\w+|cuda/\w+)\.cc:\d+\]"
     r"|WARNING: All log messages before absl::InitializeLog"
     r"|WARNING: Logging before InitGoogle"
     r"|INFO: "  # TensorFlow Lite / LiteRT info

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from facekit.choices import (
     AUGMENT_STRENGTHS,
@@ -74,7 +75,7 @@ def keras_versions(text: str | None) -> tuple[str, ...]:
 
 
 def print_check(report) -> None:
-    console.print(f"[bold]{report.path}[/] (Model {report.kind or '?'})", highlight=False)
+    console.print(f"[bold]{escape(str(report.path))}[/] (Model {report.kind or '?'})", highlight=False)
     for c in report.checks:
         mark = "[yellow]SKIP[/]" if c.untested else {True: "[green]PASS[/]", False: "[red]FAIL[/]",
                                                      None: "[blue]INFO[/]"}[c.ok]

@@ -151,18 +151,26 @@ def model_file_findings(directory: str | Path | None = None) -> list[Finding]:
     return out
 
 
-def keras_env_findings() -> list[Finding]:
-    """The Keras versions ``facekit check`` loads the hand-in files with."""
+def keras_env_findings(python: tuple[int, int] | None = None) -> list[Finding]:
+    """The Keras versions ``facekit check`` loads the hand-in files with, and which this Python can build."""
     from facekit.contract import CHECK_KERAS
-    from facekit.contract.keras_envs import env_root, existing
+    from facekit.contract.keras_envs import env_root, existing, unbuildable, uv_binary
 
     ready = [s for s in CHECK_KERAS if existing(s)]
-    missing = [s for s in CHECK_KERAS if s not in ready]
+    cannot = {s: why for s in CHECK_KERAS if s not in ready and (why := unbuildable(s, python))}
+    missing = [s for s in CHECK_KERAS if s not in ready and s not in cannot]
     detail = f"ready in {env_root()}: {', '.join(ready) or 'none'}"
     if missing:
-        detail += f"; built on first use (about 25 s each, needs the package index): {', '.join(missing)}"
-    return [Finding("hand-in check Keras versions", OK if not missing else INFO, detail,
-                    "" if not missing else "offline: `facekit check --keras none` checks with this Keras only")]
+        how = "with uv, seconds each" if uv_binary() else "with pip, about 25 s each"
+        detail += f"; built on first use ({how}; needs the package index): {', '.join(missing)}"
+    findings = [Finding("hand-in check Keras versions", OK if not missing else INFO, detail,
+                        "" if not missing else "offline: `facekit check --keras none` checks with this Keras only")]
+    if cannot:
+        findings.append(Finding("hand-in check on this Python", WARN, "; ".join(cannot.values()) + ": checks "
+                                "report them NOT VERIFIED here (training still exits 0)",
+                                "check the files once on Python 3.11+ (Colab's 3.13 will do): "
+                                f"`facekit check A B --keras {','.join(cannot)}`"))
+    return findings
 
 
 def diagnose(model_directory: str | Path | None = None) -> dict[str, Any]:

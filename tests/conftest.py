@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,20 @@ MODELS = SHARED / "models"
 os.environ.setdefault("FACEKIT_MODEL_DIR", str(MODELS))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Every training that starts, in this process or a child, appends a line here; the summary counts them.
+TRAIN_LOG = Path(os.environ.setdefault("FACEKIT_TRAIN_LOG", str(Path(tempfile.gettempdir())
+                                                                / f"facekit-train-log-{os.getpid()}.jsonl")))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    TRAIN_LOG.unlink(missing_ok=True)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    runs = TRAIN_LOG.read_text().splitlines() if TRAIN_LOG.exists() else []
+    resumed = sum('"resumed": true' in line for line in runs)
+    terminalreporter.write_line(f"facekit: {len(runs)} training runs started ({resumed} of them resumes), "
+                                f"logged in {TRAIN_LOG}")
 
 
 def _chips() -> list[Path]:
@@ -98,3 +113,20 @@ def contract_failures(report) -> list[tuple[str, str]]:
     for everyone, which `facekit check` rightly fails; every other rule must hold."""
     return [(c.name, c.detail) for c in report.checks
             if c.ok is False and "the same answer for every face" not in c.detail]
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tiny_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny Model A (3 epochs) and Model B (2 epochs) run folders, trained once per session for every test
+    that only reads a trained run. A test that changes a run takes ``trained_copy`` instead."""
+    from facekit.engine.train import train
+
+    project = tmp_path_factory.mktemp("trained")
+    return {"A": train(quick_config("scratch", tiny_cache, project, epochs=3, name="a")).run_dir,
+            "B": train(quick_config("finetune", tiny_cache, project, name="b")).run_dir}
+
+
+@pytest.fixture()
+def trained_copy(trained_runs: dict[str, Path], tmp_path: Path) -> dict[str, Path]:
+    """This test's own copies of the session's trained run folders."""
+    return {k: Path(shutil.copytree(v, tmp_path / "runs" / v.parent.name / v.name)) for k, v in trained_runs.items()}

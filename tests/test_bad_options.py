@@ -38,7 +38,12 @@ def test_cli_refuses_out_of_range_values_before_any_work(args, says):
     ({"name": "../../x"}, "must be a plain folder name"),
     ({"name": "/tmp/x"}, "must be a plain folder name"),
     ({"weights": "/nonexistent.h5"}, "weights file not found"),
-    ({"lr": 0.0}, "lr and sigma must be positive"),
+    ({"lr": 0.0}, "lr must be greater than 0, got 0"),
+    ({"lr": float("nan")}, "lr must be a finite number, got nan"),
+    ({"sigma": float("inf")}, "sigma must be a finite number"),
+    ({"mix_alpha": -1.0}, "mix alpha must be greater than 0, got -1"),
+    ({"distill_weight": 2.0}, "distill weight must be at most 1, got 2"),
+    ({"val_split": 1.0}, "val split must be less than 1, got 1"),
     ({"check_keras": ("2.15",)}, "Keras 3 only"),
 ])
 def test_train_config_refuses_bad_values(tiny_cache, tmp_path, override, message):

@@ -190,17 +190,15 @@ def test_tta_views_move_content_and_average_like_merge():
     assert age[0] == 15.0 and abs(p[0] - 0.5) < 1e-9  # logits +2.2 and -2.2 cancel
 
 
-def test_tta_views_benchmark_runs_on_a_quick_run(tiny_cache, tmp_path, monkeypatch):
+def test_tta_views_benchmark_runs_on_a_quick_run(tiny_cache, trained_copy, tmp_path, monkeypatch):
     import json
     import sys
 
     import benchmarks.common
     import benchmarks.tta_views
     from facekit.data.cache import read_attrs
-    from facekit.engine.train import train
-    from tests.conftest import quick_config
 
-    run = train(quick_config("scratch", tiny_cache, tmp_path, name="v")).run_dir
+    run = trained_copy["A"]
     monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
     monkeypatch.setattr(sys, "argv", ["tta_views", str(run), "--data", read_attrs(tiny_cache)["source_dir"],
                                       "--tag", "t"])

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from facekit.engine.distribute import parse_devices, plan
+from facekit.engine.distribute import plan
+from facekit.engine.recipe import parse_devices
 
 ROOT = Path(__file__).resolve().parents[1]
 

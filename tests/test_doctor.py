@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 import facekit.doctor as doctor
-from facekit.contract import OLDEST_KERAS
+from facekit.contract import OLDEST_KERAS, OLDEST_TRAINING_KERAS
 from facekit_cli.main import app
 from tests.conftest import ROOT
 
@@ -68,7 +68,8 @@ def test_pins_that_keep_installs_working():
     assert deps["mediapipe"] == "mediapipe>=0.10.30"  # older ones pinned protobuf<5 (clashes with TF 2.20+)
     assert "<2.1" in deps["albumentations"]  # the MIT 2.0 line
     assert not [d for d in deps if d.startswith("opencv")]  # mediapipe and albumentations bring cv2
-    assert deps["keras"] == f"keras>={OLDEST_KERAS}"
+    assert deps["keras"] == f"keras>={OLDEST_TRAINING_KERAS}" and OLDEST_KERAS < OLDEST_TRAINING_KERAS
+    assert deps["typer"] == "typer>=0.15.4"
     from packaging.specifiers import SpecifierSet
 
     assert "3.13.5" in SpecifierSet(project["requires-python"]) and "3.10.0" in SpecifierSet(

@@ -9,20 +9,18 @@ import pytest
 from typer.testing import CliRunner
 
 from facekit.contract import CHECK_KERAS, OLDEST_KERAS, keras_envs
-from facekit.engine.train import train
 from facekit.inference.check import SAME_BACKEND_TOL, check_model
 from facekit.model.compat import version_tuple
 from facekit_cli.main import app
-from tests.conftest import TRAIN_VAL, contract_failures, quick_config
+from tests.conftest import TRAIN_VAL, contract_failures
 
 VERSIONS = ("3.5", "3.8", "3.13")  # the oldest supported, Colab's until mid-2025 and since early 2026
 
 
 @pytest.fixture(scope="module")
-def fresh_exports(tiny_cache, tmp_path_factory):
+def fresh_exports(trained_runs):
     """Tiny A and B trained for a few steps with this environment's Keras and exported the facekit way."""
-    project = tmp_path_factory.mktemp("runs")
-    return [train(quick_config(task, tiny_cache, project)).model_path for task in ("scratch", "finetune")]
+    return [trained_runs["A"] / "age_gender_A.keras", trained_runs["B"] / "age_gender_B.keras"]
 
 
 def test_fresh_exports_load_and_agree_on_older_keras(fresh_exports):

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from facekit_cli.native_log import is_noise
 from tests.conftest import MODELS, TRAIN_VAL
 
@@ -73,3 +75,73 @@ def test_predict_is_quiet_unless_verbose(tiny_models, chip_sample):
     loud = subprocess.run(cmd + ["--verbose", *args], env=env, capture_output=True, text=True, timeout=300)
     assert loud.returncode == 0 and [ln for ln in loud.stderr.splitlines() if is_noise(ln)], loud.stderr
     assert json.loads(loud.stdout)["status"] == "ok"  # log lines go to stderr, never into the records
+
+
+@pytest.mark.parametrize("line", [
+    # TensorFlow 2.16 and 2.20 write their own timestamped format, not absl's
+    "2026-12-04 22:20:06.161385: I external/local_xla/xla/tsl/cuda/cudart_stub.cc:32] Could not find cuda drivers "
+    "on your machine, GPU will not be used.",
+    "2026-12-04 22:20:06.197519: I tensorflow/core/platform/cpu_feature_guard.cc:210] This TensorFlow binary is "
+    "optimized to use available CPU instructions in performance-critical operations.",
+    "2026-12-04 22:20:07.512911: W tensorflow/compiler/tf2tensorrt/utils/py_utils.cc:38] TF-TRT Warning: Could not "
+    "find TensorRT",
+    "2026-12-04 22:20:08.001122: E external/local_xla/xla/stream_executor/cuda/cuda_driver.cc:152] failed call to "
+    "cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)",
+])
+def test_tensorflows_own_log_format_is_noise(line):
+    assert is_noise(line)
+
+
+def test_a_real_error_in_tensorflows_format_is_kept():
+    assert not is_noise("2026-12-04 22:20:08.001122: E tensorflow/core/framework/op_kernel.cc:1] OOM when "
+                        "allocating tensor")
+
+
+def test_library_chatter_never_reaches_standard_output(capfd, monkeypatch):
+    """What Keras's LiteRT export prints (Python's print and descriptor 1 alike) stays off stdout."""
+    import os
+
+    from facekit.utils.streams import NATIVE_LOGS, quiet_stdout
+
+    monkeypatch.delenv(NATIVE_LOGS, raising=False)
+    print("record 1", flush=True)
+    with quiet_stdout():
+        print("Saved artifact at '/tmp/x'. The following endpoints are available:")
+        os.write(1, b"* Endpoint 'serve'\n")
+    print("record 2", flush=True)
+    out, _ = capfd.readouterr()
+    assert out == "record 1\nrecord 2\n"
+    monkeypatch.setenv(NATIVE_LOGS, "1")  # debugging: the chatter goes to stderr instead
+    with quiet_stdout():
+        os.write(1, b"Saved artifact\n")
+    out, err = capfd.readouterr()
+    assert out == "" and "Saved artifact" in err
+
+
+def test_litert_conversion_keeps_stdout_clean(capfd, tmp_path, monkeypatch):
+    import os
+
+    import keras
+
+    from facekit.inference import litert
+
+    class Chatty:
+        def export(self, path, format, verbose=True):  # noqa: A002 - Keras's own argument name
+            print("Saved artifact at", path)
+            os.write(1, b"Output Type:\n")
+            with open(path, "wb") as f:
+                f.write(b"tflite")
+
+    monkeypatch.setattr(litert, "cache_dir", lambda: tmp_path)
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("LiteRT conversion needs the TensorFlow backend")
+    dest = litert.convert(Chatty(), "0" * 64)
+    assert dest.read_bytes() == b"tflite"
+    assert capfd.readouterr().out == ""
+
+
+def test_albumentations_never_asks_the_package_index():
+    code = "import facekit.data.augment, os; print(os.environ.get('NO_ALBUMENTATIONS_UPDATE'))"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"})
+    assert res.returncode == 0 and res.stdout.strip() == "1", res.stderr

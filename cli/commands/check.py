@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from facekit_cli.options import Backend, JsonOpt, KerasOpt, Kind, OutputOrder, print_check, value_of
-from facekit_cli.ui import console, err_console, fail, print_json
+from facekit_cli.ui import console, err_console, fail, print_json, reason
 
 
 def check(
@@ -72,9 +73,17 @@ def merge(
     from facekit.contract import DEFAULT_OUTPUT_ORDER, hand_in_kind
     from facekit.model.ensemble import merge_files
     from facekit.model.export import save_hand_in
+    from facekit.utils.atomic import output_path
 
     if out.suffix != ".keras":
         fail(f"{out}: the merged file must end in .keras")
+    twice = sorted({str(p) for p in models if sum(q.resolve() == p.resolve() for q in models) > 1})
+    if twice:
+        fail(f"{', '.join(twice)}: named more than once; a merge averages different runs")
+    try:
+        output_path(out)  # a directory or a device: refused before minutes of loading
+    except OSError as exc:
+        fail(reason(exc))
     kinds = {k for k in (hand_in_kind(p) for p in models) if k}
     if len(kinds) > 1:
         fail("members of Model A and Model B cannot be merged: Model A must stay a network trained from scratch")
@@ -82,13 +91,13 @@ def merge(
         with err_console.status(f"merging {len(models)} models", spinner="dots"):
             model = merge_files(models, value_of(output_order) or DEFAULT_OUTPUT_ORDER)
             save_hand_in(model, out)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
+    except (OSError, ValueError) as exc:
+        fail(reason(exc))
     size = out.stat().st_size / 2**20
     if json_out:
         print_json({"out": str(out), "members": [str(p) for p in models], "megabytes": round(size, 2)})
         return
-    console.print(f"[green]merged[/] {len(models)} models into {out} ({size:.1f} MB): age is their mean, "
+    console.print(f"[green]merged[/] {len(models)} models into {escape(str(out))} ({size:.1f} MB): age is their mean, "
                   "P(female) the sigmoid of their mean logit", highlight=False)
     console.print(f"next: facekit check {out} --data DIR", highlight=False)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from facekit_cli.options import JsonOpt, Split, load_models
 from facekit_cli.ui import console, fail, print_json, progress_bar, reason
@@ -62,7 +63,7 @@ def evaluate(
         print_json(report)
         return
     for w in report["warnings"]:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(str(w))}", highlight=False)
     if report["rejected"]:
         console.print(f"{len(report['rejected'])} files not scored (name not labelled):", highlight=False)
         for r in report["rejected"]:

@@ -6,27 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from facekit_cli.options import Engine, ModelDirOpt, load_models, value_of
 from facekit_cli.ui import console, err_console, fail, progress_bar, reason
-
-
-def _output_stream(output: Path | None):
-    """Where records go: stdout (no file, or ``-``), or a file written atomically (complete or absent)."""
-    import contextlib
-    import sys
-
-    if output is None or str(output) == "-":
-        return contextlib.nullcontext(sys.stdout)
-
-    @contextlib.contextmanager
-    def atomic_text():
-        from facekit.utils.atomic import atomic_path
-
-        with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
-            yield f
-
-    return atomic_text()
 
 
 def predict(
@@ -77,6 +60,7 @@ def predict(
     from facekit.face.template import framing_for
     from facekit.inference.predict import Predictor, expand_inputs
     from facekit.inference.records import FORMATS, ModelInfo, RecordWriter, Tally, document_header, records
+    from facekit.utils.atomic import open_output
     from facekit.utils.modelfiles import ModelFileError
 
     chosen = [f for f, on in (("json", json_out), ("jsonl", jsonl), ("csv", csv_out)) if on]
@@ -90,6 +74,9 @@ def predict(
             fail(f"{output}: cannot tell the format from the suffix; add --json, --jsonl or --csv", 2)
     elif fmt is None and output is not None:
         fail("--output - needs --json, --jsonl or --csv", 2)
+    named = output.suffix.lower().lstrip(".") if to_file else ""
+    if to_file and named in FORMATS and named != fmt:
+        fail(f"{output}: its name says {named}, but --{fmt} was asked; rename the file or leave the flag out", 2)
     try:
         files = expand_inputs(images, recursive)
     except (FileNotFoundError, OSError) as exc:
@@ -107,7 +94,7 @@ def predict(
         if fmt is None:
             console.print(f"model {lm.label}: {lm.path}", highlight=False)
     for w in warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {escape(str(w))}", highlight=False)
     infos = [ModelInfo.of(lm) for lm in models]
     tally = Tally()
     results = []  # the text table only; record formats stream
@@ -118,7 +105,7 @@ def predict(
             predictor = Predictor(models, template, tta=tta, max_faces=max_faces, thorough=thorough,
                                   batch_size=batch_size, model_dir=str(model_dir) if model_dir else None,
                                   annotate_dir=annotate, scores=scores, engine=value_of(engine))
-        with predictor, _output_stream(output) as stream, progress_bar("predict") as bar:
+        with predictor, open_output(output) as stream, progress_bar("predict") as bar:
             for note in predictor.notes:
                 err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
             writer = RecordWriter(stream, fmt, document_header(infos, template.digest(), warnings)) if fmt else None
@@ -126,7 +113,7 @@ def predict(
                 tally.add(res)
                 tally.seconds = time.perf_counter() - start
                 if res.error:
-                    err_console.print(f"[yellow]skipped:[/] {res.error}", highlight=False, soft_wrap=True)
+                    err_console.print(f"[yellow]skipped:[/] {escape(str(res.error))}", highlight=False, soft_wrap=True)
                 if writer:
                     writer.write(records(res, infos))
                 else:

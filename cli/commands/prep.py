@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from facekit_cli.options import JsonOpt, ModelDirOpt, WorkersOpt
 from facekit_cli.ui import console, fail, print_json, progress_bar, reason
@@ -66,13 +67,13 @@ def prep(
                     "detections_saved": str(save_detections) if save_detections else None})
         return
     if result.reused:
-        console.print(f"[green]cache up to date[/]: {result.cache} (use --force to rebuild)")
+        console.print(f"[green]cache up to date[/]: {escape(str(result.cache))} (use --force to rebuild)")
     else:
         reused = (f" ({result.reused_rows} unchanged images reused, not detected again)" if result.reused_rows
                   else "")
         if result.from_detections:
             reused += f" ({result.from_detections} aligned from {detections}, not detected)"
-        console.print(f"[green]wrote[/] {result.cache}{reused}")
+        console.print(f"[green]wrote[/] {escape(str(result.cache))}{reused}")
     for line in summary_lines(result.report):
         console.print(line, highlight=False, markup=False)
     console.print(f"report: {result.report_path}")
@@ -111,7 +112,7 @@ def template(
         save_template(tpl, out)
     except (OSError, ValueError, ModelFileError, PrepError) as exc:
         fail(reason(exc))
-    console.print(f"[green]wrote[/] {out} from {tpl.meta['faces']} faces; use it with "
+    console.print(f"[green]wrote[/] {escape(str(out))} from {tpl.meta['faces']} faces; use it with "
                   f"`facekit prep DIR --template {out}`", highlight=False)
     for name, (x, y) in zip(tpl.to_json()["point_names"], tpl.points):
         console.print(f"  {name:12s} x {x:6.2f}  y {y:6.2f}")

@@ -39,7 +39,24 @@ MAX_FIRST_FC_MAP = 10  # Model A: the map fed to the first fully connected layer
 # mid-2025, 3.10.0 until early 2026 and 3.13.2 since (../shared/docs/findings.md). facekit.model.compat holds the
 # config keys newer Keras writes and older Keras rejects; `facekit check --keras` loads a file on these.
 # 3.5 (August 2024) is as far back as the key table was measured, and exports loaded there as they are.
+GENDER_THRESHOLD = 0.5  # P(female) at or above it reads as female, as the lecturer's code reads the sigmoid
+
+
+def predicted_female(p_female: Any) -> Any:
+    """The lecturer's reading of the gender output: female when P(female) >= 0.5 (scalars and arrays alike)."""
+    return p_female >= GENDER_THRESHOLD
+
+
+def hand_in_scores(true_ages: Any, pred_ages: Any, true_female: Any, p_female: Any) -> tuple[float, float]:
+    """The lecturer's two figures, the one scoring rule of facekit: (age MAE in years, gender accuracy)."""
+    true_ages, pred_ages = np.asarray(true_ages, dtype=np.float64), np.asarray(pred_ages, dtype=np.float64)
+    female = np.asarray(predicted_female(np.asarray(p_female, dtype=np.float64)))
+    right = female == np.asarray(true_female).astype(bool)
+    return float(np.abs(pred_ages - true_ages).mean()), float(right.mean())
+
+
 OLDEST_KERAS = "3.5"
+OLDEST_TRAINING_KERAS = "3.7"  # what facekit runs on (pyproject); its files still load on OLDEST_KERAS
 CHECK_KERAS = ("3.5", "3.8", "3.10", "3.13")  # the oldest supported, then Colab's since 2025
 
 
@@ -56,9 +73,21 @@ def in_output_order(age: Any, gender: Any, output_order: str = DEFAULT_OUTPUT_OR
 
 def read_bgr(path: str | Path) -> np.ndarray | None:
     """An image as the lecturer's code reads it: ``cv2.imread`` (BGR uint8), or None if it cannot."""
-    import cv2
+    import cv2  # lazy: OpenCV costs a CLI start-up that only parses options
 
     return cv2.imread(str(path))
+
+
+def lecturer_image(path: str | Path, size: int = INPUT_SIZE) -> tuple[np.ndarray | None, bool]:
+    """One image as every facekit command that reads "like the lecturer" reads it: ``cv2.imread`` (BGR uint8),
+    resized to size x size with area interpolation when it is another size (the course's chips are 128 x 128;
+    any other image is resized, and said to be, rather than skipped). Returns (image or None, resized)."""
+    import cv2  # lazy: OpenCV costs a CLI start-up that only parses options
+
+    img = read_bgr(path)
+    if img is None or img.shape[:2] == (size, size):
+        return img, False
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA), True
 
 
 def bgr_to_input(bgr_uint8: np.ndarray) -> np.ndarray:

@@ -2,8 +2,10 @@
 
 Each is a virtual environment with ``keras==X.*`` and JAX on CPU (the smallest
 backend to install; the lecturer's file does not care which backend loads it),
-numpy and h5py, created with pip on first use under facekit's cache directory
-and reused afterwards. Creation goes to a temporary folder that is renamed
+numpy and h5py, created on first use under facekit's cache directory (with uv
+when it is installed, which fills one in seconds, else pip) and reused
+afterwards. A Keras release that this Python cannot install (Keras 3.13 needs
+Python 3.11+) is said to be so before anything is built. Creation goes to a temporary folder that is renamed
 into place only when pip succeeded, under a file lock, so two processes never
 share a half-built environment.
 """
@@ -28,12 +30,17 @@ MARKER = "facekit-keras-env.json"  # written last: an environment without it is 
 PACKAGES = ("jax[cpu]", "numpy", "h5py")
 PIP_TIMEOUT = 900.0
 _OFFLINE = ("NewConnectionError", "Network is unreachable", "Temporary failure in name resolution",
-            "Failed to establish a new connection", "ProxyError")
+            "Failed to establish a new connection", "ProxyError", "dns error", "error sending request",
+            "Could not connect", "failed to lookup address")
 _SPEC = re.compile(r"^3\.\d+(\.\d+)?$")
 
 
 class KerasEnvError(Exception):
     """An environment for a Keras version could not be created (no network, no such version, pip failed)."""
+
+
+class PythonTooOld(KerasEnvError):
+    """This Python cannot install that Keras release at all: a fact about the machine, not about a file."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,37 @@ def parse_specs(text: str) -> tuple[str, ...]:
     if bad:
         raise ValueError(f"Keras versions must look like 3.8 or 3.13.2 (Keras 3 only), got {', '.join(bad)}")
     return specs
+
+
+def requires_python(spec: str) -> tuple[int, int]:
+    """The oldest Python a Keras release installs on (its Requires-Python on PyPI, read 2026-12: 3.5-3.11 >=3.9,
+    3.12 >=3.10, 3.13 and later >=3.11)."""
+    minor = int(spec.split(".")[1])
+    return (3, 11) if minor >= 13 else (3, 10) if minor == 12 else (3, 9)
+
+
+def unbuildable(spec: str, python: tuple[int, int] | None = None) -> str | None:
+    """Why this Python cannot have a Keras ``spec`` environment ("needs Python 3.11+"), or None when it can."""
+    need = requires_python(spec)
+    have = python or (sys.version_info.major, sys.version_info.minor)
+    if tuple(have) < need:
+        return f"Keras {spec} needs Python {need[0]}.{need[1]}+ (this is Python {have[0]}.{have[1]})"
+    return None
+
+
+def buildable(specs: tuple[str, ...], python: tuple[int, int] | None = None) -> tuple[str, ...]:
+    """The versions of ``specs`` this Python can build: what checks default to on this machine."""
+    return tuple(s for s in specs if unbuildable(s, python) is None)
+
+
+def uv_binary() -> str | None:
+    """uv, when installed (the `uv` package or on PATH): it builds an environment in seconds, pip in a minute."""
+    try:
+        from uv import find_uv_bin  # type: ignore[import-not-found]
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        return shutil.which("uv")
 
 
 def requirement(spec: str) -> str:
@@ -117,9 +155,10 @@ def _run(cmd: list[str], what: str, timeout: float) -> str:
         lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
         errors = [ln for ln in lines if ln.startswith("ERROR:")][-1:] or [ln for ln in lines
                                                                            if "WARNING:" not in ln][-3:]
-        offline = any(sign in ln for ln in lines for sign in _OFFLINE)
-        reason = ("no connection to the package index; " if offline else "") + " ".join(errors)[-600:]
-        raise KerasEnvError(f"{what} failed: {reason or f'exit {proc.returncode}'}")
+        if any(sign in ln for ln in lines for sign in _OFFLINE):
+            raise KerasEnvError(f"could not be built: no package index (offline?); {what} failed")
+        said = " ".join(errors)[-600:] or f"exit {proc.returncode}"
+        raise KerasEnvError(f"could not be built: {what} failed: {said}")
     return proc.stdout
 
 
@@ -129,6 +168,9 @@ def ensure(spec: str, root: str | Path | None = None, timeout: float = PIP_TIMEO
     found = existing(spec, root)
     if found:
         return found
+    why = unbuildable(spec)
+    if why:
+        raise PythonTooOld(why)
     env_dir = _env_dir(spec, root)
     with _locked(root / f".{env_dir.name}.lock"):
         found = existing(spec, root)  # another process may have built it while this one waited
@@ -138,7 +180,13 @@ def ensure(spec: str, root: str | Path | None = None, timeout: float = PIP_TIMEO
         try:
             python = _python_in(build)
             packages = [requirement(spec), *PACKAGES]
-            if importlib.util.find_spec("pip") is not None:
+            uv = uv_binary()
+            if uv:
+                _run([uv, "venv", "--quiet", "--python", sys.executable, str(build)], "creating a virtual environment",
+                     300)
+                _run([uv, "pip", "install", "--quiet", "--python", str(python), *packages],
+                     f"uv pip install {' '.join(packages)}", timeout)
+            elif importlib.util.find_spec("pip") is not None:
                 # This environment's pip installs into the new one: no ensurepip needed (Colab's Python lacks
                 # it, so a plain `python -m venv` fails there), and no pip bootstrap per environment.
                 _run([sys.executable, "-m", "venv", "--clear", "--without-pip", str(build)],
@@ -147,8 +195,9 @@ def ensure(spec: str, root: str | Path | None = None, timeout: float = PIP_TIMEO
             else:  # e.g. a uv-made environment without pip: the new one brings its own
                 _run([sys.executable, "-m", "venv", "--clear", str(build)], "creating a virtual environment", 300)
                 pip = [str(python), "-m", "pip"]
-            _run([*pip, "install", "--quiet", "--disable-pip-version-check", *packages],
-                 f"pip install {' '.join(packages)}", timeout)
+            if not uv:
+                _run([*pip, "install", "--quiet", "--disable-pip-version-check", *packages],
+                     f"pip install {' '.join(packages)}", timeout)
             version = _run([str(python), "-c", "import importlib.metadata as m; print(m.version('keras'))"],
                            "reading the installed Keras version", 60).strip()
             (build / MARKER).write_text(json.dumps({"spec": spec, "keras": version, "packages": PACKAGES}))

@@ -10,11 +10,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from facekit.choices import SPLITS
-from facekit.contract import INPUT_SIZE, bgr_to_input, read_bgr
+from facekit.contract import INPUT_SIZE, bgr_to_input, lecturer_image
 from facekit.data.imageio import damage, list_files
 from facekit.data.labels import Rejection, parse_name
 
@@ -65,15 +64,14 @@ def load_labelled(folder: str | Path, size: int = INPUT_SIZE, progress: Callable
         if isinstance(lab, Rejection):
             rejected.append({"file": p.name, "reason": lab.reason, "detail": lab.detail})
             continue
-        img = read_bgr(p)
+        img, was_resized = lecturer_image(p, size)
         if img is None:
             unreadable.append(f"{p}: cv2.imread could not read it")
             continue
         problem = damage(p)
         if problem:
             damaged.append(problem)
-        if img.shape[:2] != (size, size):
-            img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+        if was_resized:
             resized.append(p.name)
         images.append(img)
         ages.append(lab.age)

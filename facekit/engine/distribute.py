@@ -28,6 +28,7 @@ from typing import Any
 import keras
 
 from facekit.contract.probe import all_layers
+from facekit.engine.recipe import parse_devices
 
 
 @dataclass(frozen=True)
@@ -54,19 +55,6 @@ class Plan:
         return {"devices": list(self.devices) or ["default"], "count": self.count,
                 "per_device_batch_size": self.per_device_batch, "global_batch_size": self.global_batch,
                 "lr": self.lr, "scaled_lr": self.scaled_lr, "backend": keras.backend.backend()}
-
-
-def parse_devices(text: str | int) -> int | None:
-    """``all`` -> None (every device), a positive number -> that many; anything else is refused."""
-    if str(text).strip().lower() == "all":
-        return None
-    try:
-        n = int(str(text))
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ValueError(f"--devices takes 'all' or a positive number, got {text!r}")
-    return n
 
 
 def plan(devices: str | int, batch_size: int, lr: float) -> Plan:

@@ -11,86 +11,195 @@ against 5.61 / 91.4 % for full fine-tuning at 5e-4).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from facekit.contract import CHECK_KERAS, DEFAULT_OUTPUT_ORDER, HAND_IN_NAMES, INPUT_SIZE, check_output_order
-from facekit.model.backbones import DEFAULT_BACKBONE
+from facekit.choices import AUGMENT_STRENGTHS, CACHE_MODES, MIXES, MONITORS, PRECISIONS, SCRATCH_ARCHS, VAL_IMAGES
+from facekit.contract import (
+    CHECK_KERAS,
+    DEFAULT_OUTPUT_ORDER,
+    HAND_IN_NAMES,
+    INPUT_SIZE,
+    OUTPUT_ORDERS,
+    check_output_order,
+)
+from facekit.contract.keras_envs import parse_specs
+from facekit.engine.selection import GENDER_POINT_YEARS
+from facekit.model.backbones import DEFAULT_BACKBONE, get_backbone
 
 TASKS = tuple(HAND_IN_NAMES)
 TUPLES = ("widths", "check_keras", "teachers")  # TrainConfig fields that JSON stores as lists
+A_ONLY, B_ONLY = "Model A only (train scratch)", "Model B only (train finetune)"
+SHARED = "<the field's default>"  # an Option's per-model default that is not set
+
+
+@dataclass(frozen=True)
+class Option:
+    """One training option, declared once: its help, its range or choices and each model's default.
+
+    The ``facekit train`` options, ``for_task``, the value checks and the option
+    table in docs/train.md are all generated from these declarations, so a new
+    lever is one field.
+    """
+
+    help: str
+    scratch: Any = SHARED  # Model A's default, where it differs from the field's
+    finetune: Any = SHARED  # Model B's default, where it differs from the field's
+    low: float | None = None  # smallest value allowed
+    high: float | None = None  # largest value allowed
+    above: float | None = None  # values must be greater than this
+    below: float | None = None  # values must be less than this
+    choices: tuple[str, ...] | None = None
+    flag: str | None = None  # the CLI's spelling, where it is not --field-name
+    cli: bool = True  # False: set through the library or benchmarks' --set only
+    panel: str | None = None  # A_ONLY or B_ONLY
+
+    def default_for(self, task: str, shared: Any) -> Any:
+        own = self.scratch if task == "scratch" else self.finetune
+        return shared if own is SHARED else own
+
+
+def option(default: Any, help: str, **kw: Any) -> Any:
+    """A TrainConfig field with its Option; tuples stay immutable defaults."""
+    meta = {"option": Option(help, **kw)}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("mutable defaults are not allowed; use a tuple")
+    return field(default=default, metadata=meta)
+
+
+def check_value(name: str, value: Any, opt: Option) -> None:
+    """Refuse a value outside its option's range or choices: the one check the CLI's parser and TrainConfig share.
+
+    NaN and infinities are refused for every bounded number (a NaN compares false with every bound, so a
+    plain range check lets it through).
+    """
+    if value is None:
+        return
+    what = name.replace("_", " ")
+    if opt.choices is not None:
+        if value not in opt.choices:
+            raise ValueError(f"{what} must be one of {', '.join(opt.choices)}, got {value!r}")
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    bounded = any(b is not None for b in (opt.low, opt.high, opt.above, opt.below))
+    if bounded and not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, got {value}")
+    if opt.low is not None and value < opt.low:
+        raise ValueError(f"{what} must be at least {opt.low:g}, got {value:g}")
+    if opt.high is not None and value > opt.high:
+        raise ValueError(f"{what} must be at most {opt.high:g}, got {value:g}")
+    if opt.above is not None and value <= opt.above:
+        raise ValueError(f"{what} must be greater than {opt.above:g}, got {value:g}")
+    if opt.below is not None and value >= opt.below:
+        raise ValueError(f"{what} must be less than {opt.below:g}, got {value:g}")
+
+
+def parse_devices(text: str | int) -> int | None:
+    """``all`` -> None (every device), a positive number -> that many; anything else is refused."""
+    if str(text).strip().lower() == "all":
+        return None
+    try:
+        n = int(str(text))
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"--devices takes 'all' or a positive number, got {text!r}")
+    return n
 
 
 @dataclass
 class TrainConfig:
-    task: str = "scratch"
-    cache: str = "cache/train_val.h5"
-    epochs: int = 40
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: int = 2
-    sigma: float = 2.0  # width of the Gaussian age distribution, years
-    label_smoothing: float = 0.05
-    age_weight: float = 1.0
-    gender_weight: float = 1.0
-    augment: str = "default"
-    val_split: float = 0.2
-    seed: int = 0  # the split's seed (0: the course template's split); also initialisation unless init_seed is set
-    init_seed: int | None = None  # weights, shuffling and augmentation only, so seeds can vary on a fixed split
-    full: bool = False  # train on everything (no validation) for exactly `epochs`
-    val_images: str = "crops"  # or "raw": the held-out files as the lecturer reads them (facekit.data.labelled)
-    raw_dir: str | None = None  # where the raw files are (default: the folder the cache was built from)
-    patience: int = 12  # early stopping on `monitor`; 0 disables (Model B's default)
-    monitor: str = "val_age_mae"  # picks the hand-in epoch; val_score weighs gender too (B's; facekit.engine.selection)
-    ema: bool = False
-    ema_momentum: float | None = None  # None: a half-life of one epoch
-    mix: str = "none"  # none, mixup or cutmix
-    mix_alpha: float | None = None  # Beta(alpha, alpha) mixing weight; None: 0.2 for mixup, 1.0 for cutmix
-    mean_variance: bool = False  # add the mean-variance age loss (Pan et al., 2018)
-    tta: bool = True  # build flip averaging into the exported graph (measured: B 5.85 -> 5.67 MAE)
-    teachers: tuple[str, ...] = ()  # distil from these trained .keras files (their mean blended into the targets)
-    distill_weight: float = 0.5  # share of the teachers in each target
-    dropout: float = 0.3
-    hidden: int = 256
-    widths: tuple[int, ...] = (32, 64, 128, 256, 384)  # Model A's five stages
-    arch: str = "plain"  # Model A's trunk (choices.SCRATCH_ARCHS); for_task("scratch") picks residual
-    backbone: str = DEFAULT_BACKBONE
-    weights: str = "imagenet"
-    internal_size: int = INPUT_SIZE
-    freeze_epochs: int = 0
-    output_order: str = DEFAULT_OUTPUT_ORDER
-    precision: str = "auto"
-    cache_mode: str = "auto"  # memory, stream, or auto: memory when the crops fit (cache.choose_mode)
-    devices: str = "1"  # "all" or a number: data parallel over that many devices (facekit.engine.distribute)
-    check_keras: tuple[str, ...] = CHECK_KERAS  # Keras versions `facekit check` loads the hand-in file with
-    workers: int = 4  # loader threads
-    limit: int | None = None  # use a random subset of this many cached images (quick runs, tests)
-    steps_per_epoch: int | None = None  # cap batches per epoch (quick runs, tests)
-    model_dir: str | None = None
-    project: str = "runs"
-    name: str | None = None
+    """Every training option. Field defaults are shared by both models; ``for_task`` applies each model's own."""
+
+    task: str = option("scratch", "scratch: Model A, a CNN from random weights; finetune: Model B, an ImageNet "
+                       "backbone.", choices=TASKS, cli=False)
+    cache: str = option("cache/train_val.h5", "HDF5 cache from `facekit prep`.")
+    # Model A, 60 epochs: 5.26 / 5.40 / 5.33 MAE, 91.9 / 92.5 / 92.2 % over 3 seeds on the held-out raw chips,
+    # against 5.41 / 5.58 / 5.46, 92.3 / 90.4 / 91.6 % at 40, every one of which was still improving at its last
+    # epoch (results/accuracy-long*.md).
+    epochs: int = option(40, "Epochs.", scratch=60, low=1)
+    batch_size: int = option(64, "Batch size (per device with --devices).", low=1)
+    lr: float = option(1e-3, "Peak learning rate.", finetune=5e-4, above=0)
+    weight_decay: float = option(1e-4, "AdamW weight decay.", low=0)
+    warmup_epochs: int = option(2, "Epochs of linear learning-rate warm-up.", low=0, cli=False)
+    sigma: float = option(2.0, "Width in years of the Gaussian age target.", above=0)
+    label_smoothing: float = option(0.05, "Label smoothing of the gender target.", low=0, below=1, cli=False)
+    age_weight: float = option(1.0, "Weight of the age loss.", low=0, cli=False)
+    gender_weight: float = option(1.0, "Weight of the gender loss.", low=0, cli=False)
+    augment: str = option("default", "Augmentation strength.", choices=AUGMENT_STRENGTHS)
+    val_split: float = option(0.2, "Validation fraction of the template split.", low=0, below=1)
+    seed: int = option(0, "Split and training seed (0: the course template's split).")
+    init_seed: int | None = option(None, "Seed for weights, shuffling and augmentation only (default: --seed), to "
+                                   "repeat runs on one split.")
+    full: bool = option(False, "Train on all images for exactly --epochs (take the epoch count from a validation "
+                        "run's metrics.json).")
+    val_images: str = option("crops", "Validate on the cache's aligned crops or on the held-out files themselves, "
+                             "read as the lecturer reads them (raw; facekit.data.labelled).", choices=VAL_IMAGES)
+    raw_dir: str | None = option(None, "Where --val-images raw finds the files (default: the folder the cache "
+                                 "was built from).")
+    # Model B trains all 40 epochs, the kept one chosen on age and gender: patience 12 on age MAE alone averaged
+    # 5.54 MAE / 87.0 % over 3 seeds, all epochs 5.38 / 91.2 %, and seed 2 kept an epoch with gender dipped both
+    # times (results/accuracy-patience0-seed2.md, facekit.engine.selection).
+    patience: int = option(12, "Early-stopping patience in epochs (0: off).", finetune=0, low=0)
+    monitor: str = option("val_age_mae", "What picks the hand-in epoch and drives early stopping: val_age_mae, "
+                          f"or val_score, age MAE plus {GENDER_POINT_YEARS} per point of gender error.",
+                          finetune="val_score", choices=MONITORS)
+    # Model B, EMA of the weights (half-life one epoch): 5.33 / 5.38 / 5.27 MAE, 93.3 / 92.8 / 93.7 % over 3 seeds
+    # on the held-out raw chips, against 5.45 / 5.36 / 5.44, 92.7 / 91.9 / 92.8 % without (results/accuracy-ema*.md).
+    ema: bool = option(False, "Validate and export an exponential moving average of the weights.", finetune=True)
+    ema_momentum: float | None = option(None, "EMA momentum per step (default: a half-life of one epoch).",
+                                        above=0, below=1)
+    mix: str = option("none", "Batch mixing.", choices=MIXES)
+    mix_alpha: float | None = option(None, "Beta(a, a) for --mix (default 0.2 mixup, 1.0 cutmix).", above=0)
+    mean_variance: bool = option(False, "Add the mean-variance age loss (Pan et al., 2018).")
+    tta: bool = option(True, "Test-time flip averaging, built into the exported file (built-in layers; twice the "
+                       "inference cost; measured: B 5.85 -> 5.67 MAE).")
+    teachers: tuple[str, ...] = option((), "Distil from this trained model (e.g. Model B into A; repeat for an "
+                                       "ensemble: their mean); it must come from the same split.", flag="--teacher")
+    distill_weight: float = option(0.5, "Share of the teachers in the targets.", low=0, high=1)
+    dropout: float = option(0.3, "Dropout before the heads.", low=0, below=1, cli=False)
+    hidden: int = option(256, "Units of the hidden layer before the heads (0: none).", finetune=0, low=0, cli=False)
+    widths: tuple[int, ...] = option((32, 64, 128, 256, 384), "Model A's five stage widths.", cli=False)
+    # Residual trunk: 5.41 / 5.58 / 5.46 MAE, 92.3 / 90.4 / 91.6 % over 3 seeds at full length
+    # (results/accuracy-residual*.md), against the plain trunk's 6.69 / 87.9 % at half length; 2.4x faster.
+    arch: str = option("plain", "residual: a strided stem and residual blocks; plain: VGG-style, 2 convolutions a "
+                       "stage, about 2.4x slower.", scratch="residual", choices=SCRATCH_ARCHS, panel=A_ONLY)
+    backbone: str = option(DEFAULT_BACKBONE, "Backbone name (see `facekit backbones`).", panel=B_ONLY)
+    weights: str = option("imagenet", "imagenet, none or a weights file.", panel=B_ONLY)
+    # 160 px inside: -0.24 MAE, +0.9 % over 2 seeds in the 10-epoch ablation (results/ablation-cpu10.md).
+    internal_size: int = option(INPUT_SIZE, "Resolution inside the model (the input stays 128).", finetune=160,
+                                low=1, panel=B_ONLY)
+    freeze_epochs: int = option(0, "Epochs with the backbone frozen first.", low=0, panel=B_ONLY)
+    output_order: str = option(DEFAULT_OUTPUT_ORDER, "Order of the two outputs.", choices=OUTPUT_ORDERS)
+    precision: str = option("auto", "auto: mixed_float16 on a GPU, float32 on a CPU.", choices=PRECISIONS)
+    cache_mode: str = option("auto", "memory: every crop in memory; stream: each batch read from the cache (flat "
+                             "memory, any size); auto: memory when the crops fit.", choices=CACHE_MODES)
+    devices: str = option("1", "all, or how many devices to train on (data parallel); --batch-size is per device "
+                          "and the learning rate scales with the count (facekit.engine.distribute).")
+    check_keras: tuple[str, ...] = option(CHECK_KERAS, "Keras versions that check loads the file with ('none': "
+                                          "this Keras only).")
+    workers: int = option(4, "Parallel workers: threads that load and augment batches.", low=1)
+    limit: int | None = option(None, "Use a random subset of N cached images.", low=1)
+    steps_per_epoch: int | None = option(None, "Cap batches per epoch (quick trials).", low=1, flag="--steps")
+    model_dir: str | None = option(None, "Directory with local model files (mediapipe/, keras/); default: "
+                                   "$FACEKIT_MODEL_DIR, else download into ~/.cache/facekit/models.")
+    project: str = option("runs", "Folder of runs.")
+    name: str | None = option(None, "Run name (default exp, exp2, ...).")
+
+    @classmethod
+    def options(cls) -> list[tuple[str, Any, Option]]:
+        """(field name, shared default, its Option) for every field, in declaration order."""
+        return [(f.name, f.default, f.metadata["option"]) for f in fields(cls)]
 
     @classmethod
     def for_task(cls, task: str, **overrides: Any) -> TrainConfig:
-        base: dict[str, Any] = {"task": task}
-        if task == "scratch":
-            # Residual trunk: 5.41 / 5.58 / 5.46 MAE, 92.3 / 90.4 / 91.6 % over 3 seeds at full length
-            # (results/accuracy-residual*.md), against the plain trunk's 6.69 / 87.9 % at half length; 2.4x faster.
-            # 60 epochs: 5.26 / 5.40 / 5.33 MAE, 91.9 / 92.5 / 92.2 % over 3 seeds on the held-out raw chips,
-            # against 5.41 / 5.58 / 5.46, 92.3 / 90.4 / 91.6 % at 40, every one of which was still improving at
-            # its last epoch (results/accuracy-long*.md).
-            base.update(arch="residual", epochs=60)
-        if task == "finetune":
-            # 160 px inside: -0.24 MAE, +0.9 % over 2 seeds in the 10-epoch ablation (results/ablation-cpu10.md).
-            # All 40 epochs, the kept one chosen on age and gender: patience 12 on age MAE alone averaged
-            # 5.54 MAE / 87.0 % over 3 seeds, all epochs 5.38 / 91.2 %, and seed 2 kept an epoch with gender
-            # dipped both times (results/accuracy-patience0-seed2.md, facekit.engine.selection).
-            # EMA of the weights (half-life one epoch): 5.33 / 5.38 / 5.27 MAE, 93.3 / 92.8 / 93.7 % over 3
-            # seeds on the held-out raw chips, against 5.45 / 5.36 / 5.44, 92.7 / 91.9 / 92.8 % without
-            # (results/accuracy-ema*.md).
-            base.update(lr=5e-4, hidden=0, internal_size=160, patience=0, monitor="val_score", ema=True)
+        """The task's own defaults (each field's declaration), then ``overrides`` that are not None."""
+        base: dict[str, Any] = {name: opt.default_for(task, default) for name, default, opt in cls.options()
+                                if opt.default_for(task, default) is not default}
+        base["task"] = task
         base.update({k: v for k, v in overrides.items() if v is not None})
         cfg = cls(**base)
         cfg.validate()
@@ -98,66 +207,31 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Fail on a bad option before any data is read or model built."""
-        from facekit.choices import AUGMENT_STRENGTHS as STRENGTHS
-        from facekit.choices import CACHE_MODES, MIXES, MONITORS, PRECISIONS, SCRATCH_ARCHS, VAL_IMAGES
-        from facekit.model.backbones import get_backbone
-
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        for name, _, opt in self.options():
+            check_value(name, getattr(self, name), opt)
         if self.task == "finetune":
             get_backbone(self.backbone)
-        if self.arch not in SCRATCH_ARCHS:
-            raise ValueError(f"arch must be one of {', '.join(SCRATCH_ARCHS)}, got {self.arch!r}")
         if self.task == "finetune" and self.arch != "plain":
             raise ValueError("arch picks Model A's trunk; Model B's architecture is its backbone")
-        if self.val_images not in VAL_IMAGES:
-            raise ValueError(f"val images must be one of {', '.join(VAL_IMAGES)}, got {self.val_images!r}")
         if self.full and self.val_images != "crops":
             raise ValueError("--val-images raw picks what validation reads, and --full holds nothing out")
         if self.raw_dir is not None and not Path(self.raw_dir).is_dir():
             raise ValueError(f"{self.raw_dir}: raw folder not found (--raw-dir names the folder prep read)")
-        if self.monitor not in MONITORS:
-            raise ValueError(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
-        if self.mix not in MIXES:
-            raise ValueError(f"mix must be one of {', '.join(MIXES)}, got {self.mix!r}")
-        if not 0.0 <= self.distill_weight <= 1.0:
-            raise ValueError(f"distill weight must be in [0, 1], got {self.distill_weight}")
         for teacher in self.teachers:
             if not Path(teacher).is_file():
                 raise ValueError(f"{teacher}: teacher model not found")
         if len(set(self.teachers)) != len(self.teachers):
             raise ValueError("the same teacher is named twice: an ensemble of teachers needs different runs")
-        if self.augment not in STRENGTHS:
-            raise ValueError(f"augment must be one of {', '.join(STRENGTHS)}, got {self.augment!r}")
         check_output_order(self.output_order)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        from facekit.engine.distribute import parse_devices
-
         parse_devices(self.devices)
-        if self.cache_mode not in CACHE_MODES:
-            raise ValueError(f"cache mode must be one of {', '.join(CACHE_MODES)}, got {self.cache_mode!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch size must be at least 1")
-        if not 0.0 <= self.val_split < 1.0:
-            raise ValueError(f"val split must be in [0, 1), got {self.val_split}")
-        positive = {"limit": self.limit, "workers": self.workers, "steps per epoch": self.steps_per_epoch,
-                    "internal size": self.internal_size}
-        for what, value in positive.items():
-            if value is not None and value < 1:  # --limit 0 once meant "everything", silently
-                raise ValueError(f"{what} must be at least 1, got {value}")
         if not 0 <= self.freeze_epochs <= self.epochs:
             raise ValueError(f"freeze epochs must be between 0 and the {self.epochs} epochs, got {self.freeze_epochs}")
-        if self.lr <= 0 or self.sigma <= 0 or self.patience < 0 or self.weight_decay < 0:
-            raise ValueError("lr and sigma must be positive, patience and weight decay not negative")
         if self.name is not None and (not self.name or self.name in (".", "..") or Path(self.name).name != self.name):
             raise ValueError(f"run name {self.name!r} must be a plain folder name (no path), so the run stays "
                              f"under {self.project}/{self.task}/")
         if self.task == "finetune" and self.weights.lower() not in ("imagenet", "none") \
                 and not Path(self.weights).is_file():
             raise ValueError(f"{self.weights}: weights file not found (use imagenet, none or a path to an .h5 file)")
-        from facekit.contract.keras_envs import parse_specs
-
         parse_specs(",".join(self.check_keras))
 
     @property

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,3 +229,16 @@ def plot_model(model: Any, run_dir: Path) -> str:
 
 def _strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+TRAIN_LOG = "FACEKIT_TRAIN_LOG"  # a file that gets one line per training that starts (docs/contributing.md)
+
+
+def log_training(run_dir: Path, task: str, resumed: bool) -> None:
+    """Append one line to $FACEKIT_TRAIN_LOG, when set: how the test suite counts its real training runs, in
+    every process (one short line per append, so parallel writers do not interleave)."""
+    path = os.environ.get(TRAIN_LOG)
+    if path:
+        line = json.dumps({"run_dir": str(run_dir), "task": task, "resumed": resumed, "pid": os.getpid()})
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")

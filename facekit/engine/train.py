@@ -32,6 +32,7 @@ from facekit.engine.runs import (
     LAST,
     STATE,
     align_history,
+    log_training,
     mark_stopped_early,
     new_run_dir,
     plot_curves,
@@ -337,6 +338,8 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
 
     interrupted = False
     plan = [] if finish_only else plan_phases(cfg, models.backbone is not None)
+    if any(end > initial_epoch for _, _, end in plan):
+        log_training(run_dir, cfg.task, resumed=initial_epoch > 0)
     try:
         for phase, first, end in plan:
             if end <= initial_epoch:

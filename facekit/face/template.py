@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from facekit.face.detect import POINT_NAMES
-from facekit.utils.atomic import write_json
+from facekit.utils.atomic import output_path, write_json
 
 DEFAULT_TEMPLATE = Path(__file__).parents[1] / "assets" / "template.json"
 RUN_TEMPLATE = "template.json"  # a run folder's copy of the template its training crops were aligned to
@@ -71,9 +71,7 @@ def check_destination(path: str | Path) -> None:
         raise ValueError(f"{path}: this is the template facekit ships; overwriting it would change how every "
                          "existing model's faces are framed. Write it elsewhere and pass it to "
                          "`facekit prep --template FILE`")
-    if Path(path).is_dir():
-        raise IsADirectoryError(f"{path}: is a directory; --out names the template file "
-                                f"(e.g. {Path(path) / 'template.json'})")
+    output_path(path)
 
 
 def read_template(path: str | Path) -> Template:

@@ -30,12 +30,13 @@ from facekit.contract import (
     OLDEST_KERAS,
     bgr_to_input,
     hand_in_kind,
+    hand_in_scores,
     is_sigmoid_unit,
+    keras_envs,
+    lecturer_image,
     output_roles,
-    read_bgr,
 )
 from facekit.contract import probe as probe_module
-from facekit.contract.keras_envs import KerasEnvError, ensure
 from facekit.data.imageio import list_files
 from facekit.data.labels import Label, parse_name
 from facekit.model.compat import PortabilityError, make_portable, non_float32, read_config, version_tuple
@@ -73,6 +74,16 @@ class CheckReport:
     @property
     def untested(self) -> list[Check]:
         return [c for c in self.checks if c.untested]
+
+    @property
+    def failed(self) -> list[Check]:
+        """Checks that ran and failed: what makes `facekit train` exit 1 (an untested version does not)."""
+        return [c for c in self.checks if c.ok is False]
+
+    def verify_later(self) -> str:
+        """The command that checks the untested Keras versions, on a machine that can build them."""
+        specs = [c.name.removeprefix("loads on Keras ") for c in self.untested]
+        return f"facekit check {self.path} --keras {','.join(specs)}"
 
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "kind": self.kind, "passed": self.passed, "output_order": self.output_order,
@@ -191,8 +202,8 @@ def evaluate_probe(probe: dict[str, Any], path: str, kind: str | None, labels: l
         add(Check("sane outputs on real images", sane, detail))
         known = [(lab, a, g) for lab, a, g in zip(labels, age, gender) if lab is not None]
         if known:
-            mae = sum(abs(lab.age - a) for lab, a, _ in known) / len(known)
-            acc = sum((g >= 0.5) == bool(lab.gender) for lab, _, g in known) / len(known)
+            mae, acc = hand_in_scores([lab.age for lab, _, _ in known], [a for _, a, _ in known],
+                                      [lab.gender for lab, _, _ in known], [g for _, _, g in known])
             add(Check("score on these images", None,
                       f"MAE {mae:.2f} years, gender accuracy {acc:.1%} on {len(known)} labelled images "
                       "(a quick look, not a benchmark)"))
@@ -234,17 +245,17 @@ def version_check(spec: str, probe: dict[str, Any], base: dict[str, Any], roles:
 
 
 def lecturer_inputs(images: list[Path]) -> tuple[np.ndarray, list[Path], list[str]]:
-    """Images read as the lecturer's code reads them; those it cannot use are listed with the reason."""
+    """Images read as the lecturer's code reads them; those it cannot use, or had to resize, are listed."""
     xs, used, skipped = [], [], []
     for p in images:
-        img = read_bgr(p)
+        img, resized = lecturer_image(p)
         if img is None:
             skipped.append(f"{p}: cv2.imread could not read it")
-        elif img.shape != INPUT_SHAPE:
-            skipped.append(f"{p}: {img.shape[1]} x {img.shape[0]}, not {INPUT_SHAPE[1]} x {INPUT_SHAPE[0]}")
-        else:
-            xs.append(bgr_to_input(img))
-            used.append(p)
+            continue
+        if resized:  # used, as evaluate uses it (facekit.contract.lecturer_image), and said
+            skipped.append(f"{p}: not {INPUT_SHAPE[1]} x {INPUT_SHAPE[0]}, resized to it (the course's chips are)")
+        xs.append(bgr_to_input(img))
+        used.append(p)
     x = np.stack(xs) if xs else np.zeros((0, *INPUT_SHAPE), np.float32)
     return x, used, skipped
 
@@ -280,16 +291,20 @@ def check_model(path: str | Path, kind: str | None = None, images: list[Path] | 
         rep = evaluate_probe(base, str(path), kind, labels)
         rep.checks[1:1] = static
         if skipped:
-            rep.checks.append(Check("images used", None, f"{len(skipped)} of the images could not be used: "
+            rep.checks.append(Check("images used", None, f"{len(skipped)} of the images were not used as they are: "
                                                          + "; ".join(skipped[:5])))
         for spec in keras_versions:
             say(f"Keras {spec}: preparing its environment (first use: pip install, about a minute)")
             try:
-                env = ensure(spec, env_root)
-            except KerasEnvError as exc:
-                rep.checks.append(Check(f"loads on Keras {spec}", None, f"NOT TESTED: could not create a Keras "
-                                        f"{spec} environment: {exc}. Offline? `--keras none` checks with this "
-                                        "environment's Keras only", untested=True))
+                env = keras_envs.ensure(spec, env_root)
+            except keras_envs.PythonTooOld as exc:
+                rep.checks.append(Check(f"loads on Keras {spec}", None, f"NOT TESTED: {exc}; check on a machine "
+                                        f"with that Python: `facekit check {path} --keras {spec}`", untested=True))
+                continue
+            except keras_envs.KerasEnvError as exc:
+                rep.checks.append(Check(f"loads on Keras {spec}", None, f"NOT TESTED: the Keras {spec} environment "
+                                        f"{exc}; `--keras none` checks with this environment's Keras only",
+                                        untested=True))
                 continue
             say(f"loading {path.name} with Keras {env.keras}")
             probe = run_probe(path, batch, backend="jax", python=env.python)

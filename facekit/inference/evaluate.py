@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from facekit.contract import MAX_AGE
+from facekit.contract import MAX_AGE, predicted_female
 from facekit.data.labelled import LabelledSet
 from facekit.data.labels import AGE_BANDS, age_band
 from facekit.data.split import SPLIT_FILE, read_run_split
@@ -56,7 +56,7 @@ def held_out_names(model_paths: Sequence[str | Path], split: str, run: str | Pat
 
 def score(age_pred: np.ndarray, p_female: np.ndarray, data: LabelledSet, worst: int = 10) -> dict[str, Any]:
     err = np.abs(age_pred - data.ages)
-    pred_g = (p_female >= 0.5).astype(int)
+    pred_g = predicted_female(p_female).astype(int)
     bands = np.array([age_band(int(a)) for a in data.ages])
     confusion = [[int(((data.genders == t) & (pred_g == p)).sum()) for p in (0, 1)] for t in (0, 1)]
     order = np.argsort(-err)[:worst]
@@ -136,7 +136,7 @@ def write_plots(report: dict[str, Any], preds: dict[str, tuple[np.ndarray, np.nd
         tiles = []
         for w in report["models"][label]["worst"]:
             img = (data.x[index[w["file"]]][..., ::-1] * 255).round().astype(np.uint8)
-            g = "F" if w["p_female"] >= 0.5 else "M"
+            g = "F" if predicted_female(w["p_female"]) else "M"
             t = "F" if w["true_gender"] else "M"
             tiles.append(tile(img, f"{w['true_age']}{t} -> {w['pred_age']:.0f}{g}"))
         if tiles:

@@ -14,12 +14,16 @@ always use Keras: they score the file the lecturer loads.
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from facekit.utils.atomic import atomic_path
+from facekit.utils.streams import quiet_stdout
 
 KEEP = 20  # converted models kept in the cache (about 9 MB each for B)
 AGREEMENT = 1e-3  # most a converted model may differ from Keras (years; probability) on the probe batch
@@ -56,8 +60,6 @@ def convert(model: Any, sha256: str) -> Path:
     """The model as a .tflite file in the cache (converted once per model file content)."""
     import keras
 
-    from facekit.utils.atomic import atomic_path
-
     dest = cache_dir() / f"{sha256}.tflite"
     if dest.is_file():
         dest.touch()  # recently used: kept by _prune
@@ -65,9 +67,11 @@ def convert(model: Any, sha256: str) -> Path:
     if keras.backend.backend() != "tensorflow":
         raise EngineUnavailable(f"Keras converts to LiteRT on the TensorFlow backend, not {keras.backend.backend()}")
     try:
-        with atomic_path(dest) as tmp, warnings.catch_warnings():  # the temporary name ends in .tflite too
+        # Keras before 3.6 has no `verbose`; whatever any version prints must not reach predict's records.
+        quiet = {"verbose": False} if "verbose" in inspect.signature(model.export).parameters else {}
+        with atomic_path(dest) as tmp, warnings.catch_warnings(), quiet_stdout():  # tmp ends in .tflite too
             warnings.simplefilter("ignore")
-            model.export(str(tmp), format="litert", verbose=False)
+            model.export(str(tmp), format="litert", **quiet)
     except Exception as exc:  # an older Keras ("Unrecognized format=litert"), a converter bug: Keras answers
         raise EngineUnavailable(f"Keras {keras.__version__} could not convert it to LiteRT "
                                 f"({type(exc).__name__}: {str(exc)[:200]})") from None

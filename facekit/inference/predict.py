@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from facekit.contract import INPUT_SIZE, rgb_to_input
+from facekit.contract import INPUT_SIZE, predicted_female, rgb_to_input
 from facekit.data.imageio import ImageReadError, list_files, read_rgb
 from facekit.face.align import align_face
 from facekit.face.detect import FaceFinder
@@ -78,7 +78,7 @@ def expand_inputs(paths: list[Path], recursive: bool = False) -> list[Path]:
 
 
 def describe(age: float, p_female: float) -> dict[str, Any]:
-    return {"age": round(float(age), 1), "gender": "female" if p_female >= 0.5 else "male",
+    return {"age": round(float(age), 1), "gender": "female" if predicted_female(p_female) else "male",
             "p_female": round(float(p_female), 4)}
 
 

@@ -36,7 +36,7 @@ from facekit.data.labels import Label, Rejection, parse_name
 from facekit.face.template import Template, load_template
 from facekit.prep.reuse import PARTIAL, PARTIAL_PREVIOUS, ReusableRows, keep_larger
 from facekit.prep.workers import PrepOptions, Progress, map_files
-from facekit.utils.atomic import write_json
+from facekit.utils.atomic import output_path, write_json
 
 N_PREVIEWS = 12
 
@@ -94,8 +94,7 @@ def prep(
     folder = Path(folder)
     files = list_files(folder)
     out = Path(out) if out else default_cache_path(folder)
-    if out.is_dir():
-        raise IsADirectoryError(f"{out}: is a directory; --out names the cache file (e.g. {out / 'cache.h5'})")
+    out = output_path(out)  # a link is written through: the cache and its sidecars go beside its target
     # Crops are the model's input size whatever chips the template was derived from.
     template = (template or load_template()).at_size(INPUT_SIZE)
     fp = fingerprint(files, options, template)

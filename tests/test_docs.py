@@ -1,0 +1,103 @@
+"""README is for the first hour, its links lead somewhere, its figures come from results files, and its
+smoke run runs as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from benchmarks import results_page
+from facekit_cli.main import COMMANDS, app
+from tests.conftest import ROOT, TRAIN_VAL
+
+README = ROOT / "README.md"
+MAX_README_LINES = 250
+
+
+def test_readme_is_for_the_first_hour():
+    assert len(README.read_text().splitlines()) <= MAX_README_LINES
+
+
+@pytest.mark.parametrize("page", [README, *sorted((ROOT / "docs").glob("*.md"))], ids=lambda p: p.name)
+def test_every_local_link_leads_somewhere(page: Path):
+    missing = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+        if target.startswith(("http://", "https://", "mailto:")):
+            continue
+        path = target.split("#", 1)[0]
+        if path and not (page.parent / path).exists():
+            missing.append(target)
+    assert not missing, f"{page.name} links to missing files: {missing}"
+
+
+def test_results_page_and_readme_table_are_generated_from_the_results_files():
+    assert results_page.main(["--check"]) == 0, "run `python -m benchmarks.results_page`"
+
+
+def test_a_stale_results_page_is_caught(tmp_path: Path, monkeypatch):
+    page = tmp_path / "results.md"
+    page.write_text(results_page.page().replace("| 5.", "| 4.", 1))  # one figure typed by hand
+    readme = tmp_path / "README.md"
+    shutil.copy(README, readme)
+    monkeypatch.setattr(results_page, "PAGE", page)
+    monkeypatch.setattr(results_page, "README", readme)
+    assert results_page.main(["--check"]) == 1
+    assert results_page.main([]) == 0 and results_page.main(["--check"]) == 0
+
+
+def test_readme_figures_are_the_generated_ones():
+    block = README.read_text().split(results_page.BEGIN, 1)[1].split(results_page.END, 1)[0]
+    assert block.strip() == "\n".join(results_page.glance_block()).strip()
+    for row in results_page.glance_rows():  # each figure is a results file's, formatted
+        assert f"| {row[2]} | {row[3]} |" in block
+
+
+@pytest.mark.parametrize("command,page", [(c.__name__, p) for c, p in COMMANDS])
+def test_every_help_ends_with_its_docs_page(command: str, page: str):
+    res = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "240"})
+    assert res.exit_code == 0, res.output
+    assert f"docs/{page}" in res.output.strip().splitlines()[-1] or f"docs/{page}" in res.output[-300:]
+    assert (ROOT / "docs" / page).is_file()
+
+
+def smoke_commands() -> list[list[str]]:
+    """The `facekit ...` lines of README's smoke-run block."""
+    text = README.read_text()
+    block = text.split("## A smoke run first", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    return [shlex.split(line) for line in block.splitlines() if line.startswith("facekit ")]
+
+
+def test_readme_smoke_run_names_real_files():
+    for cmd in smoke_commands():
+        for arg in cmd:
+            if arg.startswith("../shared/"):
+                assert (ROOT / arg).exists(), f"README's smoke run names {arg}, which is not there"
+
+
+@pytest.mark.slow
+def test_readme_smoke_run_runs_as_written(tmp_path: Path, chip_sample: list[Path]):
+    """Every command of the smoke run, as written, on 40 chips instead of 5,000 (the data folder is swapped)."""
+    data = tmp_path / "train_val"
+    data.mkdir()
+    chips = sorted(TRAIN_VAL.iterdir())[::125][:40]
+    for p in chips:
+        shutil.copy(p, data / p.name)
+    commands = smoke_commands()
+    assert [c[1] for c in commands] == ["prep", "train", "train", "predict", "evaluate"]
+    env = {**os.environ, "FACEKIT_MODEL_DIR": str(ROOT.parent / "shared" / "models")}
+    for cmd in commands:
+        args = [str(data / Path(a).name) if a.startswith("../shared/data/train_val/") else
+                str(data) if a == "../shared/data/train_val" else a for a in cmd[1:]]
+        if args[0] == "predict":  # the README's chip is one of the 5,000; use one of the 40
+            args = ["predict", str(data / chips[0].name), *args[2:]]
+        res = subprocess.run([sys.executable, "-m", "facekit_cli.main", *args], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, f"{shlex.join(cmd)}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"

@@ -1,0 +1,104 @@
+"""Every train option comes from one declaration (TrainConfig's fields): the CLI, each model's defaults, the
+value checks and the docs table."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from facekit.engine import recipe
+from facekit.engine.recipe import TrainConfig, option
+from facekit_cli.commands import train as train_cmd
+from facekit_cli.main import app
+from tests.conftest import ROOT
+
+runner = CliRunner()
+
+
+def test_each_models_defaults_are_the_recipes():
+    a, b = TrainConfig.for_task("scratch"), TrainConfig.for_task("finetune")
+    assert (a.arch, a.epochs, a.lr, a.patience, a.monitor, a.ema, a.hidden, a.internal_size) == \
+        ("residual", 60, 1e-3, 12, "val_age_mae", False, 256, 128)
+    assert (b.arch, b.epochs, b.lr, b.patience, b.monitor, b.ema, b.hidden, b.internal_size) == \
+        ("plain", 40, 5e-4, 0, "val_score", True, 0, 160)
+    assert TrainConfig.for_task("finetune", epochs=7, ema=None).epochs == 7  # None: the model's own default
+
+
+def test_every_field_is_declared_once():
+    for f in dataclasses.fields(TrainConfig):
+        assert isinstance(f.metadata.get("option"), recipe.Option), f.name
+
+
+def test_docs_table_is_generated_from_the_declarations(tmp_path):
+    page = ROOT / "docs" / "train.md"
+    copy = tmp_path / "train.md"
+    copy.write_text(page.read_text())
+    assert not train_cmd.write_docs_table(copy), "run `python -m facekit_cli.commands.train`"
+    for name, _, opt in TrainConfig.options():
+        assert opt.help in page.read_text(), name
+
+
+def test_a_new_field_appears_in_help_and_table(monkeypatch):
+    extended = dataclasses.make_dataclass(
+        "Extended", [("backbone_lr_scale", float, option(1.0, "Backbone learning rate as a share of the head's.",
+                                                         finetune=0.1, above=0, high=1))],
+        bases=(TrainConfig,))
+    monkeypatch.setattr(train_cmd, "TrainConfig", extended)
+    table = train_cmd.options_table()
+    assert "| `--backbone-lr-scale` | 1 scratch, 0.1 finetune | <= 1 and > 0 | Backbone learning rate" in table
+
+    def command(**kw):
+        pass
+    command.__signature__ = train_cmd._signature()
+    command.__annotations__ = {p.name: p.annotation for p in command.__signature__.parameters.values()}
+    one = typer.Typer()
+    one.command()(command)
+    one.command("other")(lambda: None)  # two commands, so the app keeps the command's name
+    res = runner.invoke(one, ["command", "--help"], env={"COLUMNS": "240"})
+    assert res.exit_code == 0 and "--backbone-lr-scale" in res.output
+    assert "1 scratch, 0.1 finetune" in res.output
+    bad = runner.invoke(one, ["command", "scratch", "--backbone-lr-scale", "2"], env={"COLUMNS": "240"})
+    assert bad.exit_code == 2 and "backbone lr scale must be at most 1" in bad.output
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--lr", "nan"], "lr must be a finite number"),
+    (["--lr", "inf"], "lr must be a finite number"),
+    (["--lr", "-1"], "lr must be greater than 0"),
+    (["--mix-alpha", "-1"], "mix alpha must be greater than 0"),
+    (["--ema-momentum", "1"], "ema momentum must be less than 1"),
+    (["--distill-weight", "1.5"], "distill weight must be at most 1"),
+    (["--val-split", "1"], "val split must be less than 1"),
+    (["--sigma", "0"], "sigma must be greater than 0"),
+    (["--steps", "-5"], "steps per epoch must be at least 1"),
+    (["--limit", "-5"], "limit must be at least 1"),
+    (["--patience", "-1"], "patience must be at least 0"),
+])
+def test_bad_numbers_are_refused_while_parsing(args, says):
+    res = runner.invoke(app, ["train", "scratch", *args], env={"COLUMNS": "240"})
+    assert res.exit_code == 2, res.output
+    assert args[0] in res.output and says in res.output and "Traceback" not in res.output
+
+
+BLOCK_TENSORFLOW = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('tensorflow', 'keras', 'jax'):
+            raise ImportError('imported ' + name + ' while parsing options')
+sys.meta_path.insert(0, Block())
+sys.argv = ['facekit', 'train', 'scratch', '--lr', 'nan']
+from facekit_cli.main import main
+main()
+"""
+
+
+def test_a_bad_number_exits_before_tensorflow_is_imported():
+    res = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert "--lr" in res.stderr and "finite" in res.stderr and "imported" not in res.stderr
