@@ -63,7 +63,7 @@ KerasOpt = Annotated[str | None, typer.Option(
     f"Keras only. Default: {','.join(CHECK_KERAS)} (the oldest supported and Colab's since 2025).")]
 
 
-def keras_versions(text: str | None) -> tuple[str, ...]:
+def parse_keras_option(text: str | None) -> tuple[str, ...]:
     from facekit.contract.keras_envs import parse_specs
 
     if text is None:

@@ -98,6 +98,7 @@ def test_a_cache_missing_a_dataset_is_named(tiny_cache, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_unwritable_outputs_are_messages_not_tracebacks(chip_folder: Path, tiny_models, tmp_path: Path):
     blocker = tmp_path / "a_file"
     blocker.write_text("in the way")  # root may write anywhere, so a file stands where a folder should be

@@ -26,6 +26,7 @@ def test_ablation_table_means_and_deltas():
     assert [c.strip() for c in base.split("|")[1:-1]][9] == "-"  # scored before the column existed
 
 
+@pytest.mark.slow
 def test_ensemble_benchmark_runs_on_two_quick_runs(tiny_cache, tmp_path, monkeypatch):
     import json
     import sys
@@ -55,6 +56,7 @@ def test_ensemble_benchmark_runs_on_two_quick_runs(tiny_cache, tmp_path, monkeyp
     assert "| 2 |" in (tmp_path / "ensemble-t.md").read_text()
 
 
+@pytest.mark.slow
 def test_ensemble_holdout_scores_other_splits_only_on_chips_no_member_trained_on(tiny_cache, tmp_path, monkeypatch):
     """A refit-like member (trained on everything but the holdout) joins a split run; a member that
     trained on the holdout is refused by name."""
@@ -124,6 +126,7 @@ def test_accuracy_lever_survives_the_series_unset_options(tmp_path):
         run_config("scratch", 1, argparse.Namespace(**{**vars(args), "epochs": 3}), {"epochs": 60})
 
 
+@pytest.mark.slow
 def test_refit_benchmark_scores_both_files_on_a_holdout_neither_run_saw(tiny_cache, tmp_path, monkeypatch):
     import json
     import sys
@@ -190,6 +193,7 @@ def test_tta_views_move_content_and_average_like_merge():
     assert age[0] == 15.0 and abs(p[0] - 0.5) < 1e-9  # logits +2.2 and -2.2 cancel
 
 
+@pytest.mark.slow
 def test_tta_views_benchmark_runs_on_a_quick_run(tiny_cache, trained_copy, tmp_path, monkeypatch):
     import json
     import sys
@@ -253,6 +257,7 @@ def test_monitors_benchmark_reads_the_histories_accuracy_results_keep(tmp_path):
         histories(tmp_path / "accuracy-old.json")
 
 
+@pytest.mark.slow
 def test_accuracy_rows_keep_every_epochs_validation_figures(tiny_cache, tmp_path):
     from benchmarks.common import held_out, train_and_score
     from benchmarks.monitors import replay
@@ -274,6 +279,7 @@ def test_accuracy_rows_keep_every_epochs_validation_figures(tiny_cache, tmp_path
         assert (run / "last-epoch-age_gender_A.keras").is_file()
 
 
+@pytest.mark.slow
 def test_last_epoch_of_an_ema_run_is_scored_with_its_averaged_weights(tiny_cache, tmp_path):
     import keras
     import numpy as np
@@ -363,6 +369,7 @@ def test_merge_row_replaces_a_rerun_in_place_and_appends_a_new_one():
     assert merge_row(rows, {"v": "baseline", "seed": 1, "mae": 5.1}, ("v", "seed"))[-1]["seed"] == 1
 
 
+@pytest.mark.slow
 def test_fit_speed_times_a_real_training_run_in_each_malloc_setting(tiny_cache, tmp_path):
     from benchmarks.fit_speed import run_variant
 

@@ -38,6 +38,7 @@ def failing(report):
     return {c.name: c.detail for c in report.checks if c.ok is False}
 
 
+@pytest.mark.slow
 def test_good_model_passes_and_roles_from_activation(tmp_path):
     inp = keras.Input((128, 128, 3))
     x = layers.GlobalAveragePooling2D()(_conv(inp, 16))
@@ -50,6 +51,7 @@ def test_good_model_passes_and_roles_from_activation(tmp_path):
     assert rep.passed and rep.kind == "A" and rep.output_order == ["gender", "age"]
 
 
+@pytest.mark.slow
 def test_each_broken_rule_is_named(tmp_path):
     cases = {}
     inp = keras.Input((64, 64, 3))
@@ -74,6 +76,7 @@ def test_each_broken_rule_is_named(tmp_path):
         assert rule in failing(rep), (rule, failing(rep))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", ["lambda", "custom"])
 def test_lambda_and_custom_layers_fail_to_load_plainly(tmp_path, extra):
     inp = keras.Input((128, 128, 3))
@@ -96,6 +99,7 @@ def test_a_file_that_is_not_a_keras_file(tmp_path, content):
     assert failing(rep) == {"is a Keras 3 .keras file": f"{path}: not a Keras 3 .keras file (File is not a zip file)"}
 
 
+@pytest.mark.slow
 def test_a_model_that_answers_the_same_for_everyone_fails(tmp_path):
     inp = keras.Input((128, 128, 3))
     x = layers.GlobalAveragePooling2D()(_conv(inp))

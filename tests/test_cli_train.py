@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from facekit_cli.main import app
@@ -8,6 +9,7 @@ from facekit_cli.main import app
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_train_and_check_through_the_cli(tiny_cache, tmp_path):
     res = runner.invoke(app, ["train", "scratch", "--cache", str(tiny_cache), "--epochs", "1", "--batch-size", "8",
                               "--steps", "1", "--workers", "1", "--project", str(tmp_path), "--json",
@@ -96,6 +98,7 @@ def test_help_lists_choices_groups_model_b_options_and_hides_bool_metavars():
     assert "<tensorflow|jax|torch>" in chk
 
 
+@pytest.mark.slow
 def test_refit_trains_on_everything_for_the_split_runs_best_epoch_count(tiny_cache, tmp_path):
     res = runner.invoke(app, ["train", "scratch", "--cache", str(tiny_cache), "--epochs", "2", "--batch-size", "8",
                               "--steps", "1", "--workers", "1", "--project", str(tmp_path), "--name", "r",
@@ -116,6 +119,7 @@ def test_refit_trains_on_everything_for_the_split_runs_best_epoch_count(tiny_cac
     assert both.exit_code == 1 and "--refit runs the split itself" in both.stderr
 
 
+@pytest.mark.slow
 def test_train_says_what_picked_the_epoch(tiny_cache, tmp_path):
     res = runner.invoke(app, ["train", "scratch", "--cache", str(tiny_cache), "--epochs", "1", "--batch-size", "8",
                               "--steps", "1", "--workers", "1", "--project", str(tmp_path), "--no-check",

@@ -39,6 +39,7 @@ print(json.dumps({n: {"first": read_history(r.run_dir / "history.csv")[0],
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
 def test_two_devices_start_where_one_does(backend: str, tiny_cache: Path, tmp_path: Path):
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)}

@@ -20,6 +20,7 @@ from facekit.model.models import build_scratch
 from tests.conftest import quick_config
 
 
+@pytest.mark.slow
 def test_teacher_targets_use_its_age_distribution(tiny_models, tiny_cache):
     images = read_cache(tiny_cache).images[:5]
     soft = teacher_targets(tiny_models["B_swapped"], images)  # outputs found by role, not position
@@ -84,6 +85,7 @@ def test_teacher_that_cannot_be_checked_is_named(tmp_path):
     assert check_teacher_split(merged, RunSplit(train=["a.jpg"], val=[], full=True)) is None
 
 
+@pytest.mark.slow
 def test_several_teachers_give_what_their_merged_file_gives(tiny_cache, tmp_path):
     paths = []
     for seed in (1, 2):  # two differently initialised members, so the mean is not either one
@@ -114,6 +116,7 @@ def test_teachers_in_args_json(tmp_path):
         TrainConfig.for_task("scratch", teachers=[str(tmp_path / "b.keras")] * 2)
 
 
+@pytest.mark.slow
 def test_student_trains_from_teachers(tiny_models, tiny_cache, tmp_path):
     teachers = [str(tiny_models["B"]), str(tiny_models["B_swapped"])]  # either output order
     res = train(quick_config("scratch", tiny_cache, tmp_path, teachers=teachers, epochs=1))

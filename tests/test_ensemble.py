@@ -31,6 +31,7 @@ def _logit(p):
     return np.log(p / (1 - p))
 
 
+@pytest.mark.slow
 def test_merged_model_averages_ages_and_gender_logits(tmp_path):
     members = [_member(0), _member(1), _member(2)]
     x = np.random.default_rng(0).uniform(0, 1, (5, 128, 128, 3)).astype("float32")
@@ -59,6 +60,7 @@ def test_merge_refuses_what_it_cannot_average(tmp_path):
         merge([_member(0), foreign])
 
 
+@pytest.mark.slow
 def test_merge_cli(tiny_models, tmp_path):
     out = tmp_path / "age_gender_B.keras"
     res = runner.invoke(app, ["merge", str(tiny_models["B"]), str(tiny_models["B_swapped"]), "-o", str(out),

@@ -47,6 +47,7 @@ def test_scores_equal_a_hand_computation(labelled: Path, tiny_models):
     assert any("resized" in w for w in report["warnings"])
 
 
+@pytest.mark.slow
 def test_swapped_outputs_are_scored_by_name(labelled: Path, tiny_models):
     data = load_labelled(labelled)
     normal, swapped = load(tiny_models["B"]), load(tiny_models["B_swapped"], label="swapped")
@@ -75,6 +76,7 @@ def test_bands():
                                                                     "70+", "70+"]
 
 
+@pytest.mark.slow
 def test_evaluate_cli(labelled: Path, tiny_models, tmp_path: Path):
     runs = str(tiny_models["runs"])
     res = runner.invoke(app, ["evaluate", "A", "B", "--data", str(labelled), "--project", runs, "--tta",
@@ -89,6 +91,7 @@ def test_evaluate_cli(labelled: Path, tiny_models, tmp_path: Path):
     assert bad.exit_code == 1 and "not a directory" in bad.stderr
 
 
+@pytest.mark.slow
 def test_split_val_scores_exactly_what_the_run_held_out(tiny_cache: Path, tmp_path: Path):
     from facekit.data.split import count_twins, read_run_split, template_split
     from facekit.engine.train import train
@@ -132,6 +135,7 @@ def test_split_val_scores_exactly_what_the_run_held_out(tiny_cache: Path, tmp_pa
     assert count_twins(["a", "b", "c"], ["c", "d", "a", ""]) == 2
 
 
+@pytest.mark.slow
 def test_a_truncated_jpeg_gets_one_verdict_everywhere(labelled: Path, tiny_models, tmp_path: Path):
     from facekit.data.imageio import damage
     from facekit.inference.predict import predict

@@ -114,6 +114,7 @@ def _objects(node):
             yield from _objects(v)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["scratch", "finetune"])
 def test_mixed_precision_model_is_exported_in_float32(task, tmp_path):
     with global_policy("mixed_float16"):

@@ -12,6 +12,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from facekit.prep.pipeline import prep
 from tests.conftest import ROOT
 
@@ -37,6 +39,7 @@ def _session(work: Path, out: Path, *command: str) -> subprocess.CompletedProces
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_session_preps_from_points_runs_the_command_and_packs_results(chip_folder: Path, tmp_path: Path):
     work = _checkout(tmp_path, chip_folder)
     out = tmp_path / "out"
@@ -58,6 +61,7 @@ def test_session_preps_from_points_runs_the_command_and_packs_results(chip_folde
         assert tar.getnames() == []  # nothing new this time
 
 
+@pytest.mark.slow
 def test_a_command_that_fails_before_writing_anything_still_returns_its_status(chip_folder: Path,
                                                                                tmp_path: Path):
     work = _checkout(tmp_path, chip_folder)

@@ -23,6 +23,7 @@ def fresh_exports(trained_runs):
     return [trained_runs["A"] / "age_gender_A.keras", trained_runs["B"] / "age_gender_B.keras"]
 
 
+@pytest.mark.slow
 def test_fresh_exports_load_and_agree_on_older_keras(fresh_exports):
     chips = sorted(TRAIN_VAL.iterdir())[:6]
     for path in fresh_exports:
@@ -37,6 +38,7 @@ def test_fresh_exports_load_and_agree_on_older_keras(fresh_exports):
     assert OLDEST_KERAS in VERSIONS and OLDEST_KERAS in CHECK_KERAS and "3.13" in CHECK_KERAS  # Colab's
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(version_tuple(keras.__version__) < (3, 15), reason="this Keras writes no 3.15-only keys")
 def test_a_plain_save_of_this_keras_fails_there(tmp_path):
     inp = keras.Input((128, 128, 3))
@@ -49,6 +51,7 @@ def test_a_plain_save_of_this_keras_fails_there(tmp_path):
     assert "input_axes" in failed["loads on Keras 3.8"] and f"config readable by Keras {OLDEST_KERAS}" in failed
 
 
+@pytest.mark.slow
 def test_an_untested_version_is_never_a_pass(monkeypatch, tiny_models):
     def offline(spec, root=None, timeout=0):
         raise keras_envs.KerasEnvError("pip install keras==3.8.* failed: no network")
@@ -74,6 +77,7 @@ def test_environment_specs(tmp_path):
     assert res.exit_code == 1 and "must look like 3.8" in res.stderr
 
 
+@pytest.mark.slow
 def test_an_environment_is_built_once_and_reused(tmp_path):
     env = keras_envs.ensure("3.8", tmp_path)  # a fresh root: really built, with this interpreter's pip
     assert env.keras.startswith("3.8.") and env.python.exists()

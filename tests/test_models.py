@@ -47,6 +47,7 @@ def test_scratch_model_contract():
     assert list(swapped.output_names) == ["gender", "age"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(REQUIRED))
 def test_every_backbone_builds_headless(name):
     m = build_finetune(get_backbone(name), None)
@@ -74,6 +75,7 @@ def test_flip_layer_is_an_exact_mirror():
     np.testing.assert_array_equal(out, x[:, :, ::-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["scratch", "finetune"])
 def test_flip_averaging_export(task):
     m = (build_scratch((8, 8, 8, 8, 8), hidden=16) if task == "scratch"

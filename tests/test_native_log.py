@@ -35,6 +35,7 @@ def test_noise_patterns():
     assert not any(is_noise(line) for line in KEPT)
 
 
+@pytest.mark.slow
 def test_prep_prints_no_native_noise(tmp_path: Path):
     folder = tmp_path / "faces"
     folder.mkdir()
@@ -63,6 +64,7 @@ def test_a_crash_message_survives_the_filter():
     assert "F0000 fatal: the real reason" in out.stderr and "noise" not in out.stderr  # written by the reader
 
 
+@pytest.mark.slow
 def test_predict_is_quiet_unless_verbose(tiny_models, chip_sample):
     cmd = [sys.executable, "-c", "from facekit_cli.main import main; main()"]
     args = ["predict", str(chip_sample[0]), "-m", str(tiny_models["B"]), "--jsonl"]
@@ -140,6 +142,7 @@ def test_litert_conversion_keeps_stdout_clean(capfd, tmp_path, monkeypatch):
     assert capfd.readouterr().out == ""
 
 
+@pytest.mark.slow
 def test_albumentations_never_asks_the_package_index():
     code = "import facekit.data.augment, os; print(os.environ.get('NO_ALBUMENTATIONS_UPDATE'))"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

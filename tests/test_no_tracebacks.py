@@ -19,6 +19,7 @@ def bad(tmp_path_factory: pytest.TempPathFactory, chip_sample: list[Path]) -> di
     (root / "notes" / "readme.txt").write_text("no images here")
     (root / "text.h5").write_text("not HDF5")
     (root / "text.keras").write_text("not a model")
+    (root / "text2.keras").write_text("not a model either")
     (root / "text.jpg").write_text("not an image")
     (root / "age_gender_A.keras").write_bytes(b"PK\x03\x04 truncated zip")
     (root / "run_without_args").mkdir()
@@ -26,7 +27,8 @@ def bad(tmp_path_factory: pytest.TempPathFactory, chip_sample: list[Path]) -> di
     (root / "one").mkdir()
     shutil.copy(chip_sample[0], root / "one" / chip_sample[0].name)
     return {"root": root, "chip": chip_sample[0], "empty": root / "empty", "notes": root / "notes",
-            "text_h5": root / "text.h5", "text_keras": root / "text.keras", "text_jpg": root / "text.jpg",
+            "text_h5": root / "text.h5", "text_keras": root / "text.keras",
+            "text2_keras": root / "text2.keras", "text_jpg": root / "text.jpg",
             "broken_zip": root / "age_gender_A.keras", "no_args": root / "run_without_args",
             "blocker": root / "blocker", "missing": root / "missing", "one": root / "one"}
 
@@ -67,7 +69,8 @@ CASES = [
     ("check", ["check", "{text_keras}", "--keras", "2.15"], ""),
     # merge
     ("merge", ["merge", "{missing}", "{missing}", "-o", "{root}/m.keras"], ""),
-    ("merge", ["merge", "{text_keras}", "{text_keras}", "-o", "{root}/m.keras"], "not a Keras 3 .keras file"),
+    ("merge", ["merge", "{text_keras}", "{text2_keras}", "-o", "{root}/m.keras"], "not a Keras 3 .keras file"),
+    ("merge", ["merge", "{text_keras}", "{text_keras}", "-o", "{root}/m.keras"], "named more than once"),
     ("merge", ["merge", "{broken_zip}", "{text_keras}", "-o", "{root}/m.txt"], ""),
     # predict
     ("predict", ["predict", "{missing}", "-m", "{broken_zip}"], ""),

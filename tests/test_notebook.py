@@ -5,12 +5,14 @@ from pathlib import Path
 
 import nbclient
 import nbformat
+import pytest
 
 from tests.conftest import ROOT
 
 EXAMPLE = ROOT / "examples" / "facekit_end_to_end.ipynb"
 
 
+@pytest.mark.slow
 def test_example_notebook_runs_end_to_end(tmp_path: Path, chip_sample: list[Path]):
     data = tmp_path / "train_val"
     data.mkdir()

@@ -54,6 +54,7 @@ def test_folder_odd_inputs_and_annotation(photos: Path, loaded, tmp_path: Path):
     assert Path(results["group.jpg"].annotated).is_file() and results["blank.jpg"].annotated is None
 
 
+@pytest.mark.slow
 def test_same_named_models_keep_their_own_columns(tiny_models, tmp_path):
     other = tmp_path / "b_other" / "age_gender_B.keras"
     other.parent.mkdir()
@@ -81,6 +82,7 @@ def test_model_resolution(tiny_models):
         resolve_model("missing.keras", runs)
 
 
+@pytest.mark.slow
 def test_predict_cli(photos: Path, tiny_models):
     runs = str(tiny_models["runs"])
     res = runner.invoke(app, ["predict", str(photos / "group.jpg"), str(photos / "blank.jpg"),
@@ -112,6 +114,7 @@ def _validator(definition: str):
     return jsonschema.Draft202012Validator({**schema, "$ref": f"#/$defs/{definition}"})
 
 
+@pytest.mark.slow
 def test_streamed_records_follow_the_documented_schema(photos: Path, tiny_models, tmp_path: Path):
     """--jsonl and --csv on a folder with bad files: a valid record for every image, in folder order."""
     from facekit.inference.records import CSV_COLUMNS, csv_row
@@ -229,6 +232,7 @@ def test_recursive_folders_and_awkward_photos(tmp_path: Path, chip_sample: list[
     assert len(set(annotated)) == 6 and "top-2.annotated.png" in annotated
 
 
+@pytest.mark.slow
 def test_litert_engine_agrees_with_keras_and_recovers(loaded, chip_sample: list[Path], tmp_path: Path, monkeypatch):
     import keras
 

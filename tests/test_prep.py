@@ -72,6 +72,7 @@ def test_reuse_force_and_drop(chip_folder: Path, tmp_path: Path):
     assert not noalign.reused and read_cache(out).aligned.sum() == 0
 
 
+@pytest.mark.slow
 def test_parallel_matches_serial(chip_folder: Path, tmp_path: Path):
     a = read_cache(prep(chip_folder, tmp_path / "a.h5", workers=1).cache)
     b = read_cache(prep(chip_folder, tmp_path / "b.h5", workers=2).cache)

@@ -24,6 +24,7 @@ def test_missing_model_files_are_one_error_before_any_worker(chip_folder: Path, 
     assert time.monotonic() - start < 30 and not list(tmp_path.glob("*.h5"))
 
 
+@pytest.mark.slow
 def test_a_worker_that_cannot_start_is_a_clear_error(chip_folder: Path):
     files = [str(p) for p in sorted(chip_folder.iterdir())]
     template = load_template()
@@ -49,6 +50,7 @@ def _start_prep(tmp_path: Path, **popen: object) -> subprocess.Popen:
                             stderr=subprocess.PIPE, **popen)
 
 
+@pytest.mark.slow
 def test_sigterm_leaves_no_cache_only_the_progress_to_resume_from(tmp_path: Path):
     proc = _start_prep(tmp_path)
     deadline = time.monotonic() + 120
@@ -67,6 +69,7 @@ def test_sigterm_leaves_no_cache_only_the_progress_to_resume_from(tmp_path: Path
             assert len(f["filename"]) == len(f["images"]) > 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
 @pytest.mark.parametrize("gap", [0.0, 0.05])
 def test_ctrl_c_twice_cleans_up_without_a_traceback(tmp_path: Path, gap: float):

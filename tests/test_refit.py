@@ -28,6 +28,7 @@ class CtrlC(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_refit_resumes_whichever_run_stopped(tiny_cache, tmp_path):
     cfg = quick_config("scratch", tiny_cache, tmp_path, name="r")
     with pytest.raises(TrainingInterrupted) as info:  # the split run stops in its second epoch
@@ -57,6 +58,7 @@ def test_refit_resumes_whichever_run_stopped(tiny_cache, tmp_path):
     assert (split_dir / "age_gender_A.keras").stat().st_mtime_ns == split_time
 
 
+@pytest.mark.slow
 def test_refit_of_a_split_run_trained_earlier(tiny_cache, tmp_path):
     opts = ["--cache", str(tiny_cache), "--epochs", "2", "--batch-size", "8", "--steps", "1", "--workers", "1",
             "--project", str(tmp_path), "--name", "p", "--no-check", "--json"]

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from facekit.data.cache import CacheWriter, read_attrs
 from tests.conftest import MODELS
@@ -46,6 +47,7 @@ def peak_rss_mb(cache: Path, runs: Path, name: str) -> tuple[float, dict]:
     return usage.ru_maxrss / 1024, json.loads((runs / "scratch" / name / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_a_100k_cache_trains_in_the_memory_of_a_small_one(tiny_cache: Path, tmp_path: Path):
     t = time.perf_counter()
     big = synthetic_cache(tiny_cache, tmp_path / "big.h5", 100_000)

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from facekit.contract import INPUT_SIZE
@@ -28,6 +29,7 @@ def test_template_command_never_writes_into_the_package(chip_folder: Path, tmp_p
     assert DEFAULT_TEMPLATE.read_bytes() == shipped
 
 
+@pytest.mark.slow
 def test_prep_template_reaches_the_run_and_predict(chip_folder: Path, tiny_cache: Path, tmp_path: Path):
     base = load_template().at_size(INPUT_SIZE)
     custom = Template(INPUT_SIZE, base.points + np.float32(4.0), {"note": "shifted 4 px"})

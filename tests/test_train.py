@@ -22,6 +22,7 @@ RUN_FILES = {"args.json", "history.csv", "metrics.json", "last.keras", "state.js
              *(f"{stem}.png" for stem, *_ in CURVES)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task, arch", [("scratch", "plain"), ("scratch", "residual"), ("finetune", "plain")])
 def test_train_export_and_check(task, arch, tiny_cache, tmp_path):
     res = train(quick_config(task, tiny_cache, tmp_path, arch=arch))
@@ -58,6 +59,7 @@ def test_train_export_and_check(task, arch, tiny_cache, tmp_path):
     np.testing.assert_array_equal(run(lm, x, tta=True)[0], run(lm, x)[0])  # no second mirror pass
 
 
+@pytest.mark.slow
 def test_best_model_is_the_exported_one(trained_runs):
     run = trained_runs["A"]  # 3 epochs of Model A
     metrics = json.loads((run / "metrics.json").read_text())
@@ -67,6 +69,7 @@ def test_best_model_is_the_exported_one(trained_runs):
     assert metrics["val_age_mae"] == pytest.approx(hist[best]["val_age_mae"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_resume_continues_the_run(tiny_cache, tmp_path):
     first = train(quick_config("finetune", tiny_cache, tmp_path, epochs=3, patience=0, name="r"))
     args = json.loads((first.run_dir / "args.json").read_text())
@@ -86,6 +89,7 @@ def test_resume_continues_the_run(tiny_cache, tmp_path):
         train(TrainConfig(), resume=first.run_dir)
 
 
+@pytest.mark.slow
 def test_resume_finishes_a_run_killed_after_its_last_epoch(tiny_cache, tmp_path):
     # Killed between the last epoch's checkpoint and metrics.json: nothing is left to train, but a resumed
     # refit or benchmark needs the finished run, so resuming writes what the session would have, untrained.
@@ -109,6 +113,7 @@ def test_resume_finishes_a_run_killed_after_its_last_epoch(tiny_cache, tmp_path)
             train(TrainConfig(), resume=first.run_dir)
 
 
+@pytest.mark.slow
 def test_resume_restores_the_row_a_kill_after_the_checkpoint_lost(tiny_cache, tmp_path):
     # Killed after the last epoch's checkpoint but before its history row and its hand-in file: the row comes
     # back from the checkpoint's record and the file from the checkpoint (EMA: its averages), untrained.
@@ -137,6 +142,7 @@ def test_resume_restores_the_row_a_kill_after_the_checkpoint_lost(tiny_cache, tm
         assert not contract_failures(check_model(again.model_path))
 
 
+@pytest.mark.slow
 def test_interrupt_keeps_best_model_and_history(tiny_cache, tmp_path):
     class CtrlC(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -162,6 +168,7 @@ def test_interrupt_before_any_epoch_saves_no_model(tiny_cache, tmp_path):
     assert json.loads((info.value.run_dir / "metrics.json").read_text())["model"] is None
 
 
+@pytest.mark.slow
 def test_full_freeze_and_output_order(tiny_cache, tmp_path):
     res = train(quick_config("finetune", tiny_cache, tmp_path, full=True, freeze_epochs=1,
                              output_order="gender,age"))
@@ -171,6 +178,7 @@ def test_full_freeze_and_output_order(tiny_cache, tmp_path):
     assert not contract_failures(rep) and rep.output_order == ["gender", "age"]
 
 
+@pytest.mark.slow
 def test_ema_run_exports(tiny_cache, tmp_path):
     res = train(quick_config("scratch", tiny_cache, tmp_path, ema=True))
     assert res.model_path.exists() and res.metrics["epochs_run"] == 2
@@ -192,6 +200,7 @@ def test_ema_half_life_is_one_epoch(tiny_cache, tmp_path):
     assert model.optimizer.ema_momentum == 0.9
 
 
+@pytest.mark.slow
 def test_jax_backend_trains_and_loads(tiny_cache, tmp_path):
     pytest.importorskip("jax")
     code = (
@@ -211,6 +220,7 @@ def test_jax_backend_trains_and_loads(tiny_cache, tmp_path):
         assert check_model(model, images=sorted(TRAIN_VAL.iterdir())[:2], backend=backend).passed
 
 
+@pytest.mark.slow
 def test_mixing_mean_variance_and_flip_export(tiny_cache, tmp_path):
     cfg = quick_config("scratch", tiny_cache, tmp_path, mix="cutmix", mean_variance=True, tta=True, epochs=1,
                        patience=0, name="levers")
@@ -233,6 +243,7 @@ def _layer_weights(path: Path, name: str) -> list[np.ndarray]:
     return keras.models.load_model(path).get_layer(name).get_weights()
 
 
+@pytest.mark.slow
 def test_ema_with_freeze_epochs_trains_both_phases(tiny_cache, tmp_path):
     # Once: TensorFlow raised "SwapEMAWeights must be used when use_ema=True" at the second phase, and
     # JAX swapped the new optimizer's unbuilt (zero) averages into the model.
@@ -246,6 +257,7 @@ def test_ema_with_freeze_epochs_trains_both_phases(tiny_cache, tmp_path):
     assert json.loads((res.run_dir / "state.json").read_text())["epochs_done"] == 3
 
 
+@pytest.mark.slow
 def test_resume_with_ema_continues_the_raw_weights(tiny_cache, tmp_path):
     # Without validation every epoch is exported, so the hand-in file holds the last epoch's average.
     first = train(quick_config("scratch", tiny_cache, tmp_path, ema=True, full=True, name="ema"))
@@ -262,6 +274,7 @@ def test_resume_with_ema_continues_the_raw_weights(tiny_cache, tmp_path):
     assert again.metrics["epochs_run"] == 3
 
 
+@pytest.mark.slow
 def test_resume_during_the_frozen_phase_unfreezes_later(tiny_cache, tmp_path):
     class CtrlC(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -284,6 +297,7 @@ def test_resume_during_the_frozen_phase_unfreezes_later(tiny_cache, tmp_path):
     assert any(changed)
 
 
+@pytest.mark.slow
 def test_resume_restarts_or_refuses_what_it_cannot_continue(tiny_cache, tmp_path):
     class CtrlC(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
@@ -394,6 +408,7 @@ def test_plot_model_draws_or_says_once_how_to_fix(tmp_path, monkeypatch):
     assert "pip install 'facekit[plot]'" in note and note.count("pydot") == 1  # said once, not Keras's words too
 
 
+@pytest.mark.slow
 def test_streamed_cache_trains_like_the_in_memory_one(tiny_cache, tmp_path):
     runs = {mode: train(quick_config("scratch", tiny_cache, tmp_path, cache_mode=mode, name=mode, epochs=1))
             for mode in ("memory", "stream")}
@@ -404,6 +419,7 @@ def test_streamed_cache_trains_like_the_in_memory_one(tiny_cache, tmp_path):
         assert rows["stream"][key] == pytest.approx(rows["memory"][key], rel=1e-4), key  # the same batches
 
 
+@pytest.mark.slow
 def test_resume_keeps_counting_epochs_without_improvement(tiny_cache, tmp_path):
     first = train(quick_config("scratch", tiny_cache, tmp_path, epochs=2, patience=0, name="patient"))
     args = json.loads((first.run_dir / "args.json").read_text())
@@ -433,6 +449,7 @@ def test_resume_keeps_counting_epochs_without_improvement(tiny_cache, tmp_path):
     assert json.loads((first.run_dir / "state.json").read_text())["stopped_early"]
 
 
+@pytest.mark.slow
 def test_validation_on_raw_files_scores_what_the_lecturer_reads(tiny_cache, tmp_path):
     from facekit.contract import rgb_to_input
     from facekit.data.cache import read_attrs, read_cache
@@ -470,6 +487,7 @@ def test_validation_on_raw_files_scores_what_the_lecturer_reads(tiny_cache, tmp_
         quick_config("scratch", tiny_cache, tmp_path, val_images="raw", full=True)
 
 
+@pytest.mark.slow
 def test_score_monitor_picks_and_resumes_on_age_and_gender(tiny_cache, tmp_path):
     from facekit.engine.selection import SCORE, choose_epoch, hand_in_score
 
@@ -515,6 +533,7 @@ print(patched, faults())
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux") or keras.backend.backend() != "tensorflow",
                     reason="TensorFlow's malloc patch is glibc's")
 def test_training_undoes_tensorflows_malloc_patch(tiny_cache, tmp_path):

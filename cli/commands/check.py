@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from facekit_cli.options import Backend, JsonOpt, KerasOpt, Kind, OutputOrder, print_check, value_of
+from facekit_cli.options import Backend, JsonOpt, KerasOpt, Kind, OutputOrder, parse_keras_option, print_check, value_of
 from facekit_cli.ui import console, err_console, fail, print_json, reason
 
 
@@ -31,7 +31,7 @@ def check(
     from facekit.inference.check import check_model, sample_images
     from facekit.inference.load import resolve_model
 
-    versions = keras_versions(keras_versions)
+    versions = parse_keras_option(keras_versions)
     if data is not None and not data.is_dir():
         fail(f"{data}: not a directory")
     try:

@@ -21,7 +21,7 @@ from facekit_cli.options import (
     JsonOpt,
     Task,
     choice_enum,
-    keras_versions,
+    parse_keras_option,
     print_check,
 )
 from facekit_cli.ui import console, err_console, fail, print_json, reason
@@ -115,7 +115,7 @@ def config_values(task: str, options: dict[str, Any]) -> dict[str, Any]:
         if name == "teachers":
             value = tuple(map(str, value)) if value else None
         elif name == "check_keras" and value is not None:
-            value = keras_versions(value)
+            value = parse_keras_option(value)
         elif name == "full":
             value = value or None
         out[name] = value
@@ -182,7 +182,7 @@ def train(task: Task, *, refit: bool = False, resume: Path | None = None, check_
         from facekit.engine.run_check import check_run
 
         # A resumed run keeps its args.json; an explicit --check-keras still wins for this check.
-        versions = keras_versions(options["check_keras"]) if options.get("check_keras") is not None else None
+        versions = parse_keras_option(options["check_keras"]) if options.get("check_keras") is not None else None
         with err_console.status("checking the hand-in file", spinner="dots") as spin:
             report = check_run(result.run_dir, versions,
                                status=None if json_out else lambda msg: spin.update(f"check: {msg}"))
