@@ -30,7 +30,7 @@ DESIGNS = {"A plain": ("scratch", {"arch": "plain"}), "A residual": ("scratch", 
 def measure(task: str, options: dict, steps: int, batch: int = 64) -> dict[str, float]:
     import keras
 
-    from facekit.contract import N_AGES
+    from facekit.contract import AGE_DISTRIBUTION, N_AGES
     from facekit.data.dataset import age_distributions
     from facekit.engine.recipe import TrainConfig
     from facekit.engine.train import build_models, compile_train
@@ -42,7 +42,7 @@ def measure(task: str, options: dict, steps: int, batch: int = 64) -> dict[str, 
     x = rng.uniform(0, 1, (batch, 128, 128, 3)).astype("float32")
     ages = rng.integers(0, N_AGES, batch)
     y = {"age": ages[:, None].astype("float32"), "gender": rng.integers(0, 2, (batch, 1)).astype("float32"),
-         "age_dist": age_distributions(ages, cfg.sigma)}
+         AGE_DISTRIBUTION: age_distributions(ages, cfg.sigma)}
     for _ in range(2):
         models.train.train_on_batch(x, y)
     start = time.perf_counter()

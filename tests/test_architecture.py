@@ -1,8 +1,8 @@
 """The package's shape, read from its own source: imports point down the layers and never form a cycle.
 
-The layers are docs/architecture.md's: contract, utils and choices at the
-bottom; face, data and model as siblings; prep and inference above them;
-engine above those; doctor on top (cli and benchmarks sit above the package).
+The layers are docs/architecture.md's: utils and choices at the bottom, the
+contract on them; face, data and model as siblings; prep and inference above
+them; engine above those; doctor on top (cli and benchmarks sit above the package).
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "facekit"
 
 # subpackage (or top-level module) -> its layer; siblings share a layer and never import each other
 LAYERS = {
-    "__init__": 0, "choices": 0, "contract": 0, "utils": 0,
-    "face": 1, "data": 1, "model": 1,
-    "prep": 2, "inference": 2,
-    "engine": 3,
-    "doctor": 4,
+    "__init__": 0, "choices": 0, "utils": 0,
+    "contract": 1,
+    "face": 2, "data": 2, "model": 2,
+    "prep": 3, "inference": 3,
+    "engine": 4,
+    "doctor": 5,
 }
 LONG_MODULE = 420  # lines ("about 400"); a longer module's docstring must say why it is one module
 
@@ -138,3 +139,14 @@ def test_long_modules_say_why(path: Path):
         return
     doc = ast.get_docstring(ast.parse(path.read_text())) or ""
     assert "one module" in doc, f"{path.name} has {lines} lines: split it, or say in its docstring why it is one module"
+
+
+def test_every_package_folder_is_installed():
+    """A non-editable install (CI's, a user's) ships only the packages pyproject.toml lists."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    root = PACKAGE.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(root).parts) for p in PACKAGE.rglob("__init__.py")}
+    on_disk |= {"facekit_cli." + ".".join(p.parent.relative_to(root / "cli").parts) if p.parent != root / "cli"
+                else "facekit_cli" for p in (root / "cli").rglob("__init__.py")}
+    assert on_disk <= listed, f"add to [tool.setuptools] packages: {sorted(on_disk - listed)}"

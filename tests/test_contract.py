@@ -34,3 +34,20 @@ def test_output_roles_by_name_then_activation():
     assert output_roles([out("age", "linear"), out("gender", "sigmoid")])[0] == ["age", "gender"]
     assert output_roles([out("x", "sigmoid"), out("y", "linear")])[0] == ["gender", "age"]
     assert output_roles([out("x", "linear"), out("y", "linear")])[0] is None
+
+
+def test_exported_layer_names_are_written_once():
+    found = [f"{p.relative_to(PACKAGE)}:{i}" for p in PACKAGE.rglob("*.py") if p.parts[-2] != "contract"
+             for i, line in enumerate(p.read_text().splitlines(), 1)
+             if re.search(r"[\"'](age_dist|flip_average)[\"']", line)]
+    assert not found, f"use facekit.contract.AGE_DISTRIBUTION / FLIP_AVERAGE: {found}"
+
+
+def test_one_cache_folder_for_everything(monkeypatch, tmp_path):
+    from facekit.contract.keras_envs import env_root
+    from facekit.inference.litert import cache_dir
+    from facekit.utils.modelfiles import default_model_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("FACEKIT_KERAS_ENVS", raising=False)
+    assert {default_model_dir().parent, env_root().parent, cache_dir().parent} == {tmp_path / "facekit"}

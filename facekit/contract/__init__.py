@@ -25,6 +25,9 @@ PIXEL_SCALE = 255.0  # the lecturer divides by 255: inputs are in [0, 1]
 MAX_AGE = 116  # UTKFace's ages are 0..116
 N_AGES = MAX_AGE + 1
 
+# Layer names the exported graphs and the training model share; modules use these, never the strings.
+AGE_DISTRIBUTION = "age_dist"  # the softmax over ages 0..116 (a training target, and what merges average)
+FLIP_AVERAGE = "flip_average"  # the layer that averages an image's features with its mirror's (--tta)
 OUTPUT_NAMES = ("age", "gender")  # age in years; gender is P(female), one sigmoid unit
 OUTPUT_ORDERS = ("age,gender", "gender,age")  # published solutions use both; most (and the best) age first
 DEFAULT_OUTPUT_ORDER = OUTPUT_ORDERS[0]

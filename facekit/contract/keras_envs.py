@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from facekit.utils.cachedir import user_cache
+
 ENV_VAR = "FACEKIT_KERAS_ENVS"  # where the environments live; default ~/.cache/facekit/keras-envs
 MARKER = "facekit-keras-env.json"  # written last: an environment without it is incomplete
 PACKAGES = ("jax[cpu]", "numpy", "h5py")
@@ -103,8 +105,7 @@ def env_root(root: str | Path | None = None) -> Path:
         return Path(root)
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR])
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "facekit" / "keras-envs"
+    return user_cache("keras-envs")
 
 
 def _python_in(env_dir: Path) -> Path:

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from facekit.choices import MIXES
-from facekit.contract import N_AGES, rgb_to_input
+from facekit.contract import AGE_DISTRIBUTION, N_AGES, rgb_to_input
 
 DEFAULT_MIX_ALPHA = {"mixup": 0.2, "cutmix": 1.0}
 
@@ -136,12 +136,12 @@ class FaceBatches(keras.utils.PyDataset):
         ages = self.ages[idx]
         targets = {
             "age": ages[:, None],
-            "age_dist": age_distributions(ages, self.sigma),
+            AGE_DISTRIBUTION: age_distributions(ages, self.sigma),
             "gender": self.genders[idx][:, None],
         }
         if self.soft is not None:  # distillation: blend the teacher's view into the targets
             w = self.soft_weight
-            targets["age_dist"] = ((1 - w) * targets["age_dist"] + w * self.soft[0][idx]).astype(np.float32)
+            targets[AGE_DISTRIBUTION] = ((1 - w) * targets[AGE_DISTRIBUTION] + w * self.soft[0][idx]).astype(np.float32)
             targets["gender"] = ((1 - w) * targets["gender"] + w * self.soft[1][idx][:, None]).astype(np.float32)
         x = rgb_to_input(batch)
         if self.mix != "none" and len(idx) > 1:

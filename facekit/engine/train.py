@@ -17,7 +17,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from facekit.contract import INPUT_SHAPE, PIXEL_SCALE
+from facekit.contract import AGE_DISTRIBUTION, INPUT_SHAPE, PIXEL_SCALE
 from facekit.data.augment import build_augment
 from facekit.data.cache import CacheData, choose_mode, read_cache, take
 from facekit.data.dataset import FaceBatches
@@ -109,11 +109,11 @@ def compile_train(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, ep
     opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay, use_ema=cfg.ema,
                                  ema_momentum=momentum)
     opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-    loss: dict[str, Any] = {"age_dist": keras.losses.CategoricalCrossentropy(),
+    loss: dict[str, Any] = {AGE_DISTRIBUTION: keras.losses.CategoricalCrossentropy(),
                             "gender": keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing)}
-    weights = {"age_dist": cfg.age_weight, "gender": cfg.gender_weight}
+    weights = {AGE_DISTRIBUTION: cfg.age_weight, "gender": cfg.gender_weight}
     if cfg.mean_variance:
-        loss["age_dist"] = DistributionVariance()
+        loss[AGE_DISTRIBUTION] = DistributionVariance()
         loss["age"] = keras.losses.MeanSquaredError()
         weights["age"] = cfg.age_weight * MEAN_WEIGHT / 2  # the paper's mean loss is half the squared error
     # Soft gender targets need LabelAccuracy; hard ones keep the built-in, whose checkpoint

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from facekit.utils.atomic import atomic_path
+from facekit.utils.cachedir import user_cache
 from facekit.utils.streams import quiet_stdout
 
 KEEP = 20  # converted models kept in the cache (about 9 MB each for B)
@@ -34,8 +35,7 @@ class EngineUnavailable(Exception):
 
 
 def cache_dir() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "facekit" / "litert"
+    return user_cache("litert")
 
 
 def interpreter_class() -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from facekit.contract import HAND_IN_NAMES, KIND_TASKS, output_roles
+from facekit.contract import FLIP_AVERAGE, HAND_IN_NAMES, KIND_TASKS, output_roles
 from facekit.contract.probe import layer_activation, producer
 from facekit.model.compat import read_config
 from facekit.utils.modelfiles import sha256_file
@@ -35,7 +35,7 @@ class LoadedModel:
     @property
     def flip_built_in(self) -> bool:
         """Trained with --tta: the graph already averages each image with its mirror."""
-        return any(layer.name == "flip_average" for layer in self.model.layers)
+        return any(layer.name == FLIP_AVERAGE for layer in self.model.layers)
 
 
 def newest_model(kind: str, project: str | Path = "runs") -> Path:

@@ -26,7 +26,14 @@ import keras
 import numpy as np
 from keras import layers
 
-from facekit.contract import DEFAULT_OUTPUT_ORDER, INPUT_SHAPE, N_AGES, check_output_order, in_output_order
+from facekit.contract import (
+    AGE_DISTRIBUTION,
+    DEFAULT_OUTPUT_ORDER,
+    INPUT_SHAPE,
+    N_AGES,
+    check_output_order,
+    in_output_order,
+)
 from facekit.model.compat import read_config
 
 MEMBER_PREFIX = "m{}_"  # member i's layers are copied in as MEMBER_PREFIX.format(i) + their name
@@ -48,10 +55,10 @@ def age_dist_layers(model: keras.Model) -> list[keras.layers.Layer]:
     has no ``age_dist`` of its own, only its members'. Empty for other files.
     """
     by_name = {layer.name: layer for layer in model.layers}
-    if "age_dist" in by_name:
-        return [by_name["age_dist"]]
+    if AGE_DISTRIBUTION in by_name:
+        return [by_name[AGE_DISTRIBUTION]]
     members = []
-    while (name := MEMBER_PREFIX.format(len(members)) + "age_dist") in by_name:
+    while (name := MEMBER_PREFIX.format(len(members)) + AGE_DISTRIBUTION) in by_name:
         members.append(by_name[name])
     return members
 
@@ -75,7 +82,7 @@ def merge(members: list[keras.Model], output_order: str = DEFAULT_OUTPUT_ORDER,
     check_output_order(output_order)
     for i, m in enumerate(members):
         names = {layer.name for layer in m.layers}
-        missing = {"age_dist", "gender"} - names
+        missing = {AGE_DISTRIBUTION, "gender"} - names
         if missing:
             raise ValueError(f"member {i + 1} ({m.name}) has no {' or '.join(sorted(missing))} layer: only facekit "
                              "exports can be merged (their age distribution and gender unit are averaged)")
@@ -84,7 +91,7 @@ def merge(members: list[keras.Model], output_order: str = DEFAULT_OUTPUT_ORDER,
     for i, member in enumerate(members):
         prefix = MEMBER_PREFIX.format(i)
         copy = _copy_into(member, inp, prefix)
-        dists.append(copy.get_layer(prefix + "age_dist").output)
+        dists.append(copy.get_layer(prefix + AGE_DISTRIBUTION).output)
         gender = copy.get_layer(prefix + "gender")
         features.append(gender.input)
         kernel, bias = gender.get_weights()

@@ -20,7 +20,9 @@ import numpy as np
 from keras import layers
 
 from facekit.contract import (
+    AGE_DISTRIBUTION,
     DEFAULT_OUTPUT_ORDER,
+    FLIP_AVERAGE,
     INPUT_SHAPE,
     INPUT_SIZE,
     N_AGES,
@@ -32,7 +34,7 @@ from facekit.model.backbones import Backbone, build_backbone
 
 @dataclass
 class AgeGenderModels:
-    train: keras.Model  # outputs {"age", "gender", "age_dist"}
+    train: keras.Model  # outputs {"age", "gender", AGE_DISTRIBUTION}
     export: keras.Model  # outputs [age, gender] (or the order asked for)
     backbone: keras.Model | None = None
 
@@ -110,7 +112,7 @@ def heads(features, hidden: int, dropout: float):
         x = layers.Dense(hidden, activation="relu", name="head_fc")(x)
     x = layers.Dropout(dropout, name="head_drop")(x)
     logits = layers.Dense(N_AGES, name="age_logits", dtype="float32")(x)
-    age_dist = layers.Softmax(name="age_dist", dtype="float32")(logits)
+    age_dist = layers.Softmax(name=AGE_DISTRIBUTION, dtype="float32")(logits)
     expect = layers.Dense(1, use_bias=False, trainable=False, name="age", dtype="float32")
     age = expect(age_dist)
     expect.set_weights([np.arange(N_AGES, dtype=np.float32)[:, None]])
@@ -122,7 +124,7 @@ def _assemble(inp, features, hidden: int, dropout: float, output_order: str, nam
               backbone: keras.Model | None = None) -> AgeGenderModels:
     check_output_order(output_order)
     age, gender, age_dist = heads(features, hidden, dropout)
-    train = keras.Model(inp, {"age": age, "gender": gender, "age_dist": age_dist}, name=f"{name}_train")
+    train = keras.Model(inp, {"age": age, "gender": gender, AGE_DISTRIBUTION: age_dist}, name=f"{name}_train")
     return AgeGenderModels(train, export_from_train(train, output_order), backbone)
 
 
@@ -193,12 +195,12 @@ def _flip_averaged_heads(train: keras.Model):
         mirrored, previous = layer(mirrored), layer
         if layer.name == "pool":
             break
-    x = layers.Average(name="flip_average")([pooled, mirrored])
+    x = layers.Average(name=FLIP_AVERAGE)([pooled, mirrored])
     names = {layer.name for layer in train.layers}
     for name in HEAD_LAYERS:
         if name in names:
             x = train.get_layer(name)(x)
-    age = train.get_layer("age")(train.get_layer("age_dist")(train.get_layer("age_logits")(x)))
+    age = train.get_layer("age")(train.get_layer(AGE_DISTRIBUTION)(train.get_layer("age_logits")(x)))
     return age, train.get_layer("gender")(x)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facekit.utils.atomic import atomic_path
+from facekit.utils.cachedir import user_cache
 
 ENV_VAR = "FACEKIT_MODEL_DIR"
 
@@ -45,8 +46,7 @@ FACE_LANDMARKER = ModelFile(
 
 
 def default_model_dir() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "facekit" / "models"
+    return user_cache("models")
 
 
 def model_dir(override: str | Path | None = None) -> Path:
