@@ -34,6 +34,8 @@ PIP_TIMEOUT = 900.0
 _OFFLINE = ("NewConnectionError", "Network is unreachable", "Temporary failure in name resolution",
             "Failed to establish a new connection", "ProxyError", "dns error", "error sending request",
             "Could not connect", "failed to lookup address")
+_NO_RELEASE = ("No matching distribution", "no version of", "Could not find a version that satisfies",
+               "requirements are unsatisfiable")
 _SPEC = re.compile(r"^3\.\d+(\.\d+)?$")
 
 
@@ -158,6 +160,8 @@ def _run(cmd: list[str], what: str, timeout: float) -> str:
                                                                            if "WARNING:" not in ln][-3:]
         if any(sign in ln for ln in lines for sign in _OFFLINE):
             raise KerasEnvError(f"could not be built: no package index (offline?); {what} failed")
+        if any(sign in ln for ln in lines for sign in _NO_RELEASE):  # pip's and uv's words for it
+            raise KerasEnvError(f"could not be built: the package index has no release for {what}")
         said = " ".join(errors)[-600:] or f"exit {proc.returncode}"
         raise KerasEnvError(f"could not be built: {what} failed: {said}")
     return proc.stdout
