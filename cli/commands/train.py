@@ -9,6 +9,7 @@ TensorFlow is imported), and into the option table of docs/train.md.
 from __future__ import annotations
 
 import inspect
+import typing
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -68,9 +69,15 @@ def _checker(name: str, opt: Any):
     return check
 
 
+def _number_type(name: str) -> type | None:
+    """int or float when the TrainConfig field is one of them (``int | None`` included), else None."""
+    hint = typing.get_type_hints(TrainConfig)[name]
+    found = [t for t in (typing.get_args(hint) or (hint,)) if t in (int, float)]
+    return found[0] if found else None
+
+
 def _param(name: str, default: Any, opt: Any) -> inspect.Parameter:
     annotation: Any
-    kind = type(default) if default is not None else None
     said = [f"default: {defaults_text(default, opt)}"] if default is not None else []  # None: the help says
     said += [range_text(opt)] if range_text(opt) else []
     help_text = opt.help + (f" ({'; '.join(said)})" if said else "")
@@ -89,9 +96,8 @@ def _param(name: str, default: Any, opt: Any) -> inspect.Parameter:
         annotation = str | None
     elif name in ("cache", "raw_dir", "model_dir"):
         annotation = Path | None
-    elif kind in (int, float) or name in ("init_seed", "limit", "steps_per_epoch", "ema_momentum", "mix_alpha"):
-        numeric = {"ema_momentum": float, "mix_alpha": float, "init_seed": int, "limit": int, "steps_per_epoch": int}
-        annotation = numeric.get(name, kind) | None
+    elif (number := _number_type(name)) is not None:  # int or float, read from the field's own annotation
+        annotation = number | None
     else:
         annotation = str | None
     if name == "full":
