@@ -30,10 +30,14 @@ from facekit_cli.ui import console, err_console, fail, print_json, reason
 DOCS_TABLE = ("<!-- options:begin (python -m facekit_cli.commands.train) -->", "<!-- options:end -->")
 
 
-def flag(name: str) -> str:
-    """The CLI spelling of a TrainConfig field."""
-    opt = dict((n, o) for n, _, o in TrainConfig.options())[name]
+def spelling(name: str, opt: Any) -> str:
+    """The CLI spelling of a TrainConfig field: its declared flag, else --field-name."""
     return opt.flag or "--" + name.replace("_", "-")
+
+
+def flag(name: str) -> str:
+    """The CLI spelling of a TrainConfig field, by name."""
+    return spelling(name, dict((n, o) for n, _, o in TrainConfig.options())[name])
 
 
 def _shown(value: Any) -> str:
@@ -81,7 +85,7 @@ def _param(name: str, default: Any, opt: Any) -> inspect.Parameter:
     said = [f"default: {defaults_text(default, opt)}"] if default is not None else []  # None: the help says
     said += [range_text(opt)] if range_text(opt) else []
     help_text = opt.help + (f" ({'; '.join(said)})" if said else "")
-    decls = [opt.flag or "--" + name.replace("_", "-")]
+    decls = [spelling(name, opt)]
     extra: dict[str, Any] = {"rich_help_panel": opt.panel} if opt.panel else {}
     if opt.choices is not None:
         annotation = choice_enum(name.title().replace("_", ""), opt.choices) | None
@@ -142,7 +146,7 @@ def options_table() -> str:
     """docs/train.md's option table, from the declarations (`python -m facekit_cli.commands.train` rewrites it)."""
     rows = ["| option | default | allowed | what |", "| --- | --- | --- | --- |"]
     for name, default, opt in TrainConfig.options():
-        spelled = f"`{opt.flag or '--' + name.replace('_', '-')}`" if opt.cli else f"`{name}` (library and `--set`)"
+        spelled = f"`{spelling(name, opt)}`" if opt.cli else f"`{name}` (library and `--set`)"
         if name == "task":
             spelled = "`TASK` (the argument)"
         allowed = " \\| ".join(opt.choices) if opt.choices else range_text(opt) or "-"

@@ -38,10 +38,6 @@ KIND_TASKS = {"A": "scratch", "B": "finetune"}
 
 MAX_FIRST_FC_MAP = 10  # Model A: the map fed to the first fully connected layer must be smaller than 10 x 10
 
-# Keras versions a hand-in file must load on. The lecturer's runtime is not ours: Colab shipped 3.8.0 until
-# mid-2025, 3.10.0 until early 2026 and 3.13.2 since (../shared/docs/findings.md). facekit.model.compat holds the
-# config keys newer Keras writes and older Keras rejects; `facekit check --keras` loads a file on these.
-# 3.5 (August 2024) is as far back as the key table was measured, and exports loaded there as they are.
 GENDER_THRESHOLD = 0.5  # P(female) at or above it reads as female, as the lecturer's code reads the sigmoid
 
 
@@ -58,6 +54,10 @@ def hand_in_scores(true_ages: Any, pred_ages: Any, true_female: Any, p_female: A
     return float(np.abs(pred_ages - true_ages).mean()), float(right.mean())
 
 
+# Keras versions a hand-in file must load on. The lecturer's runtime is not ours: Colab shipped 3.8.0 until
+# mid-2025, 3.10.0 until early 2026 and 3.13.2 since (../shared/docs/findings.md). facekit.model.compat holds the
+# config keys newer Keras writes and older Keras rejects; `facekit check --keras` loads a file on these.
+# 3.5 (August 2024) is as far back as the key table was measured, and exports loaded there as they are.
 OLDEST_KERAS = "3.5"
 OLDEST_TRAINING_KERAS = "3.7"  # what facekit runs on (pyproject); its files still load on OLDEST_KERAS
 CHECK_KERAS = ("3.5", "3.8", "3.10", "3.13")  # the oldest supported, then Colab's since 2025
