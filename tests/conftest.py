@@ -24,7 +24,8 @@ TRAIN_LOG = Path(os.environ.setdefault("FACEKIT_TRAIN_LOG", str(Path(tempfile.ge
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    TRAIN_LOG.unlink(missing_ok=True)
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # workers (pytest -n) share the controller's log
+        TRAIN_LOG.unlink(missing_ok=True)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
@@ -75,11 +76,12 @@ def tiny_cache(tmp_path_factory: pytest.TempPathFactory, chip_sample: list[Path]
 
 
 def quick_config(task: str, cache: Path, project: Path, **kw):
-    """A training configuration that runs in seconds on a CPU: 2 epochs of 2 batches of 8."""
+    """A training configuration that runs in seconds on a CPU: 2 epochs of 2 batches of 8, run eagerly (tracing
+    Model B's train step alone takes about 30 s on CI's CPU). The session's ``trained_runs`` train compiled."""
     from facekit.engine.recipe import TrainConfig
 
     base = dict(cache=str(cache), epochs=2, batch_size=8, steps_per_epoch=2, workers=1, project=str(project),
-                weights="none", widths=(16, 16, 16, 16, 16), hidden=16, backbone="mobilenetv2_035")
+                weights="none", widths=(16, 16, 16, 16, 16), hidden=16, backbone="mobilenetv2_035", eager=True)
     # Not 8 in the first stage: TensorFlow 2.21's oneDNN kernels crash (segfault, double free) training the
     # residual trunk with an 8-filter stem on AVX-512 CPUs; 16 and the default widths train (TF_ENABLE_ONEDNN_OPTS=0
     # avoids it too).
@@ -122,8 +124,8 @@ def trained_runs(tiny_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     from facekit.engine.train import train
 
     project = tmp_path_factory.mktemp("trained")
-    return {"A": train(quick_config("scratch", tiny_cache, project, epochs=3, name="a")).run_dir,
-            "B": train(quick_config("finetune", tiny_cache, project, name="b")).run_dir}
+    return {"A": train(quick_config("scratch", tiny_cache, project, epochs=3, name="a", eager=False)).run_dir,
+            "B": train(quick_config("finetune", tiny_cache, project, name="b", eager=False)).run_dir}
 
 
 @pytest.fixture()

@@ -150,3 +150,14 @@ def test_every_package_folder_is_installed():
     on_disk |= {"facekit_cli." + ".".join(p.parent.relative_to(root / "cli").parts) if p.parent != root / "cli"
                 else "facekit_cli" for p in (root / "cli").rglob("__init__.py")}
     assert on_disk <= listed, f"add to [tool.setuptools] packages: {sorted(on_disk - listed)}"
+
+
+def test_test_folders_mirror_the_package():
+    """tests/<subpackage>/ holds the tests of facekit/<subpackage>/ (and tests/cli/ the commands'): a folder that
+    names nothing would leave its tests where no one looks for them."""
+    tests = Path(__file__).resolve().parent
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))}
+    subpackages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    assert folders - subpackages - {"cli"} == set()
+    for folder in folders:  # a package, so two folders may hold test files of one name
+        assert (tests / folder / "__init__.py").is_file(), folder

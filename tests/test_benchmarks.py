@@ -142,7 +142,7 @@ def test_refit_benchmark_scores_both_files_on_a_holdout_neither_run_saw(tiny_cac
     data = read_attrs(tiny_cache)["source_dir"]
     argv = ["refit", "--tasks", "scratch", "--seeds", "0", "--cache", str(tiny_cache), "--data", data, "--epochs", "2",
             "--project", str(tmp_path / "runs"), "--tag", "t", "--set", "batch_size=8", "steps_per_epoch=1",
-            "workers=1", "widths=[16,16,16,16,16]", "hidden=16"]
+            "workers=1", "widths=[16,16,16,16,16]", "hidden=16", "eager=true"]
     monkeypatch.setattr(sys, "argv", argv)
     benchmarks.refit.main()
     result = json.loads((tmp_path / "refit-t.json").read_text())

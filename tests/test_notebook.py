@@ -21,7 +21,7 @@ def test_example_notebook_runs_end_to_end(tmp_path: Path, chip_sample: list[Path
     nb = nbformat.read(EXAMPLE, as_version=4)
     params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     params.source += (f"\nDATA = {str(data)!r}\nWORK = {str(tmp_path)!r}\nEPOCHS = 1\nSTEPS = 2\n"
-                      "KERAS_VERSIONS = ()\n")
+                      "KERAS_VERSIONS = ()\nEAGER = True\n")
     nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))

@@ -184,6 +184,10 @@ class TrainConfig:
     workers: int = option(4, "Parallel workers: threads that load and augment batches.", low=1)
     limit: int | None = option(None, "Use a random subset of N cached images.", low=1)
     steps_per_epoch: int | None = option(None, "Cap batches per epoch (quick trials).", low=1, flag="--steps")
+    eager: bool = option(False, "Run each step op by op instead of compiling it (a TensorFlow graph, a JAX jit): "
+                         "on TensorFlow a run of a few steps, like README's smoke run, finishes sooner (Model B, 4 "
+                         "steps on a CPU: 14 s instead of 46 s); a longer run, or any run on JAX, trains slower. "
+                         "Also for debugging.")
     model_dir: str | None = option(None, "Directory with local model files (mediapipe/, keras/); default: "
                                    "$FACEKIT_MODEL_DIR, else download into ~/.cache/facekit/models.")
     project: str = option("runs", "Folder of runs.")

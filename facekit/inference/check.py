@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,9 +92,14 @@ class CheckReport:
 
 
 def run_probe(model: Path, inputs: Path | None = None, timeout: float = 600, backend: str | None = None,
-              python: Path | None = None) -> dict[str, Any]:
+              python: Path | None = None, isolated: bool = True) -> dict[str, Any]:
     """Run contract_probe in a clean interpreter (no PYTHONPATH, a neutral working directory);
-    ``python`` picks another environment's interpreter."""
+    ``python`` picks another environment's interpreter. ``isolated=False`` probes in this process instead,
+    where that is possible (this interpreter and backend): the tests' shortcut past an interpreter start and a
+    Keras import, for checks of the contract rather than of the isolation."""
+    if not isolated and python is None and backend in (None, os.environ.get("KERAS_BACKEND", "tensorflow")):
+        result = probe_module.probe(str(model.resolve()), str(inputs) if inputs else None)
+        return {**result, "isolated": False}
     src = Path(probe_module.__file__).read_text()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME")}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -155,9 +161,15 @@ def evaluate_probe(probe: dict[str, Any], path: str, kind: str | None, labels: l
         add(Check("loads without facekit", False, f"plain keras.models.load_model failed: "
                                                   f"{root_cause(probe.get('load_error'))}"))
         return rep
-    add(Check("loads without facekit", not probe.get("facekit_imported"),
-              f"loaded with plain keras {probe.get('keras')} ({probe.get('backend')} backend) in a fresh process, "
-              "no custom objects" + ("; but facekit was imported" if probe.get("facekit_imported") else "")))
+    if probe.get("isolated", True):
+        add(Check("loads without facekit", not probe.get("facekit_imported"),
+                  f"loaded with plain keras {probe.get('keras')} ({probe.get('backend')} backend) in a fresh "
+                  "process, no custom objects" + ("; but facekit was imported" if probe.get("facekit_imported")
+                                                  else "")))
+    else:
+        add(Check("loads without facekit", None, f"loaded with plain keras {probe.get('keras')} "
+                                                 f"({probe.get('backend')} backend), no custom objects, but in "
+                                                 "this process (isolated=False): without facekit not tested"))
     odd = [f"{layer['name']} ({layer['class']})" for layer in probe["layers"]
            if layer["class"] == "Lambda" or not layer["module"].startswith("keras.")]
     add(Check("built-in layers only", not odd, "all layers are Keras built-ins" if not odd
@@ -262,10 +274,12 @@ def lecturer_inputs(images: list[Path]) -> tuple[np.ndarray, list[Path], list[st
 
 def check_model(path: str | Path, kind: str | None = None, images: list[Path] | None = None,
                 backend: str | None = None, keras_versions: tuple[str, ...] = (), env_root: str | Path | None = None,
-                inputs: np.ndarray | None = None, status: Callable[[str], None] | None = None) -> CheckReport:
+                inputs: np.ndarray | None = None, status: Callable[[str], None] | None = None,
+                isolated: bool = True) -> CheckReport:
     """Judge one file. ``images`` (labelled chips) feed the sanity and score checks; ``inputs`` (a float32
     batch) may be given instead; each of ``keras_versions`` loads the file in its own environment
-    (created on first use) and must predict what this environment predicts."""
+    (created on first use) and must predict what this environment predicts. ``isolated=False``: see
+    ``run_probe``; the other versions' probes are always isolated."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
@@ -283,33 +297,39 @@ def check_model(path: str | Path, kind: str | None = None, images: list[Path] | 
     synthetic = inputs is None or len(inputs) == 0
     if synthetic:  # no images: seeded noise still tells whether two Keras versions compute the same
         inputs = np.random.default_rng(0).uniform(0, 1, (N_SYNTHETIC, *INPUT_SHAPE)).astype(np.float32)
+    # Environments first (built one at a time: pip and uv share a cache), then every probe at once: each is a
+    # fresh interpreter importing Keras, mostly single-threaded, so on 2 cores five probes take the time of three.
+    versions: list[tuple[str, keras_envs.KerasEnv | Check]] = []
+    for spec in keras_versions:
+        say(f"Keras {spec}: preparing its environment (first use: pip install, about a minute)")
+        try:
+            versions.append((spec, keras_envs.ensure(spec, env_root)))
+        except keras_envs.PythonTooOld as exc:
+            versions.append((spec, Check(f"loads on Keras {spec}", None, f"NOT TESTED: {exc}; check on a machine "
+                                         f"with that Python: `facekit check {path} --keras {spec}`", untested=True)))
+        except keras_envs.KerasEnvError as exc:
+            versions.append((spec, Check(f"loads on Keras {spec}", None, f"NOT TESTED: the Keras {spec} "
+                                         f"environment {exc}; `--keras none` checks with this environment's Keras "
+                                         "only", untested=True)))
+    envs = {spec: env for spec, env in versions if not isinstance(env, Check)}
     with tempfile.TemporaryDirectory(prefix="facekit-check-") as tmp:
         batch = Path(tmp) / "inputs.npy"
         np.save(batch, np.asarray(inputs, np.float32))
-        say(f"loading {path.name} with this environment's Keras")
-        base = run_probe(path, batch, backend=backend)
-        rep = evaluate_probe(base, str(path), kind, labels)
-        rep.checks[1:1] = static
-        if skipped:
-            rep.checks.append(Check("images used", None, f"{len(skipped)} of the images were not used as they are: "
-                                                         + "; ".join(skipped[:5])))
-        for spec in keras_versions:
-            say(f"Keras {spec}: preparing its environment (first use: pip install, about a minute)")
-            try:
-                env = keras_envs.ensure(spec, env_root)
-            except keras_envs.PythonTooOld as exc:
-                rep.checks.append(Check(f"loads on Keras {spec}", None, f"NOT TESTED: {exc}; check on a machine "
-                                        f"with that Python: `facekit check {path} --keras {spec}`", untested=True))
-                continue
-            except keras_envs.KerasEnvError as exc:
-                rep.checks.append(Check(f"loads on Keras {spec}", None, f"NOT TESTED: the Keras {spec} environment "
-                                        f"{exc}; `--keras none` checks with this environment's Keras only",
-                                        untested=True))
-                continue
-            say(f"loading {path.name} with Keras {env.keras}")
-            probe = run_probe(path, batch, backend="jax", python=env.python)
-            rep.checks.append(version_check(spec, probe, base, rep.output_order,
-                                            len(inputs)))
+        say(f"loading {path.name} with " + ", ".join(["this environment's Keras",
+                                                      *(f"Keras {env.keras}" for env in envs.values())]))
+        with ThreadPoolExecutor(max_workers=max(1, min(len(envs), (os.cpu_count() or 1) - 1))) as pool:
+            jobs = {spec: pool.submit(run_probe, path, batch, backend="jax", python=env.python)
+                    for spec, env in envs.items()}
+            base = run_probe(path, batch, backend=backend, isolated=isolated)  # in this thread: Keras's state
+            probes = {spec: job.result() for spec, job in jobs.items()}       # is per thread
+    rep = evaluate_probe(base, str(path), kind, labels)
+    rep.checks[1:1] = static
+    if skipped:
+        rep.checks.append(Check("images used", None, f"{len(skipped)} of the images were not used as they are: "
+                                                     + "; ".join(skipped[:5])))
+    for spec, env in versions:
+        rep.checks.append(env if isinstance(env, Check) else
+                          version_check(spec, probes[spec], base, rep.output_order, len(inputs)))
     if synthetic and keras_versions:
         rep.checks.append(Check("inputs compared", None, f"{N_SYNTHETIC} seeded random images (pass images "
                                                          "for real chips)"))

@@ -24,7 +24,7 @@ from facekit.utils.atomic import atomic_path
 # image. Measured on a trained Model B (`python -m benchmarks.mixed_export RUN`, 200 held-out raw chips): at most
 # 0.33 years and 0.014 of P(female), on average 0.026 and 0.001, and the MAE moved by 0.003. float16 keeps 11
 # significant bits, so the 117-way age expectation moves by hundredths of a year on a typical face. The file
-# itself equals the float32 model exactly (tests/test_export.py); these bounds say what mixed training changes.
+# itself equals the float32 model exactly (tests/model/test_export.py); these bounds say what mixed training changes.
 MIXED_TOLERANCE = {"age": 0.5, "gender": 0.02}
 
 

@@ -12,7 +12,7 @@ runner = CliRunner()
 @pytest.mark.slow
 def test_train_and_check_through_the_cli(tiny_cache, tmp_path):
     res = runner.invoke(app, ["train", "scratch", "--cache", str(tiny_cache), "--epochs", "1", "--batch-size", "8",
-                              "--steps", "1", "--workers", "1", "--project", str(tmp_path), "--json",
+                              "--steps", "1", "--eager", "--workers", "1", "--project", str(tmp_path), "--json",
                               "--mix", "mixup", "--mix-alpha", "0.4", "--mean-variance", "--sigma", "3", "--no-tta",
                               "--check-keras", "3.8", "--monitor", "val_score"])
     out = json.loads(res.stdout)
@@ -101,7 +101,7 @@ def test_help_lists_choices_groups_model_b_options_and_hides_bool_metavars():
 @pytest.mark.slow
 def test_refit_trains_on_everything_for_the_split_runs_best_epoch_count(tiny_cache, tmp_path):
     res = runner.invoke(app, ["train", "scratch", "--cache", str(tiny_cache), "--epochs", "2", "--batch-size", "8",
-                              "--steps", "1", "--workers", "1", "--project", str(tmp_path), "--name", "r",
+                              "--steps", "1", "--eager", "--workers", "1", "--project", str(tmp_path), "--name", "r",
                               "--refit", "--no-check", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
@@ -122,7 +122,7 @@ def test_refit_trains_on_everything_for_the_split_runs_best_epoch_count(tiny_cac
 @pytest.mark.slow
 def test_train_says_what_picked_the_epoch(tiny_cache, tmp_path):
     res = runner.invoke(app, ["train", "scratch", "--cache", str(tiny_cache), "--epochs", "1", "--batch-size", "8",
-                              "--steps", "1", "--workers", "1", "--project", str(tmp_path), "--no-check",
+                              "--steps", "1", "--eager", "--workers", "1", "--project", str(tmp_path), "--no-check",
                               "--monitor", "val_score"], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     assert "best epoch 1 by val_score" in res.output and ", score " in res.output

@@ -60,8 +60,8 @@ def test_refit_resumes_whichever_run_stopped(tiny_cache, tmp_path):
 
 @pytest.mark.slow
 def test_refit_of_a_split_run_trained_earlier(tiny_cache, tmp_path):
-    opts = ["--cache", str(tiny_cache), "--epochs", "2", "--batch-size", "8", "--steps", "1", "--workers", "1",
-            "--project", str(tmp_path), "--name", "p", "--no-check", "--json"]
+    opts = ["--cache", str(tiny_cache), "--epochs", "2", "--batch-size", "8", "--steps", "1", "--eager",
+            "--workers", "1", "--project", str(tmp_path), "--name", "p", "--no-check", "--json"]
     assert runner.invoke(app, ["train", "scratch", *opts]).exit_code == 0
     split_dir = tmp_path / "scratch" / "p"
     trained_at = (split_dir / "age_gender_A.keras").stat().st_mtime_ns

@@ -1,4 +1,7 @@
-"""`check` must fail, with a clear reason, on a model that breaks each rule of the contract."""
+"""`check` must fail, with a clear reason, on a model that breaks each rule of the contract.
+
+Rules other than "loads without facekit" are judged in this process (``isolated=False``); that rule and the
+lecturer's fresh process are what the Lambda and custom-layer cases, test_train and test_keras_versions check."""
 
 from pathlib import Path
 
@@ -47,7 +50,7 @@ def test_good_model_passes_and_roles_from_activation(tmp_path):
     age = layers.Dense(1, name="out_b", bias_initializer=keras.initializers.Constant(30.0))(x)
     m = keras.Model(inp, [layers.Dense(1, activation="sigmoid", name="out_a")(x), age])
     save_hand_in(m, tmp_path / "m_A.keras")  # float32, and without the keys older Keras rejects
-    rep = check_model(tmp_path / "m_A.keras", images=sorted(TRAIN_VAL.iterdir())[:3])
+    rep = check_model(tmp_path / "m_A.keras", images=sorted(TRAIN_VAL.iterdir())[:3], isolated=False)
     assert rep.passed and rep.kind == "A" and rep.output_order == ["gender", "age"]
 
 
@@ -71,7 +74,8 @@ def test_each_broken_rule_is_named(tmp_path):
         layers.Dense(1, name="age", bias_initializer=keras.initializers.Constant(-500.0))(x),
         layers.Dense(1, activation="sigmoid", name="gender")(x)])
     for rule, model in cases.items():
-        rep = check_model(_save(model, tmp_path / "bad_A.keras"), images=sorted(TRAIN_VAL.iterdir())[:3])
+        rep = check_model(_save(model, tmp_path / "bad_A.keras"), images=sorted(TRAIN_VAL.iterdir())[:3],
+                          isolated=False)
         assert not rep.passed
         assert rule in failing(rep), (rule, failing(rep))
 
@@ -84,6 +88,15 @@ def test_lambda_and_custom_layers_fail_to_load_plainly(tmp_path, extra):
     rep = check_model(_save(_two_heads(_conv(x), inp), tmp_path / "x_B.keras"))
     assert "loads without facekit" in failing(rep)
     assert "load_model failed" in failing(rep)["loads without facekit"]
+
+
+def test_an_in_process_check_never_claims_the_fresh_process(tmp_path):
+    inp = keras.Input((128, 128, 3))
+    path = _save(_two_heads(_conv(Custom()(inp)), inp), tmp_path / "custom_B.keras")
+    rep = check_model(path, isolated=False)  # Custom is registered here, so it loads; the lecturer's would not
+    isolation = next(c for c in rep.checks if c.name == "loads without facekit")
+    assert isolation.ok is None and "without facekit not tested" in isolation.detail
+    assert not [c for c in rep.checks if c.name.startswith("loads on Keras")]
 
 
 def test_missing_file():
@@ -107,13 +120,13 @@ def test_a_model_that_answers_the_same_for_everyone_fails(tmp_path):
         layers.Dense(1, name="age", kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(57.9))(x),
         layers.Dense(1, activation="sigmoid", name="gender", kernel_initializer="zeros")(x)])
     chips = sorted(TRAIN_VAL.iterdir())[:32:4]
-    rep = check_model(_save(constant, tmp_path / "const_A.keras"), images=chips, keras_versions=())
+    rep = check_model(_save(constant, tmp_path / "const_A.keras"), images=chips, isolated=False)
     assert not rep.passed and "the same answer for every face" in failing(rep)["sane outputs on real images"]
     assert "age 57.9..57.9" in failing(rep)["sane outputs on real images"]
     varied = keras.Model(inp, [layers.Dense(1, name="age", bias_initializer=keras.initializers.Constant(30.0))(x),
                                layers.Dense(1, activation="sigmoid", name="gender")(x)])
     varied.get_layer("age").set_weights([np.full((4, 1), 10.0, "float32"), np.array([30.0], "float32")])
-    rep = check_model(_save(varied, tmp_path / "varied_A.keras"), images=chips, keras_versions=())
+    rep = check_model(_save(varied, tmp_path / "varied_A.keras"), images=chips, isolated=False)
     assert "sane outputs on real images" not in failing(rep), failing(rep)
-    few = check_model(tmp_path / "const_A.keras", images=chips[:3], keras_versions=())  # too few faces to judge
+    few = check_model(tmp_path / "const_A.keras", images=chips[:3], isolated=False)  # too few faces to judge
     assert "sane outputs on real images" not in failing(few)

@@ -7,7 +7,7 @@ import numpy as np
 
 from facekit.contract import GENDER_THRESHOLD, hand_in_scores, output_roles, predicted_female
 
-PACKAGE = Path(__file__).resolve().parent.parent / "facekit"
+PACKAGE = Path(__file__).resolve().parents[2] / "facekit"
 
 
 def test_gender_reads_female_from_one_half_up():

@@ -102,3 +102,14 @@ def test_a_bad_number_exits_before_tensorflow_is_imported():
     res = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2, res.stderr
     assert "--lr" in res.stderr and "finite" in res.stderr and "imported" not in res.stderr
+
+
+@pytest.mark.parametrize("eager", [False, True])
+def test_eager_compiles_the_train_step_or_not(eager):
+    from facekit.engine.train import build_models, compile_train
+
+    cfg = TrainConfig.for_task("scratch", widths=(8, 8, 8, 8, 8), hidden=8, eager=eager)
+    models = build_models(cfg)
+    compile_train(models.train, cfg, steps_per_epoch=2, epochs=1)
+    assert models.train.run_eagerly is eager
+    assert TrainConfig.for_task("finetune").eager is False  # users' runs compile

@@ -16,7 +16,7 @@ from facekit.engine.train import TrainingInterrupted, build_models, compile_trai
 from facekit.inference.check import check_model
 from facekit.inference.load import load, run
 from facekit.model.models import find_backbone
-from tests.conftest import TRAIN_VAL, contract_failures, quick_config
+from tests.conftest import ROOT, TRAIN_VAL, contract_failures, quick_config
 
 RUN_FILES = {"args.json", "history.csv", "metrics.json", "last.keras", "state.json", "summary.txt",
              *(f"{stem}.png" for stem, *_ in CURVES)}
@@ -205,12 +205,14 @@ def test_jax_backend_trains_and_loads(tiny_cache, tmp_path):
     pytest.importorskip("jax")
     code = (
         "import sys; from tests.conftest import quick_config; from facekit.engine.train import train; "
-        "r = train(quick_config('finetune', sys.argv[1], sys.argv[2], ema=True, freeze_epochs=1, patience=0)); "
+        "r = train(quick_config('finetune', sys.argv[1], sys.argv[2], ema=True, freeze_epochs=1, patience=0, "
+        "eager=False)); "
         "print('MODEL', r.model_path)"
-    )  # EMA across the frozen and full phases once started the second from all-zero weights on JAX
+    )  # EMA across the frozen and full phases once started the second from all-zero weights on JAX. Jitted:
+    # JAX op by op is slower than its compile, and the jitted step is what users train.
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     out = subprocess.run([sys.executable, "-c", code, str(tiny_cache), str(tmp_path)], env=env, capture_output=True,
-                         text=True, cwd=Path(__file__).parent.parent, timeout=600)
+                         text=True, cwd=ROOT, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     model = Path(out.stdout.split("MODEL ")[-1].strip())
     assert json.loads((model.parent / "metrics.json").read_text())["backend"] == "jax"
@@ -540,7 +542,7 @@ def test_training_undoes_tensorflows_malloc_patch(tiny_cache, tmp_path):
     # Under the patch every buffer over 128 KB is mmapped afresh, so each 1 MB round faults in its 256 pages
     # (training steps 1.6x slower on a 2-core CPU without AVX-512, benchmarks.fit_speed); after a fit, glibc's
     # own thresholds hold and the heap serves the buffer again.
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     out = subprocess.run([sys.executable, "-c", MALLOC_SCRIPT, str(tiny_cache), str(tmp_path)], cwd=root,
                          env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
