@@ -40,8 +40,8 @@ def main() -> None:
     from facekit.engine.recipe import TrainConfig
     from facekit.inference.evaluate import evaluate
     from facekit.inference.load import load
-    from facekit.model.ensemble import merge_files
     from facekit.model.export import save_hand_in
+    from facekit.model.files import merge_files
 
     runs = [m.parent if m.suffix == ".keras" else m for m in args.members]
     cfgs = [TrainConfig.load(r / "args.json") for r in runs]

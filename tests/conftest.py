@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,33 @@ def trained_runs(tiny_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def trained_copy(trained_runs: dict[str, Path], tmp_path: Path) -> dict[str, Path]:
     """This test's own copies of the session's trained run folders."""
     return {k: Path(shutil.copytree(v, tmp_path / "runs" / v.parent.name / v.name)) for k, v in trained_runs.items()}
+
+
+def _two_heads(x, inp, names=("age", "gender")):
+    import keras
+    from keras import layers
+
+    x = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 3, strides=8)(x))
+    return keras.Model(inp, [layers.Dense(1, name=names[0])(x),
+                             layers.Dense(1, activation="sigmoid", name=names[1])(x)])
+
+
+@pytest.fixture(scope="module")
+def foreign(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Files facekit did not write: a two-output plain model, a one-output one, one with a Lambda, a folder."""
+    import keras
+    from keras import layers
+
+    root = tmp_path_factory.mktemp("foreign")
+    inp = keras.Input((128, 128, 3))
+    files = {"plain": root / "plain_B.keras", "single": root / "single.keras", "lambda": root / "lambda_B.keras",
+             "zip": root / "renamed.keras", "run": root / "runs" / "finetune" / "exp"}
+    _two_heads(inp, inp).save(files["plain"])
+    keras.Sequential([keras.Input((128, 128, 3)), layers.GlobalAveragePooling2D(), layers.Dense(1)]).save(
+        files["single"])
+    _two_heads(layers.Lambda(lambda t: t * 2.0)(inp), inp).save(files["lambda"])
+    with zipfile.ZipFile(files["zip"], "w") as z:
+        z.writestr("notes.txt", "a zip, but no Keras file")
+    files["run"].mkdir(parents=True)
+    (files["run"] / "age_gender_B.keras").write_bytes(files["plain"].read_bytes())
+    return files

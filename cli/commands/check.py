@@ -40,7 +40,7 @@ def check(
         fail(str(exc))
     try:
         paths = [resolve_model(m, project) for m in models]
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:  # ValueError: a folder given for a file (BadModelFile)
         fail(str(exc))
     reports = []
     for path in paths:
@@ -71,8 +71,8 @@ def merge(
 ) -> None:
     """Join several trained models into one hand-in file that averages them (built-in layers only)."""
     from facekit.contract import DEFAULT_OUTPUT_ORDER, hand_in_kind
-    from facekit.model.ensemble import merge_files
     from facekit.model.export import save_hand_in
+    from facekit.model.files import merge_files
     from facekit.utils.atomic import output_path
 
     if out.suffix != ".keras":

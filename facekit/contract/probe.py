@@ -19,6 +19,12 @@ def producer(tensor):
     return tensor._keras_history[0]
 
 
+def output_names(model):
+    """The outputs' names; a Sequential model has no ``output_names``, so its last layer names its one output."""
+    names = getattr(model, "output_names", None)
+    return list(names) if names else [producer(t).name for t in model.outputs]
+
+
 def _feature_map_before_first_dense(model, keras):
     dense = next((layer for layer in model.layers if isinstance(layer, keras.layers.Dense)), None)
     if dense is None:
@@ -74,7 +80,7 @@ def probe(path, inputs_path=None):
         return out
     out["inputs"] = [{"shape": list(t.shape), "dtype": str(t.dtype)} for t in model.inputs]
     out["outputs"] = []
-    for name, t in zip(model.output_names, model.outputs):
+    for name, t in zip(output_names(model), model.outputs):
         out["outputs"].append({"name": name, "shape": list(t.shape), "layer": layer_activation(producer(t))})
     out["layers"] = [{"name": layer.name, "class": type(layer).__name__, "module": type(layer).__module__}
                      for layer in all_layers(model, keras)]

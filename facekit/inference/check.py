@@ -41,6 +41,7 @@ from facekit.contract import probe as probe_module
 from facekit.data.imageio import list_files
 from facekit.data.labels import Label, parse_name
 from facekit.model.compat import PortabilityError, make_portable, non_float32, read_config, version_tuple
+from facekit.model.files import model_file, root_cause
 
 EXPECTED_INPUT = [None, *INPUT_SHAPE]
 # Largest difference allowed between this environment's predictions and another Keras version's, on the
@@ -141,17 +142,6 @@ def config_checks(path: Path, oldest: str = OLDEST_KERAS) -> list[Check]:
                             f"{', '.join(since)}; e.g. {'; '.join(str(r) for r in removable[:3])}); it will "
                             "not load there. facekit's exports leave them out"))
     return checks
-
-
-def root_cause(error: str | None, limit: int = 400) -> str:
-    """The innermost message of a Keras load error (they nest the whole config at every level)."""
-    text = (error or "unknown error").strip()
-    head = text.split(":", 1)[0] if ":" in text[:60] else ""
-    last = text.rsplit("Exception encountered:", 1)[-1].strip()
-    last = " ".join(last.split())
-    if head and not last.startswith(head):
-        last = f"{head}: {last}"
-    return last if len(last) <= limit else last[: limit - 3] + "..."
 
 
 def evaluate_probe(probe: dict[str, Any], path: str, kind: str | None, labels: list[Label | None]) -> CheckReport:
@@ -280,9 +270,7 @@ def check_model(path: str | Path, kind: str | None = None, images: list[Path] | 
     batch) may be given instead; each of ``keras_versions`` loads the file in its own environment
     (created on first use) and must predict what this environment predicts. ``isolated=False``: see
     ``run_probe``; the other versions' probes are always isolated."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such model file")
+    path = model_file(path)
     kind = kind or hand_in_kind(path)
     say = status or (lambda message: None)
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
@@ -12,9 +11,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from facekit.contract import FLIP_AVERAGE, HAND_IN_NAMES, KIND_TASKS, output_roles
-from facekit.contract.probe import layer_activation, producer
-from facekit.model.compat import read_config
+from facekit.contract import FLIP_AVERAGE, HAND_IN_NAMES, KIND_TASKS
+from facekit.model.files import model_file, open_model
 from facekit.utils.modelfiles import sha256_file
 
 
@@ -52,23 +50,13 @@ def resolve_model(spec: str, project: str | Path = "runs") -> Path:
     """``A`` / ``B`` -> the newest trained file of that kind; anything else is a path."""
     if spec.upper() in ("A", "B"):
         return newest_model(spec.upper(), project)
-    path = Path(spec)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such model file")
-    return path
+    return model_file(spec)
 
 
 def load(path: str | Path, label: str | None = None) -> LoadedModel:
-    """Load a .keras file and find which output is age and which gender (by name, else activation)."""
-    path = Path(path)
-    read_config(path)  # a zero-byte or text file: "not a Keras 3 .keras file", not Keras's "File not found"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # optimizer-state notes from load_model are not the user's concern
-        model = keras.models.load_model(path)
-    outs = [{"name": n, "layer": layer_activation(producer(t))} for n, t in zip(model.output_names, model.outputs)]
-    roles, how = output_roles(outs)
-    if roles is None:
-        raise ValueError(f"{path}: cannot tell the age output from the gender output ({how})")
+    """Open a model file (``facekit.model.files``, the one loader) and keep which output is age and which gender."""
+    file = open_model(path)
+    path, roles, how = file.path, file.roles, file.how
     note = None
     if roles != ["age", "gender"]:
         note = f"{path.name}: outputs are in the order {roles} ({how}); scored by role, not position"
@@ -77,7 +65,7 @@ def load(path: str | Path, label: str | None = None) -> LoadedModel:
     if label is None:
         stem = path.stem
         label = stem[-1] if stem.startswith("age_gender_") and len(stem) == len("age_gender_A") else stem
-    return LoadedModel(path, label, model, roles.index("age"), roles.index("gender"), note)
+    return LoadedModel(path, label, file.model, roles.index("age"), roles.index("gender"), note)
 
 
 def load_all(paths: list[Path]) -> list[LoadedModel]:

@@ -20,8 +20,6 @@ fully connected layer. Members must be facekit exports (they have the
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 import numpy as np
 from keras import layers
@@ -34,7 +32,6 @@ from facekit.contract import (
     check_output_order,
     in_output_order,
 )
-from facekit.model.compat import read_config
 
 MEMBER_PREFIX = "m{}_"  # member i's layers are copied in as MEMBER_PREFIX.format(i) + their name
 
@@ -105,14 +102,3 @@ def merge(members: list[keras.Model], output_order: str = DEFAULT_OUTPUT_ORDER,
     gender = gender_layer(layers.Concatenate(name="gender_features")(features))
     gender_layer.set_weights([np.concatenate(kernels, axis=0) / k, np.mean(biases, axis=0)])
     return keras.Model(inp, in_output_order(age, gender, output_order), name=name)
-
-
-def merge_files(paths: list[str | Path], output_order: str = DEFAULT_OUTPUT_ORDER) -> keras.Model:
-    """``merge`` of saved files (hand-in files of several training runs)."""
-    members = []
-    for p in paths:
-        if not Path(p).is_file():
-            raise FileNotFoundError(f"{p}: no such model file")
-        read_config(p)  # a broken file is "not a Keras 3 .keras file", not Keras's misleading "File not found"
-        members.append(keras.models.load_model(p, compile=False))
-    return merge(members, output_order)

@@ -130,3 +130,9 @@ def test_a_model_that_answers_the_same_for_everyone_fails(tmp_path):
     assert "sane outputs on real images" not in failing(rep), failing(rep)
     few = check_model(tmp_path / "const_A.keras", images=chips[:3], isolated=False)  # too few faces to judge
     assert "sane outputs on real images" not in failing(few)
+
+
+def test_a_sequential_model_is_judged_not_crashed(foreign):
+    rep = check_model(foreign["single"], isolated=False)  # one output, no output_names: a plain Sequential
+    assert "loads without facekit" not in failing(rep)
+    assert "two outputs of shape (None, 1)" in failing(rep) and "age and gender outputs identified" in failing(rep)
