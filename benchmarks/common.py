@@ -180,7 +180,8 @@ def train_and_score(cfg: Any, val: Any, resume: Path | None = None) -> dict[str,
     Refuses a ``val`` that is not exactly the run's held-out images.
     """
     from facekit.data.split import read_run_split
-    from facekit.engine.train import finished_run, train
+    from facekit.engine.resume import finished_run
+    from facekit.engine.train import train
 
     # Finished earlier: score it only.
     res = (finished_run(resume) if resume is not None else None) or train(cfg, resume=resume)

@@ -21,7 +21,8 @@ from pathlib import Path
 import keras
 
 from facekit.engine.recipe import TrainConfig
-from facekit.engine.train import TrainResult, finished_run, train
+from facekit.engine.resume import TrainResult, finished_run
+from facekit.engine.train import train
 from facekit.utils.atomic import write_json
 
 FULL_SUFFIX = "-full"  # the refit's folder beside the split run's

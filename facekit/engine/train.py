@@ -7,10 +7,8 @@ keeps its best model and history and can be resumed.
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,32 +20,28 @@ from facekit.data.augment import build_augment
 from facekit.data.cache import CacheData, choose_mode, read_cache, take
 from facekit.data.dataset import FaceBatches
 from facekit.data.labelled import load_labelled
-from facekit.data.split import SPLIT_FILE, RunSplit, count_twins, read_run_split, template_split, write_run_split
-from facekit.engine.callbacks import ResumedEarlyStopping, SaveBest, SaveLast, ScoreEpoch, averaged_weights
+from facekit.data.split import RunSplit, count_twins, template_split, write_run_split
+from facekit.engine.callbacks import ResumedEarlyStopping, SaveBest, SaveLast, ScoreEpoch
 from facekit.engine.device import MallocDefaults, describe, set_precision
 from facekit.engine.distill import check_teacher_split, mean_targets, teacher_targets
 from facekit.engine.distribute import Plan, distributed, plan, sync_batch_norm
 from facekit.engine.recipe import TrainConfig
+from facekit.engine.resume import TrainResult, continue_run, open_run
 from facekit.engine.runs import (
-    LAST,
-    STATE,
-    align_history,
     log_training,
     mark_stopped_early,
     new_run_dir,
     plot_curves,
     plot_model,
     read_history,
-    resume_point,
     save_checkpoint,
     write_summary,
 )
-from facekit.engine.selection import SCORE, choose_epoch
+from facekit.engine.selection import SCORE
 from facekit.face.template import RUN_TEMPLATE, read_template
 from facekit.model.backbones import get_backbone, resolve_weights
-from facekit.model.export import save_hand_in
 from facekit.model.losses import MEAN_WEIGHT, DistributionVariance, LabelAccuracy
-from facekit.model.models import AgeGenderModels, build_finetune, build_scratch, export_from_train, find_backbone
+from facekit.model.models import AgeGenderModels, build_finetune, build_scratch, export_from_train
 from facekit.utils.atomic import write_json
 
 
@@ -58,32 +52,6 @@ class TrainingInterrupted(Exception):
         what = "best model so far and history are" if saved else "no epoch finished, so no model was saved; args are"
         super().__init__(f"training interrupted; {what} in {run_dir}")
         self.run_dir = run_dir
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    model_path: Path
-    metrics: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-
-
-def finished_run(run_dir: str | Path) -> TrainResult | None:
-    """The result a run folder holds if its training ended (all epochs, or stopped early), else None.
-
-    Lets a resumed multi-run job (a refit, a benchmark series) skip what an earlier session completed
-    instead of refusing it as "already trained".
-    """
-    path = Path(run_dir) / "metrics.json"
-    if not path.is_file():
-        return None
-    try:
-        metrics = json.loads(path.read_text())
-    except ValueError:
-        return None
-    if metrics.get("interrupted") or not metrics.get("model") or not Path(metrics["model"]).is_file():
-        return None
-    return TrainResult(Path(run_dir), Path(metrics["model"]), metrics)
 
 
 def plan_phases(cfg: TrainConfig, has_backbone: bool) -> list[tuple[str, int, int]]:
@@ -194,17 +162,9 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
     notes: list[str] = []
     restart_in: Path | None = None
     if resume:
-        run_dir = Path(resume)
-        if not (run_dir / "args.json").is_file():
-            raise ValueError(f"{run_dir}: not a run folder (no args.json); --resume takes a folder such as "
-                             "runs/scratch/exp")
-        cfg = TrainConfig.load(run_dir / "args.json")
-        if not (run_dir / LAST).is_file():
-            # Interrupted before its first epoch ended: nothing to continue, so the run starts afresh in its folder.
-            notes.append(f"{run_dir}: no epoch had finished, so the run starts afresh there")
-            for stale in ("history.csv", "metrics.json", STATE, cfg.export_name):
-                (run_dir / stale).unlink(missing_ok=True)
-            restart_in, resume = run_dir, None
+        run_dir, cfg, restart_in = open_run(Path(resume), notes)
+        if restart_in is not None:
+            resume = None
     cfg.validate()
     dist = Plan(devices, cfg.batch_size, cfg.lr)
     if dist.count > 1:
@@ -251,64 +211,9 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
     initial_epoch, best, best_epoch, earlier_seconds = 0, math.inf, None, 0.0
     finish_only = False  # training ended in an earlier session, which was killed before writing its metrics
     if resume:
-        recorded = read_run_split(run_dir)
-        if recorded is not None and (recorded.train != split.train or recorded.val != split.val):
-            raise ValueError(f"{run_dir}: {cfg.cache} no longer splits into the images this run started with "
-                             "(the cache was rebuilt from other files?); resuming would validate on other images. "
-                             "Start a new run instead")
-        if recorded is None:  # a run from before split.json: record the split its args give, from now on
-            write_run_split(run_dir, split)
-            notes.append(f"{run_dir}: no {SPLIT_FILE} (a run older than it); recorded the split of {cfg.cache} "
-                         f"with seed {cfg.seed}")
-        point = resume_point(run_dir)
-        initial_epoch = point.epochs_done
-        ended: str | None = None  # why the run has nothing left to train
-        if point.stopped_early:
-            ended = (f"it stopped early after {initial_epoch} epochs (no {monitor} improvement in "
-                     f"{cfg.patience}), so there is nothing to resume")
-        elif initial_epoch >= cfg.epochs:
-            ended = f"epoch {cfg.epochs} of {cfg.epochs} is done"
-        earlier_seconds = point.train_seconds  # a killed session left no metrics.json, only its checkpoints
-        if (run_dir / "metrics.json").exists():  # an interrupted one: its time includes the unfinished epoch
-            earlier_seconds = max(earlier_seconds, float(
-                json.loads((run_dir / "metrics.json").read_text()).get("train_seconds") or 0))
-        # Killed between the checkpoint and the history row: the row is put back from the checkpoint's
-        # record, and the hand-in file, which that epoch may have been about to write, is written again below.
-        restored = align_history(run_dir, point)  # and drops rows of epochs whose checkpoint was lost
-        history = read_history(run_dir / "history.csv")
-        if monitor and history:
-            chosen = choose_epoch(history, monitor, cfg.patience)
-            best_epoch, best = chosen.best_epoch, chosen.best
-            if chosen.stopped_at is not None and not ended:
-                # Keras's count, carried on by ResumedEarlyStopping: an uninterrupted run stopped at
-                # best + patience; training on would make a different run under the same arguments.
-                ended = (f"no {monitor} improvement in the {initial_epoch - (best_epoch or 0)} epochs since its "
-                         f"best (epoch {best_epoch}), so with patience {cfg.patience} it stopped at epoch "
-                         f"{chosen.stopped_at} and there is nothing to resume")
-        # The restored epoch is the one the hand-in file holds (the best so far, or any epoch of a --full run)
-        rewrite = restored and (not monitor or best_epoch == initial_epoch)
-        if restored:
-            notes.append(f"{run_dir}: its session stopped between epoch {initial_epoch}'s checkpoint and its "
-                         "history row; restored the row from the checkpoint's record"
-                         + (" and wrote the hand-in file from the checkpoint" if rewrite else ""))
-        if ended:
-            # Killed after its last epoch but before metrics.json: the file is saved and the history
-            # complete, so the run is finished without training (a resumed refit or benchmark goes on).
-            if finished_run(run_dir) is not None or len(history) != initial_epoch \
-                    or not (rewrite or (run_dir / cfg.export_name).is_file()):
-                raise ValueError(f"{run_dir}: already trained; {ended}")
-            finish_only = True
-            notes.append(f"{run_dir}: training had ended ({ended.split(', so')[0]}) but its session stopped "
-                         "before writing the metrics; finished the run without training")
-            if best_epoch is None:  # a --full run: its file is the last epoch's
-                best_epoch = initial_epoch
-            if monitor and not point.stopped_early and initial_epoch < cfg.epochs:
-                mark_stopped_early(run_dir)  # as the session would have, had it lived
-        model = keras.models.load_model(run_dir / LAST)  # after every refusal: loading is the slow part
-        models = AgeGenderModels(model, export_from_train(model, cfg.output_order, cfg.tta), find_backbone(model))
-        if rewrite:
-            with averaged_weights(model, cfg.ema):  # what SaveBest saw after SwapEMAWeights
-                save_hand_in(models.export, run_dir / cfg.export_name)
+        point = continue_run(run_dir, cfg, split, monitor, notes)
+        models, initial_epoch, best, best_epoch = point.models, point.initial_epoch, point.best, point.best_epoch
+        earlier_seconds, finish_only = point.earlier_seconds, point.finish_only
     else:
         keras.utils.set_random_seed(cfg.run_seed)
         models = build_models(cfg)  # before the run folder: a bad weights file leaves no empty run behind

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from facekit.contract import CHECK_KERAS, keras_envs
 from facekit.engine import run_check
 from facekit.engine import train as train_module
-from facekit.engine.train import TrainResult
+from facekit.engine.resume import TrainResult
 from facekit.inference.check import Check, CheckReport
 from facekit_cli.main import app
 

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from facekit.engine.recipe import TrainConfig
+from facekit.engine.resume import finished_run
 from facekit.engine.runs import CURVES, ResumePoint, align_history, read_history, resume_point, save_checkpoint
-from facekit.engine.train import TrainingInterrupted, build_models, compile_train, finished_run, train
+from facekit.engine.train import TrainingInterrupted, build_models, compile_train, train
 from facekit.inference.check import check_model
 from facekit.inference.load import load, run
 from facekit.model.models import find_backbone
