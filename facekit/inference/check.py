@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -99,7 +100,10 @@ def run_probe(model: Path, inputs: Path | None = None, timeout: float = 600, bac
     where that is possible (this interpreter and backend): the tests' shortcut past an interpreter start and a
     Keras import, for checks of the contract rather than of the isolation."""
     if not isolated and python is None and backend in (None, os.environ.get("KERAS_BACKEND", "tensorflow")):
-        result = probe_module.probe(str(model.resolve()), str(inputs) if inputs else None)
+        try:
+            result = probe_module.probe(str(model.resolve()), str(inputs) if inputs else None)
+        except Exception:  # as the fresh process reports it (probe.py's __main__)
+            result = {"loaded": False, "load_error": traceback.format_exc()}
         return {**result, "isolated": False}
     src = Path(probe_module.__file__).read_text()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME")}
@@ -285,8 +289,8 @@ def check_model(path: str | Path, kind: str | None = None, images: list[Path] | 
     synthetic = inputs is None or len(inputs) == 0
     if synthetic:  # no images: seeded noise still tells whether two Keras versions compute the same
         inputs = np.random.default_rng(0).uniform(0, 1, (N_SYNTHETIC, *INPUT_SHAPE)).astype(np.float32)
-    # Environments first (built one at a time: pip and uv share a cache), then every probe at once: each is a
-    # fresh interpreter importing Keras, mostly single-threaded, so on 2 cores five probes take the time of three.
+    # Environments first (built one at a time: pip and uv share a cache), then the probes side by side, one per
+    # core: each is a fresh interpreter importing Keras, mostly on one thread.
     versions: list[tuple[str, keras_envs.KerasEnv | Check]] = []
     for spec in keras_versions:
         say(f"Keras {spec}: preparing its environment (first use: pip install, about a minute)")
