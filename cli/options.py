@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -22,6 +22,7 @@ from facekit.choices import (
     VAL_IMAGES,
 )
 from facekit.contract import CHECK_KERAS, OUTPUT_ORDERS
+from facekit.utils.numbers import check_range
 from facekit_cli.ui import console, fail
 
 
@@ -45,6 +46,29 @@ FINETUNE_ONLY = "Model B only (train finetune)"
 SCRATCH_ONLY = "Model A only (train scratch)"
 
 
+def ranged(*decls: str, help: str, low: float | None = None, high: float | None = None,
+           above: float | None = None, below: float | None = None, **kw: Any) -> Any:
+    """A numeric option refused outside its range while the command line is parsed (exit 2, the option named,
+    before TensorFlow is imported), NaN and infinities included: the training options' own check."""
+    words = range_words(low=low, high=high, above=above, below=below)
+
+    def check(value: Any) -> Any:
+        try:
+            check_range("the value", value, low=low, high=high, above=above, below=below)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        return value
+    return typer.Option(*decls, help=f"{help} ({words})" if words else help, callback=check, **kw)
+
+
+def range_words(low: float | None = None, high: float | None = None, above: float | None = None,
+                below: float | None = None) -> str:
+    """'>= 0 and < 1': a range as the help texts say it."""
+    parts = [f">= {low:g}" if low is not None else "", f"<= {high:g}" if high is not None else "",
+             f"> {above:g}" if above is not None else "", f"< {below:g}" if below is not None else ""]
+    return " and ".join(p for p in parts if p)
+
+
 def value_of(choice: Enum | None) -> str | None:
     return None if choice is None else choice.value
 
@@ -54,8 +78,8 @@ ModelDirOpt = Annotated[
     typer.Option("--model-dir", help="Directory with local model files (mediapipe/, keras/); "
                  "default: $FACEKIT_MODEL_DIR, else download into ~/.cache/facekit/models."),
 ]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", "-w", min=1,
-                                                help="Parallel workers: processes (default: all cores).")]
+WorkersOpt = Annotated[int | None, ranged("--workers", "-w", low=1,
+                                          help="Parallel workers: processes (default: all cores).")]
 JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print machine-readable JSON instead of text.")]
 KerasOpt = Annotated[str | None, typer.Option(
     "--keras", help="Keras versions to load the file with too, each in an isolated environment created with "

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from facekit.utils.locking import file_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -65,15 +69,37 @@ def chip_folder(tmp_path: Path, chip_sample: list[Path]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_cache(tmp_path_factory: pytest.TempPathFactory, chip_sample: list[Path]) -> Path:
+def shared_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder that every pytest-xdist worker of this session sees (without xdist: this session's own)."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared"
+
+
+def built_once(shared: Path, name: str, build: Callable[[Path], dict[str, str]]) -> dict[str, str]:
+    """``build(folder)`` run by the first worker that asks, under a lock; the others wait and reuse its result
+    (paths as strings). Expensive session fixtures (the tiny cache, the trained runs) are made once this way
+    instead of once per worker."""
+    folder, done = shared / name, shared / f"{name}.json"
+    with file_lock(shared / f"{name}.lock"):
+        if not done.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            done.write_text(json.dumps(build(folder)))
+        return json.loads(done.read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(shared_tmp: Path, chip_sample: list[Path]) -> Path:
     """A prep cache of 24 real chips, built once per test session."""
     from facekit.prep.pipeline import prep
 
-    folder = tmp_path_factory.mktemp("tiny") / "faces"
-    folder.mkdir()
-    for p in chip_sample:
-        shutil.copy(p, folder / p.name)
-    return prep(folder, folder.parent / "tiny.h5", workers=1).cache
+    def build(root: Path) -> dict[str, str]:
+        folder = root / "faces"
+        folder.mkdir()
+        for p in chip_sample:
+            shutil.copy(p, folder / p.name)
+        return {"cache": str(prep(folder, root / "tiny.h5", workers=1).cache)}
+
+    return Path(built_once(shared_tmp, "tiny", build)["cache"])
 
 
 def quick_config(task: str, cache: Path, project: Path, **kw):
@@ -119,14 +145,16 @@ def contract_failures(report) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="session")
-def trained_runs(tiny_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def trained_runs(tiny_cache: Path, shared_tmp: Path) -> dict[str, Path]:
     """Tiny Model A (3 epochs) and Model B (2 epochs) run folders, trained once per session for every test
     that only reads a trained run. A test that changes a run takes ``trained_copy`` instead."""
     from facekit.engine.train import train
 
-    project = tmp_path_factory.mktemp("trained")
-    return {"A": train(quick_config("scratch", tiny_cache, project, epochs=3, name="a", eager=False)).run_dir,
-            "B": train(quick_config("finetune", tiny_cache, project, name="b", eager=False)).run_dir}
+    def build(project: Path) -> dict[str, str]:
+        return {"A": str(train(quick_config("scratch", tiny_cache, project, epochs=3, name="a", eager=False)).run_dir),
+                "B": str(train(quick_config("finetune", tiny_cache, project, name="b", eager=False)).run_dir)}
+
+    return {k: Path(v) for k, v in built_once(shared_tmp, "trained", build).items()}
 
 
 @pytest.fixture()

@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from facekit_cli.options import Backend, JsonOpt, KerasOpt, Kind, OutputOrder, parse_keras_option, print_check, value_of
+from facekit_cli.options import (
+    Backend,
+    JsonOpt,
+    KerasOpt,
+    Kind,
+    OutputOrder,
+    parse_keras_option,
+    print_check,
+    ranged,
+    value_of,
+)
 from facekit_cli.ui import console, err_console, fail, print_json, reason
 
 
@@ -17,7 +27,7 @@ def check(
                                                 "paths.")],
     data: Annotated[Path | None, typer.Option(help="Folder of labelled chips for the sanity test "
                                               "(an even sample of --samples images).")] = None,
-    samples: Annotated[int, typer.Option(min=1, help="How many images of --data to use.")] = 32,
+    samples: Annotated[int, ranged(low=1, help="How many images of --data to use.")] = 32,
     kind: Annotated[Kind | None, typer.Option(help="A or B (default: from the file name); "
                                               "A adds the feature-map rule.")] = None,
     backend: Annotated[Backend | None, typer.Option(help="Keras backend to load with (default: KERAS_BACKEND or "

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from facekit_cli.options import JsonOpt, Split, load_models
+from facekit_cli.options import JsonOpt, Split, load_models, ranged
 from facekit_cli.ui import console, fail, print_json, progress_bar, reason
 
 
@@ -19,10 +19,10 @@ def evaluate(
                                       help="Also report test-time flip averaging at run time.")] = False,
     plots: Annotated[Path | None, typer.Option(help="Write scatter, MAE-by-band and worst-case sheets here.")]
     = None,
-    worst: Annotated[int, typer.Option(help="How many worst predictions to list.")] = 10,
+    worst: Annotated[int, ranged(low=0, help="How many worst predictions to list.")] = 10,
     split: Annotated[Split, typer.Option(help="all, or the val / train part of the models' run (its "
                                          "split.json): score held-out images.")] = Split("all"),
-    val_split: Annotated[float, typer.Option(help="Validation fraction for --split.")] = 0.2,
+    val_split: Annotated[float, ranged(above=0, below=1, help="Validation fraction for --split.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Split seed for --split.")] = 0,
     run: Annotated[Path | None, typer.Option(help="With --split: the run folder whose recorded split to use "
                                              "(default: the models' own run folders).")] = None,

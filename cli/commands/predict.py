@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from facekit_cli.options import Engine, ModelDirOpt, load_models, value_of
+from facekit_cli.options import Engine, ModelDirOpt, load_models, ranged, value_of
 from facekit_cli.ui import console, err_console, fail, progress_bar, reason
 
 
@@ -22,7 +22,7 @@ def predict(
     tta: Annotated[bool, typer.Option("--tta", metavar="",
                                       help="Test-time flip averaging at run time (a model trained with "
                                          "the default --tta has it built in: not applied twice).")] = False,
-    max_faces: Annotated[int, typer.Option(min=1, help="Most faces to find per image.")] = 20,
+    max_faces: Annotated[int, ranged(low=1, help="Most faces to find per image.")] = 20,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", metavar="",
                                             help="Also the images in subfolders of a folder.")] = False,
     thorough: Annotated[bool, typer.Option("--thorough", metavar="",
@@ -32,7 +32,7 @@ def predict(
                                          help="Also run the face detector: a confidence score and a detector "
                                          "box per face (without it: the landmarks' extent, no score); about "
                                          "3 ms more per image.")] = False,
-    batch_size: Annotated[int, typer.Option(min=1, help="Most faces per forward pass.")] = 32,
+    batch_size: Annotated[int, ranged(low=1, help="Most faces per forward pass.")] = 32,
     engine: Annotated[Engine, typer.Option(help="What runs the models: litert (each model converted once by "
                                            "Keras and cached; about 2x faster on a CPU), keras, or auto (litert "
                                            "where it runs and agrees with Keras, else keras).")] = Engine("auto"),

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from facekit_cli.options import JsonOpt, ModelDirOpt, WorkersOpt
-from facekit_cli.ui import console, fail, print_json, progress_bar, reason
+from facekit_cli.options import JsonOpt, ModelDirOpt, WorkersOpt, ranged
+from facekit_cli.ui import console, err_console, fail, print_json, progress_bar, reason
 
 
 def prep(
@@ -18,7 +18,7 @@ def prep(
     align: Annotated[bool, typer.Option("--align/--no-align", metavar="", help="Detect and align faces (--no-align: "
                                         "keep images as they are, resized to 128 x 128).")] = True,
     drop_unaligned: Annotated[bool, typer.Option(metavar="", help="Leave out images where no face was found.")] = False,
-    min_confidence: Annotated[float, typer.Option(min=0.0, max=1.0, help="Minimum face detection confidence.")]
+    min_confidence: Annotated[float, ranged(low=0.0, high=1.0, help="Minimum face detection confidence.")]
     = 0.5,
     force: Annotated[bool, typer.Option("--force", "-f", metavar="",
                                         help="Detect every image again, even where an up-to-date cache (or an "
@@ -51,7 +51,8 @@ def prep(
         with progress_bar(f"prep {folder.name}", quiet=json_out) as bar:
             result = run_prep(folder, out, options, workers=workers, force=force, template=tpl,
                               model_dir=str(model_dir) if model_dir else None, progress=bar,
-                              detections=detections, save_detections_to=save_detections)
+                              detections=detections, save_detections_to=save_detections,
+                              on_wait=lambda message: err_console.print(message, markup=False, highlight=False))
     except (OSError, ValueError, CacheError, ModelFileError, PrepError) as exc:
         fail(reason(exc))
     except KeyboardInterrupt:
@@ -90,7 +91,7 @@ def template(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the template JSON (never over the "
                                       "one facekit ships); use it with `facekit prep --template`.")]
     = Path("template.json"),
-    limit: Annotated[int | None, typer.Option(help="Use a random sample of this many chips.")] = None,
+    limit: Annotated[int | None, ranged(low=1, help="Use a random sample of this many chips.")] = None,
     workers: WorkersOpt = None,
     model_dir: ModelDirOpt = None,
 ) -> None:

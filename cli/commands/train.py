@@ -24,6 +24,7 @@ from facekit_cli.options import (
     choice_enum,
     parse_keras_option,
     print_check,
+    range_words,
 )
 from facekit_cli.ui import console, err_console, fail, print_json, reason
 
@@ -57,19 +58,21 @@ def defaults_text(default: Any, opt: Any) -> str:
 
 
 def range_text(opt: Any) -> str:
-    parts = [f">= {opt.low:g}" if opt.low is not None else "", f"<= {opt.high:g}" if opt.high is not None else "",
-             f"> {opt.above:g}" if opt.above is not None else "", f"< {opt.below:g}" if opt.below is not None else ""]
-    return " and ".join(p for p in parts if p)
+    return range_words(low=opt.low, high=opt.high, above=opt.above, below=opt.below)
 
 
 def _checker(name: str, opt: Any):
     """A click callback: the declaration's range and choices, enforced while parsing (exit 2, option named)."""
     def check(value: Any) -> Any:
+        raw = value.value if isinstance(value, Enum) else value
         try:
-            check_value(name, value.value if isinstance(value, Enum) else value, opt)
+            check_value(name, raw, opt)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
-        return value
+        # typer before 0.16 runs its converter again on what a callback returns (an enum member became None,
+        # so `--augment strong` was silently the default; None for --teacher crashed): hand back what every
+        # typer converts the same way, the choice's text and an empty list.
+        return [] if raw is None and name == "teachers" else raw
     return check
 
 

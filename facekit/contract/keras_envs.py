@@ -12,7 +12,6 @@ share a half-built environment.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
@@ -21,11 +20,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import Requirement
+
 from facekit.utils.cachedir import user_cache
+from facekit.utils.locking import file_lock
 
 ENV_VAR = "FACEKIT_KERAS_ENVS"  # where the environments live; default ~/.cache/facekit/keras-envs
 MARKER = "facekit-keras-env.json"  # written last: an environment without it is incomplete
@@ -122,28 +124,8 @@ def _env_dir(spec: str, root: Path) -> Path:
 def existing(spec: str, root: str | Path | None = None) -> KerasEnv | None:
     """The ready environment for ``spec``, or None."""
     env_dir = _env_dir(spec, env_root(root))
-    try:
-        info = json.loads((env_dir / MARKER).read_text())
-    except (OSError, ValueError):
-        return None
-    python = _python_in(env_dir)
-    return KerasEnv(spec, info.get("keras", "?"), python) if python.exists() else None
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory lock; the rename below still keeps half-built envs out
-            yield
-            return
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    info = ready(env_dir)
+    return KerasEnv(spec, info.get("keras", "?"), _python_in(env_dir)) if info else None
 
 
 def _run(cmd: list[str], what: str, timeout: float) -> str:
@@ -177,41 +159,87 @@ def ensure(spec: str, root: str | Path | None = None, timeout: float = PIP_TIMEO
     if why:
         raise PythonTooOld(why)
     env_dir = _env_dir(spec, root)
-    with _locked(root / f".{env_dir.name}.lock"):
-        found = existing(spec, root)  # another process may have built it while this one waited
-        if found:
-            return found
-        build = Path(tempfile.mkdtemp(prefix=f".{env_dir.name}.", dir=root))
-        try:
-            python = _python_in(build)
-            packages = [requirement(spec), *PACKAGES]
-            uv = uv_binary()
-            if uv:
-                _run([uv, "venv", "--quiet", "--python", sys.executable, str(build)], "creating a virtual environment",
-                     300)
-                _run([uv, "pip", "install", "--quiet", "--python", str(python), *packages],
-                     f"uv pip install {' '.join(packages)}", timeout)
-            elif importlib.util.find_spec("pip") is not None:
-                # This environment's pip installs into the new one: no ensurepip needed (Colab's Python lacks
-                # it, so a plain `python -m venv` fails there), and no pip bootstrap per environment.
-                _run([sys.executable, "-m", "venv", "--clear", "--without-pip", str(build)],
-                     "creating a virtual environment", 300)
-                pip = [sys.executable, "-m", "pip", "--python", str(python)]
-            else:  # e.g. a uv-made environment without pip: the new one brings its own
-                _run([sys.executable, "-m", "venv", "--clear", str(build)], "creating a virtual environment", 300)
-                pip = [str(python), "-m", "pip"]
-            if not uv:
-                _run([*pip, "install", "--quiet", "--disable-pip-version-check", *packages],
-                     f"pip install {' '.join(packages)}", timeout)
-            version = _run([str(python), "-c", "import importlib.metadata as m; print(m.version('keras'))"],
-                           "reading the installed Keras version", 60).strip()
-            (build / MARKER).write_text(json.dumps({"spec": spec, "keras": version, "packages": PACKAGES}))
-            if env_dir.exists():
-                shutil.rmtree(env_dir)  # a leftover without its marker
-            os.replace(build, env_dir)
-        finally:
-            shutil.rmtree(build, ignore_errors=True)
+    build(env_dir, [requirement(spec), *PACKAGES], timeout=timeout, info={"spec": spec, "packages": PACKAGES})
     found = existing(spec, root)
     if found is None:
         raise KerasEnvError(f"the Keras {spec} environment in {env_dir} is incomplete after creation")
     return found
+
+
+def ready(env_dir: Path) -> dict | None:
+    """The marker of a complete environment in ``env_dir`` (what `build` wrote last), or None."""
+    try:
+        info = json.loads((env_dir / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if _python_in(env_dir).exists() else None
+
+
+def build(env_dir: Path, packages: Sequence[str], *, base_python: str | Path = sys.executable, lowest: bool = False,
+          timeout: float = PIP_TIMEOUT, info: dict | None = None) -> Path:
+    """A virtual environment of ``base_python`` in ``env_dir`` with ``packages``; returns its interpreter.
+
+    One mechanism for the check's Keras environments and the tests' install matrix: built in a temporary folder
+    under a file lock and renamed into place only when the install succeeded (the marker, with the installed
+    Keras version and ``info``, written last), so no process ever uses a half-built environment; an existing
+    complete one is reused. ``lowest`` installs the lowest release each requirement allows (uv's
+    ``--resolution lowest-direct``; with pip, the newest patch release of each lower bound's line, pip having
+    no such resolution).
+    """
+    if ready(env_dir):
+        return _python_in(env_dir)
+    root = env_dir.parent
+    with file_lock(root / f".{env_dir.name}.lock"):
+        if ready(env_dir):  # another process may have built it while this one waited
+            return _python_in(env_dir)
+        work = Path(tempfile.mkdtemp(prefix=f".{env_dir.name}.", dir=root))
+        try:
+            python = _python_in(work)
+            uv = uv_binary()
+            if uv:
+                _run([uv, "venv", "--quiet", "--python", str(base_python), str(work)],
+                     "creating a virtual environment", 300)
+                _run([uv, "pip", "install", "--quiet", "--python", str(python),
+                      *(["--resolution", "lowest-direct"] if lowest else []), *packages],
+                     f"uv pip install {' '.join(packages)}", timeout)
+            else:
+                if lowest:
+                    packages = lowest_lines(packages)
+                if importlib.util.find_spec("pip") is not None:
+                    # This environment's pip installs into the new one: no ensurepip needed (Colab's Python lacks
+                    # it, so a plain `python -m venv` fails there), and no pip bootstrap per environment.
+                    _run([str(base_python), "-m", "venv", "--clear", "--without-pip", str(work)],
+                         "creating a virtual environment", 300)
+                    pip = [sys.executable, "-m", "pip", "--python", str(python)]
+                else:  # e.g. a uv-made environment without pip: the new one brings its own
+                    _run([str(base_python), "-m", "venv", "--clear", str(work)], "creating a virtual environment",
+                         300)
+                    pip = [str(python), "-m", "pip"]
+                _run([*pip, "install", "--quiet", "--disable-pip-version-check", *packages],
+                     f"pip install {' '.join(packages)}", timeout)
+            version = _run([str(python), "-c", "import importlib.metadata as m; print(m.version('keras'))"],
+                           "reading the installed Keras version", 60).strip()
+            (work / MARKER).write_text(json.dumps({**(info or {}), "keras": version, "requirements": list(packages)}))
+            if env_dir.exists():
+                shutil.rmtree(env_dir)  # a leftover without its marker
+            os.replace(work, env_dir)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return _python_in(env_dir)
+
+
+def lowest_lines(requirements: Sequence[str]) -> list[str]:
+    """'tensorflow>=2.16' -> 'tensorflow~=2.16.0' (pip's nearest to uv's lowest-direct: the lower bound's line)."""
+    out = []
+    for text in requirements:
+        req = Requirement(text)
+        lower = [s.version for s in req.specifier if s.operator == ">="]
+        if lower:
+            parts = lower[0].split(".")
+            pinned = ".".join(parts + ["0"] * (3 - len(parts))) if len(parts) < 3 else lower[0]
+            rest = [str(s) for s in req.specifier if s.operator != ">="]
+            extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+            marker = f"; {req.marker}" if req.marker else ""
+            text = f"{req.name}{extras}{','.join([f'~={pinned}', *rest])}{marker}"
+        out.append(text)
+    return out

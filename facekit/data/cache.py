@@ -244,6 +244,9 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise CacheError(f"{path}: no such cache; build it with `facekit prep DIR`") from None
     except OSError as exc:
+        if "unable to lock file" in str(exc):  # HDF5's own lock: a writer has it open; the file is not bad
+            raise CacheError(f"{path}: another process has this cache open for writing; wait for it to finish "
+                             "(a `facekit prep` of the same cache finishes by replacing it whole)") from None
         raise CacheError(
             f"{path}: not a readable HDF5 cache ({exc}); rebuild it with `facekit prep DIR --force`"
         ) from None

@@ -9,6 +9,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facekit.contract import INPUT_SIZE
 
+# What counts as an image file, for every command: prep, predict and evaluate read exactly these (any
+# case), so a folder means the same files to each.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+
 Image.MAX_IMAGE_PIXELS = 100_000_000  # a face photo never needs more; guards against decompression bombs
 
 

@@ -13,14 +13,15 @@ import re
 from dataclasses import dataclass, field
 
 from facekit.contract import MAX_AGE
+from facekit.data.imageio import IMAGE_SUFFIXES
 
 N_RACES = 5
 
-# Known extensions, longest first so ".jpg.chip.jpg" wins over ".jpg".
-_EXT = re.compile(
-    r"^(?P<stem>.*?)(?P<space>\s*)(?P<dot>\.?)(?P<ext>jpg\.chip\.jpg|chip\.jpg|jpe?g|png|bmp|webp|tiff?)$",
-    re.IGNORECASE,
-)
+# The image types facekit reads (one list for prep, predict and evaluate), longest first so ".jpg.chip.jpg"
+# wins over ".jpg".
+_EXTS = "|".join(re.escape(e) for e in sorted(["jpg.chip.jpg", "chip.jpg", *(s[1:] for s in IMAGE_SUFFIXES)],
+                                               key=len, reverse=True))
+_EXT = re.compile(rf"^(?P<stem>.*?)(?P<space>\s*)(?P<dot>\.?)(?P<ext>{_EXTS})$", re.IGNORECASE)
 _DIGITS = re.compile(r"[0-9]+")
 _FIELDS = ("age", "gender", "race", "datetime")
 

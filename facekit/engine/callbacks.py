@@ -58,6 +58,12 @@ class ResumedEarlyStopping(keras.callbacks.EarlyStopping):
             self._resumed = None
 
 
+def diverged(logs: dict[str, Any] | None) -> bool:
+    """Whether an epoch's training loss is NaN or infinite: its weights are not worth keeping."""
+    loss = (logs or {}).get("loss")
+    return loss is not None and not math.isfinite(float(loss))
+
+
 class SaveBest(keras.callbacks.Callback):
     """Export the deployable model atomically whenever the monitored metric improves."""
 
@@ -72,6 +78,8 @@ class SaveBest(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
         value = logs.get(self.monitor) if self.monitor else None
+        if diverged(logs):  # NaN weights are never exported, not even as the last epoch of a --full run
+            return
         if self.monitor is None or (value is not None and value < self.best):
             self.best = float(value) if value is not None else self.best
             self.best_epoch = epoch + 1
@@ -103,4 +111,31 @@ class SaveLast(keras.callbacks.Callback):
         self.run_dir, self.seconds = run_dir, seconds
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if diverged(logs):  # the last good checkpoint stays the one --resume continues from
+            return
         save_checkpoint(self.run_dir, self.model, epoch + 1, self.seconds(), logs)
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stop at the first batch whose loss is NaN or infinite, and remember where.
+
+    Keras's TerminateOnNaN prints to stdout (which ``--json`` keeps for the result) and forgets where it
+    stopped; the run's end needs both to say what happened and what to change.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.where: tuple[int, int, float] | None = None  # (1-based epoch, 1-based batch, the loss)
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch + 1
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        loss = float(keras.ops.convert_to_numpy(loss))
+        if not math.isfinite(loss):
+            self.where = (self._epoch, batch + 1, loss)
+            self.model.stop_training = True

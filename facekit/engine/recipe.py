@@ -11,7 +11,6 @@ against 5.61 / 91.4 % for full fine-tuning at 5e-4).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from facekit.contract import (
 from facekit.contract.keras_envs import parse_specs
 from facekit.engine.selection import GENDER_POINT_YEARS
 from facekit.model.backbones import DEFAULT_BACKBONE, get_backbone
+from facekit.utils.numbers import check_range
 
 TASKS = tuple(HAND_IN_NAMES)
 TUPLES = ("widths", "check_keras", "teachers")  # TrainConfig fields that JSON stores as lists
@@ -82,19 +82,7 @@ def check_value(name: str, value: Any, opt: Option) -> None:
         if value not in opt.choices:
             raise ValueError(f"{what} must be one of {', '.join(opt.choices)}, got {value!r}")
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return
-    bounded = any(b is not None for b in (opt.low, opt.high, opt.above, opt.below))
-    if bounded and not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite number, got {value}")
-    if opt.low is not None and value < opt.low:
-        raise ValueError(f"{what} must be at least {opt.low:g}, got {value:g}")
-    if opt.high is not None and value > opt.high:
-        raise ValueError(f"{what} must be at most {opt.high:g}, got {value:g}")
-    if opt.above is not None and value <= opt.above:
-        raise ValueError(f"{what} must be greater than {opt.above:g}, got {value:g}")
-    if opt.below is not None and value >= opt.below:
-        raise ValueError(f"{what} must be less than {opt.below:g}, got {value:g}")
+    check_range(what, value, low=opt.low, high=opt.high, above=opt.above, below=opt.below)
 
 
 def parse_devices(text: str | int) -> int | None:

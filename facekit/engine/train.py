@@ -21,7 +21,7 @@ from facekit.data.cache import CacheData, choose_mode, read_cache, take
 from facekit.data.dataset import FaceBatches
 from facekit.data.labelled import load_labelled
 from facekit.data.split import RunSplit, count_twins, template_split, write_run_split
-from facekit.engine.callbacks import ResumedEarlyStopping, SaveBest, SaveLast, ScoreEpoch
+from facekit.engine.callbacks import ResumedEarlyStopping, SaveBest, SaveLast, ScoreEpoch, StopOnNaN
 from facekit.engine.device import MallocDefaults, describe, set_precision
 from facekit.engine.distill import check_teacher_split, mean_targets, teacher_targets
 from facekit.engine.distribute import Plan, distributed, plan, sync_batch_norm
@@ -43,6 +43,17 @@ from facekit.model.backbones import get_backbone, resolve_weights
 from facekit.model.losses import MEAN_WEIGHT, DistributionVariance, LabelAccuracy
 from facekit.model.models import AgeGenderModels, build_finetune, build_scratch, export_from_train
 from facekit.utils.atomic import write_json
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite before any epoch gave a model: nothing was exported."""
+
+    def __init__(self, run_dir: Path, where: tuple[int, int, float], lr: float) -> None:
+        epoch, batch, loss = where
+        super().__init__(f"{run_dir}: the training loss became {loss} at epoch {epoch}, batch {batch}, before any "
+                         f"epoch gave a model, so no model file was written. Lower the learning rate (--lr, "
+                         f"{lr:g} in this run) or check the cache's labels (`facekit prep DIR --force`)")
+        self.run_dir = run_dir
 
 
 class TrainingInterrupted(Exception):
@@ -229,6 +240,7 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
     if sync_batch_norm(models.train, dist):
         notes.append("batch normalisation synchronised over the devices (TensorFlow)")
     model_path = run_dir / cfg.export_name
+    nan_stop = StopOnNaN()
     steps = len(train_batches)
     save_best = SaveBest(models.export, model_path, monitor, best, best_epoch)
     start = time.perf_counter()
@@ -261,11 +273,13 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
             ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []
             # The score first: saving, the CSV and early stopping read it from the logs it adds to.
             score = [ScoreEpoch()] if monitor == SCORE else []
-            cbs = [MallocDefaults(), *score, save_last, *ema, save_best, csv_log, *([stop] if stop else []),
-                   *(callbacks or [])]
+            cbs = [MallocDefaults(), nan_stop, *score, save_last, *ema, save_best, csv_log,
+                   *([stop] if stop else []), *(callbacks or [])]
             models.train.fit(train_batches, validation_data=val_batches, epochs=end,
                              initial_epoch=max(first, initial_epoch), callbacks=cbs, verbose=0)
             csv_log.append = True  # the next phase must not overwrite this one's rows
+            if nan_stop.where:
+                break
             if stop is not None and stop.stopped_epoch > 0:
                 mark_stopped_early(run_dir)
                 break
@@ -297,6 +311,7 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
         "cache_mode": mode,
         "devices": dist.count,
         "interrupted": interrupted,
+        "diverged": dict(zip(("epoch", "batch", "loss"), nan_stop.where)) if nan_stop.where else None,
         **describe(),
     }
     if resume and save_best.best_logs == {} and best_epoch:
@@ -312,4 +327,14 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
     write_json(run_dir / "metrics.json", metrics)
     if interrupted:
         raise TrainingInterrupted(run_dir, saved)
+    if nan_stop.where and not saved:
+        raise TrainingDiverged(run_dir, nan_stop.where, cfg.lr)
+    if nan_stop.where:
+        epoch, batch, loss = nan_stop.where
+        notes.append(f"training stopped at epoch {epoch}, batch {batch}: the loss became {loss}; the model file is "
+                     f"epoch {save_best.best_epoch}'s, the best before it (a lower --lr than {cfg.lr:g} may train "
+                     "further)")
+    if not saved:  # never a path to a file that is not there
+        raise ValueError(f"{run_dir}: training ended without a model file (no epoch's validation figure was a "
+                         "number)")
     return TrainResult(run_dir, model_path, metrics, notes)

@@ -27,14 +27,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from facekit.contract import INPUT_SIZE, predicted_female, rgb_to_input
-from facekit.data.imageio import ImageReadError, list_files, read_rgb
+from facekit.data.imageio import IMAGE_SUFFIXES, ImageReadError, list_files, read_rgb
 from facekit.face.align import align_face
 from facekit.face.detect import FaceFinder
 from facekit.face.template import Template, framing_for
 from facekit.inference.load import LoadedModel, run
 from facekit.utils.atomic import atomic_path
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 STAGES = ("read", "detect", "align", "model")  # where the time goes (the benchmark reports each share)
 NO_FACE = "no_face"
 UNREADABLE = "unreadable"

@@ -16,11 +16,13 @@ image whose pixels match its row from the saved points, without MediaPipe (``fac
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,9 +36,10 @@ from facekit.data.detections import load_detections, save_detections
 from facekit.data.imageio import list_files
 from facekit.data.labels import Label, Rejection, parse_name
 from facekit.face.template import Template, load_template
-from facekit.prep.reuse import PARTIAL, PARTIAL_PREVIOUS, ReusableRows, keep_larger
+from facekit.prep.reuse import LOCK, PARTIAL, PARTIAL_PREVIOUS, ReusableRows, keep_larger
 from facekit.prep.workers import PrepOptions, Progress, map_files
 from facekit.utils.atomic import output_path, write_json
+from facekit.utils.locking import LockHeld, file_lock
 
 N_PREVIEWS = 12
 
@@ -82,14 +85,17 @@ def prep(
     seed: int = 0,
     detections: str | Path | None = None,
     save_detections_to: str | Path | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> PrepResult:
     """Build (or reuse) the cache for ``folder``; see the module docstring.
+
+    Two preps of one cache never write at once: the second waits for the first (``on_wait`` says so), then
+    finds the cache up to date or goes on from it.
 
     ``detections`` aligns from a saved detections file where the pixels match;
     ``save_detections_to`` writes the finished cache's detections there (also
     when the cache was up to date), for a later prep elsewhere.
     """
-    from facekit.data.report import build_report, contact_sheet, pairs_sheet
 
     folder = Path(folder)
     files = list_files(folder)
@@ -101,6 +107,25 @@ def prep(
     report_path = sidecar(out, ".report.json")
     # Read before anything is written: a file that cannot be used must not cost a run.
     saved = load_detections(detections, asdict(options)) if detections is not None else None
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(file_lock(sidecar(out, LOCK), wait=False))
+        except LockHeld as exc:  # another prep writes this cache: wait, then find it up to date or go on from it
+            if on_wait:
+                on_wait(f"another prep{f' (pid {exc.holder})' if exc.holder else ''} is writing {out}; waiting "
+                        "for it to finish")
+            held.enter_context(file_lock(sidecar(out, LOCK)))
+        return _prep_locked(folder, files, out, options, workers, force, model_dir, template, progress, seed,
+                            saved, save_detections_to, fp, report_path)
+
+
+def _prep_locked(folder: Path, files: list[Path], out: Path, options: PrepOptions, workers: int | None, force: bool,
+                 model_dir: str | None, template: Template, progress: Progress | None, seed: int,
+                 saved: Any, save_detections_to: str | Path | None, fp: str, report_path: Path) -> PrepResult:
+    """prep's work, with the cache's lock held: one writer per cache, so a second run never moves the partial
+    file of a first from under it."""
+    from facekit.data.report import build_report, contact_sheet, pairs_sheet  # matplotlib: only when writing
+
     if out.exists() and not force and _existing_fingerprint(out) == fp and report_path.exists():
         if save_detections_to is not None:
             save_detections(out, save_detections_to)

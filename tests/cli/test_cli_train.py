@@ -126,3 +126,18 @@ def test_train_says_what_picked_the_epoch(tiny_cache, tmp_path):
                               "--monitor", "val_score"], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     assert "best epoch 1 by val_score" in res.output and ", score " in res.output
+
+
+def test_option_callbacks_hand_back_what_every_typer_converts_alike():
+    """typer before 0.16 (0.15.4 is pyproject's lower bound) converts a callback's return value again: an enum
+    member came back as None (the option silently at its default) and no --teacher crashed. The install
+    matrix trains on 0.15.4; this pins the reason."""
+    from facekit.engine.recipe import TrainConfig
+    from facekit_cli.commands.train import _checker
+    from facekit_cli.options import choice_enum
+
+    opts = {name: opt for name, _, opt in TrainConfig.options()}
+    augment = choice_enum("Augment", opts["augment"].choices)
+    assert _checker("augment", opts["augment"])(augment("strong")) == "strong"
+    assert _checker("teachers", opts["teachers"])(None) == []
+    assert _checker("lr", opts["lr"])(0.01) == 0.01
