@@ -36,7 +36,7 @@ from facekit.data.detections import load_detections, save_detections
 from facekit.data.imageio import list_files
 from facekit.data.labels import Label, Rejection, parse_name
 from facekit.face.template import Template, load_template
-from facekit.prep.reuse import LOCK, PARTIAL, PARTIAL_PREVIOUS, ReusableRows, keep_larger
+from facekit.prep.reuse import PARTIAL, PARTIAL_PREVIOUS, ReusableRows, keep_larger, lock_path
 from facekit.prep.workers import PrepOptions, Progress, map_files
 from facekit.utils.atomic import output_path, write_json
 from facekit.utils.locking import LockHeld, file_lock
@@ -109,12 +109,12 @@ def prep(
     saved = load_detections(detections, asdict(options)) if detections is not None else None
     with contextlib.ExitStack() as held:
         try:
-            held.enter_context(file_lock(sidecar(out, LOCK), wait=False))
+            held.enter_context(file_lock(lock_path(out), wait=False))
         except LockHeld as exc:  # another prep writes this cache: wait, then find it up to date or go on from it
             if on_wait:
                 on_wait(f"another prep{f' (pid {exc.holder})' if exc.holder else ''} is writing {out}; waiting "
                         "for it to finish")
-            held.enter_context(file_lock(sidecar(out, LOCK)))
+            held.enter_context(file_lock(lock_path(out)))
         return _prep_locked(folder, files, out, options, workers, force, model_dir, template, progress, seed,
                             saved, save_detections_to, fp, report_path)
 

@@ -14,9 +14,13 @@ from facekit.data.cache import CacheError, StoredCrop, read_attrs
 from facekit.face.template import Template
 from facekit.prep.workers import Known, PrepOptions
 
-LOCK = ".lock"  # held while a prep writes the cache: a second prep of it waits
 PARTIAL = ".partial.h5"  # rows written so far; an interrupted prep leaves it and the next run resumes from it
 PARTIAL_PREVIOUS = ".partial.prev.h5"
+
+
+def lock_path(cache: Path) -> Path:
+    """The hidden file a prep holds locked while it writes ``cache``: a second prep of it waits."""
+    return cache.with_name(f".{cache.name}.lock")
 
 
 

@@ -14,6 +14,7 @@ import h5py
 import pytest
 
 from facekit.data.cache import CacheError, read_attrs
+from facekit.prep.reuse import lock_path
 from facekit.utils.locking import file_lock
 from tests.conftest import ROOT
 
@@ -35,7 +36,7 @@ def _prep(folder: Path, out: Path) -> subprocess.Popen:
 @pytest.mark.slow
 def test_a_second_prep_waits_for_the_first(tmp_path: Path, chips: list[Path]):
     folder, out = _folder(tmp_path, chips, 6), tmp_path / "cache" / "c.h5"
-    with file_lock(out.with_name("c.lock")):  # this test plays the first prep
+    with file_lock(lock_path(out)):  # this test plays the first prep
         proc = _prep(folder, out)
         said: list[str] = []
         reader = threading.Thread(target=lambda: said.extend(proc.stderr), daemon=True)
