@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from facekit.engine.recipe import TrainConfig, check_value
+from facekit.engine.recipe import TrainConfig, check_value, flag
 from facekit_cli.options import (
     JsonOpt,
     Task,
@@ -33,12 +33,7 @@ DOCS_TABLE = ("<!-- options:begin (python -m facekit_cli.commands.train) -->", "
 
 def spelling(name: str, opt: Any) -> str:
     """The CLI spelling of a TrainConfig field: its declared flag, else --field-name."""
-    return opt.flag or "--" + name.replace("_", "-")
-
-
-def flag(name: str) -> str:
-    """The CLI spelling of a TrainConfig field, by name."""
-    return spelling(name, dict((n, o) for n, _, o in TrainConfig.options())[name])
+    return opt.spelled(name)
 
 
 def _shown(value: Any) -> str:
@@ -169,7 +164,8 @@ def train(task: Task, *, refit: bool = False, resume: Path | None = None, check_
     from facekit_cli.train_progress import RichProgress
 
     try:
-        cfg = TrainConfig.for_task(task.value, **config_values(task.value, options))
+        values = config_values(task.value, options)
+        cfg = TrainConfig.for_task(task.value, **values)
     except (TypeError, ValueError) as exc:
         fail(str(exc))
     if refit and options.get("full"):
@@ -185,7 +181,8 @@ def train(task: Task, *, refit: bool = False, resume: Path | None = None, check_
                               "validation "
                               f"age MAE {cm['val_age_mae']:.2f}, gender accuracy {cm['val_gender_accuracy']:.1%}")
         else:
-            result = run_train(cfg, callbacks=[] if json_out else [RichProgress(cfg.epochs)], resume=resume)
+            result = run_train(cfg, callbacks=[] if json_out else [RichProgress(cfg.epochs)], resume=resume,
+                               given={k: v for k, v in values.items() if v is not None})
     except TrainingInterrupted as exc:
         fail(str(exc), code=130)
     except (OSError, ValueError, CacheError, ModelFileError) as exc:
@@ -236,7 +233,10 @@ EXTRA = {
     "refit": Annotated[bool, typer.Option("--refit", metavar="", help="After the run, train again on all images for "
                                           "its best epoch count (a second run folder, NAME-full); that run's file "
                                           "is the hand-in. With --resume RUN, finishes an interrupted refit.")],
-    "resume": Annotated[Path | None, typer.Option(help="Continue the run in this folder (its args.json wins).")],
+    "resume": Annotated[Path | None, typer.Option(help="Continue the run in this folder, with the options in its "
+                                                       "args.json; of the options given with it, only those that "
+                                                       "change how it runs (--workers, --check-keras, --model-dir, "
+                                                       "--cache-mode, --eager) may differ.")],
     "check_after": Annotated[bool, typer.Option("--check/--no-check", metavar="", help="Run `facekit check` on the "
                                                 "hand-in file at the end (recorded in metrics.json).")],
     "json_out": JsonOpt,

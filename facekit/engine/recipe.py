@@ -56,9 +56,18 @@ class Option:
     cli: bool = True  # False: set through the library or benchmarks' --set only
     panel: str | None = None  # A_ONLY or B_ONLY
 
+    def spelled(self, name: str) -> str:
+        """How the command line spells the field ``name``: its declared flag, else --field-name."""
+        return self.flag or "--" + name.replace("_", "-")
+
     def default_for(self, task: str, shared: Any) -> Any:
         own = self.scratch if task == "scratch" else self.finetune
         return shared if own is SHARED else own
+
+
+def flag(name: str) -> str:
+    """A TrainConfig field as the command line spells it (messages name options the way users type them)."""
+    return TrainConfig.option_of(name).spelled(name)
 
 
 def option(default: Any, help: str, **kw: Any) -> Any:
@@ -185,6 +194,10 @@ class TrainConfig:
     def options(cls) -> list[tuple[str, Any, Option]]:
         """(field name, shared default, its Option) for every field, in declaration order."""
         return [(f.name, f.default, f.metadata["option"]) for f in fields(cls)]
+
+    @classmethod
+    def option_of(cls, name: str) -> Option:
+        return next(opt for field_name, _, opt in cls.options() if field_name == name)
 
     @classmethod
     def for_task(cls, task: str, **overrides: Any) -> TrainConfig:

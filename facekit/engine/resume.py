@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import keras
 
 from facekit.data.split import SPLIT_FILE, RunSplit, read_run_split, write_run_split
 from facekit.engine.callbacks import averaged_weights
-from facekit.engine.recipe import TrainConfig
+from facekit.engine.recipe import TrainConfig, flag
 from facekit.engine.runs import LAST, STATE, align_history, mark_stopped_early, read_history, resume_point
 from facekit.engine.selection import choose_epoch
 from facekit.model.export import save_hand_in
@@ -53,15 +53,56 @@ def finished_run(run_dir: str | Path) -> TrainResult | None:
     return TrainResult(Path(run_dir), Path(metrics["model"]), metrics)
 
 
-def open_run(run_dir: Path, notes: list[str]) -> tuple[Path, TrainConfig, Path | None]:
+# How a session runs, not what it trains: these may differ from args.json when a run is resumed.
+SESSION_OPTIONS = ("workers", "check_keras", "model_dir", "cache_mode", "eager")
+
+
+def session_options(run_dir: Path, cfg: TrainConfig, given: dict[str, Any], notes: list[str]) -> TrainConfig:
+    """``cfg`` (the run's args.json) with the options given for this session applied where that is safe.
+
+    A resumed run must go on as it started: an option that changes what is trained (the learning rate, the
+    epochs, the augmentation ...) and differs from args.json is refused, naming each; one that changes only
+    how this session runs (workers, the check's Keras versions ...) is applied, and said.
+    """
+    differ = {k: v for k, v in given.items() if v is not None and getattr(cfg, k) != v}
+    refused = [k for k in differ if k not in SESSION_OPTIONS]
+    if refused:
+        said = "; ".join(f"{flag(k)} {_shown(differ[k])} (the run has {_shown(getattr(cfg, k))})" for k in refused)
+        raise ValueError(f"{run_dir}: --resume continues the run with the options in its args.json, and these "
+                         f"differ: {said}. Leave them out to continue it, or start a new run with them")
+    if differ:
+        notes.append(f"{run_dir}: this session runs with " + ", ".join(f"{flag(k)} {_shown(v)}"
+                                                                        for k, v in differ.items())
+                     + " (how it runs, not what it trains; args.json keeps the run's own)")
+        cfg = replace(cfg, **differ)
+    return cfg
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+
+
+def open_run(run_dir: Path, notes: list[str], given: dict[str, Any] | None = None
+             ) -> tuple[Path, TrainConfig, Path | None]:
     """The run folder and its arguments; the folder comes back a third time when no epoch had finished, for
-    the run to start afresh in it (there is nothing to continue)."""
+    the run to start afresh in it (there is nothing to continue). ``given``: this session's options
+    (``session_options``)."""
     if not (run_dir / "args.json").is_file():
         raise ValueError(f"{run_dir}: not a run folder (no args.json); --resume takes a folder such as "
                          "runs/scratch/exp")
-    cfg = TrainConfig.load(run_dir / "args.json")
+    try:
+        cfg = TrainConfig.load(run_dir / "args.json")
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{run_dir / 'args.json'}: not a readable record of the run's options ({exc}); the run "
+                         "cannot be continued without it: restore it, or start a new run") from None
+    cfg = session_options(run_dir, cfg, given or {}, notes)
     if (run_dir / LAST).is_file():
         return run_dir, cfg, None
+    done = len(read_history(run_dir / "history.csv"))
+    if done or (run_dir / STATE).is_file():
+        raise ValueError(f"{run_dir / LAST}: missing, though {done or 'some'} epoch(s) finished (history.csv, "
+                         f"{STATE}); it is the checkpoint --resume continues from: restore it, or start a new run "
+                         f"(the hand-in file {cfg.export_name}, if there, is still the best epoch's)")
     notes.append(f"{run_dir}: no epoch had finished, so the run starts afresh there")
     for stale in ("history.csv", "metrics.json", STATE, cfg.export_name):
         (run_dir / stale).unlink(missing_ok=True)
@@ -110,6 +151,10 @@ def continue_run(run_dir: Path, cfg: TrainConfig, split: RunSplit, monitor: str 
     # record, and the hand-in file, which that epoch may have been about to write, is written again below.
     restored = align_history(run_dir, point)  # and drops rows of epochs whose checkpoint was lost
     history = read_history(run_dir / "history.csv")
+    if len(history) < initial_epoch:
+        raise ValueError(f"{run_dir / STATE}: says {initial_epoch} epoch(s) finished, but history.csv has "
+                         f"{len(history)} row(s): the folder was changed by hand. Restore history.csv, or start "
+                         "a new run")
     if monitor and history:
         chosen = choose_epoch(history, monitor, cfg.patience)
         best_epoch, best = chosen.best_epoch, chosen.best

@@ -18,6 +18,7 @@ import csv
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,11 +44,26 @@ def new_run_dir(project: str | Path, task: str, name: str | None = None) -> Path
     stem = name or "exp"
     candidate = base / stem
     n = 1
-    while candidate.exists():
+    while candidate.exists() and not abandoned(candidate):
         n += 1
         candidate = base / f"{stem}{n}"
+    if candidate.exists():  # a run that failed before its first epoch: its name is free again
+        shutil.rmtree(candidate)
     candidate.mkdir(parents=True)
     return candidate
+
+
+# What a run writes before its first epoch; a folder holding no more is a run that failed to start.
+STARTUP_FILES = frozenset({"args.json", "split.json", "template.json"})
+
+
+def abandoned(run_dir: Path) -> bool:
+    """A run folder whose training never finished an epoch and left nothing else (a bad cache, a crash in
+    the first batch): `--name x` reuses it instead of moving on to x2."""
+    try:
+        return run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= STARTUP_FILES
+    except OSError:
+        return False
 
 
 @dataclass

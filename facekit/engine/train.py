@@ -7,6 +7,7 @@ keeps its best model and history and can be resumed.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -153,27 +154,30 @@ def raw_validation(cfg: TrainConfig, data: CacheData, names: list[str]
 
 
 def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = None,
-          resume: str | Path | None = None) -> TrainResult:
+          resume: str | Path | None = None, given: dict[str, Any] | None = None) -> TrainResult:
     """Train per ``cfg`` (or continue the run in ``resume``) and return where everything went.
+
+    ``given``: the options the user set for this session (the CLI's), which a resumed run applies only where
+    they change how it runs, not what it trains (``facekit.engine.resume.session_options``).
 
     With ``cfg.devices`` above one, everything from building the model to the
     last epoch runs under Keras's data-parallel distribution (``facekit.engine.distribute``).
     """
+    devices = cfg.devices
     if resume and (Path(resume) / "args.json").is_file():
-        devices = TrainConfig.load(Path(resume) / "args.json").devices
-    else:
-        devices = cfg.devices
+        with contextlib.suppress(ValueError, TypeError):  # an unreadable args.json: open_run says which and why
+            devices = TrainConfig.load(Path(resume) / "args.json").devices
     dist = plan(devices, cfg.batch_size, cfg.lr)  # refused before any work if this machine cannot
     with distributed(dist):
-        return _train(cfg, callbacks, resume, dist.devices)
+        return _train(cfg, callbacks, resume, dist.devices, given)
 
 
 def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, resume: str | Path | None,
-           devices: tuple[str, ...]) -> TrainResult:
+           devices: tuple[str, ...], given: dict[str, Any] | None = None) -> TrainResult:
     notes: list[str] = []
     restart_in: Path | None = None
     if resume:
-        run_dir, cfg, restart_in = open_run(Path(resume), notes)
+        run_dir, cfg, restart_in = open_run(Path(resume), notes, given)
         if restart_in is not None:
             resume = None
     cfg.validate()
