@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,13 @@ from facekit.contract import INPUT_SIZE
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 Image.MAX_IMAGE_PIXELS = 100_000_000  # a face photo never needs more; guards against decompression bombs
+# Past the limit PIL only warns up to twice it; here any image past it is refused (read_rgb says how large).
+warnings.simplefilter("error", Image.DecompressionBombWarning)
+# An EXIF block PIL cannot parse ("Corrupt EXIF data", "Tag data larger than file ..."): the orientation is
+# unknown and the image is used as stored, which is all facekit can do; PIL's bare line on stderr names no
+# file and asks nothing of the user.
+warnings.filterwarnings("ignore", category=UserWarning, module="PIL.TiffImagePlugin")
+_BOMB = re.compile(r"\((\d+) pixels\)")
 
 
 class ImageReadError(Exception):
@@ -52,6 +62,8 @@ def read_rgb(path: str | Path) -> np.ndarray:
         if path.stat().st_size == 0:
             raise ImageReadError(f"{path}: empty file")
         with Image.open(path) as img:
+            if img.width * img.height > (Image.MAX_IMAGE_PIXELS or math.inf):  # where warnings are not errors
+                raise Image.DecompressionBombError(f"Image size ({img.width * img.height} pixels) exceeds limit")
             img.load()
             img = ImageOps.exif_transpose(img)
             arr = _to_rgb(img)
@@ -61,7 +73,16 @@ def read_rgb(path: str | Path) -> np.ndarray:
         raise ImageReadError(f"{path}: not an image file (format not recognised)") from None
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except PermissionError:
+        raise ImageReadError(f"{path}: permission denied (this user may not read the file)") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{path}: a folder, not an image file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        found = _BOMB.search(str(exc))
+        size = f"{int(found[1]) / 1e6:.0f} megapixels" if found else "over the limit"
+        raise ImageReadError(f"{path}: too large ({size}, limit {Image.MAX_IMAGE_PIXELS / 1e6:.0f}); a face "
+                             "photo needs far fewer: scale it down") from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(f"{path}: corrupt or truncated image ({exc})") from None
     if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageReadError(f"{path}: image has no pixels")

@@ -78,7 +78,12 @@ def load_labelled(folder: str | Path, size: int = INPUT_SIZE, progress: Callable
         genders.append(lab.gender)
         names.append(p.name)
     if not images:
+        # Which files, and why: a folder of names the parser refused is fixed by renaming, not by guessing.
+        shown = [f"{r['file']} ({r['detail']})" for r in rejected[:5]] + unreadable[:5]
+        more = len(rejected) + len(unreadable) - len(shown)
+        listed = (": " + "; ".join(shown) + (f"; and {more} more" if more > 0 else "")) if shown else ""
         raise ValueError(f"{folder}: no labelled image could be read ({len(rejected)} names rejected, "
-                         f"{len(unreadable)} unreadable)")
+                         f"{len(unreadable)} unreadable){listed}. Names must read AGE_GENDER_RACE_DATETIME.jpg "
+                         "(UTKFace's)")
     x = bgr_to_input(np.stack(images))
     return LabelledSet(x, np.array(ages), np.array(genders), names, rejected, unreadable, resized, damaged)
