@@ -4,10 +4,11 @@ Each stack is a fresh virtual environment built from the package index: ``lowest
 pyproject.toml's lower bound (read from pyproject, not copied), ``colab`` Google Colab's Python, TensorFlow
 and Keras. The stack this suite runs in is the third, ``newest``. In each, facekit is installed from this
 checkout and runs README's smoke run as written (prep, both trainings, predict, evaluate) on 40 chips, then
-``--version``, ``doctor``, ``check`` and ``predict --json`` / ``--csv`` with an empty model cache, whose stdout
-must parse whatever the conversion prints. Environments are built once with uv (pip where uv is missing) and
-kept under facekit's cache folder; a stack whose Python this machine lacks is skipped with the reason.
-README's "Tested with" list is compared with what each environment really installed.
+``--version`` and ``predict --json`` with an empty model cache, whose stdout must parse whatever the
+conversion prints; the built stacks also run ``doctor`` and ``check``, the suite's own ``predict --csv``.
+Environments are built once with uv (pip where uv is missing) and kept under facekit's cache folder; a
+stack whose Python this machine lacks is skipped with the reason. README's "Tested with" list is compared
+with what each environment really installed.
 """
 
 from __future__ import annotations
@@ -155,13 +156,15 @@ def test_readme_smoke_run_on_each_tested_stack(stack: Stack, tmp_path: Path):
         run(*args)
 
     assert run("--version").stdout.strip().endswith(have["facekit"])
-    assert run("doctor").returncode == 0
-    run("check", "A", "B", "--keras", "none")
-    # An empty model cache each: the first predict converts the model, which Keras and LiteRT log to stdout.
+    if stack.python is not None:  # the suite's own stack runs doctor and check in-process elsewhere
+        assert run("doctor").returncode == 0
+        run("check", "A", "B", "--keras", "none")
+    # An empty model cache: the first predict converts the model, which Keras and LiteRT log to stdout.
     document = json.loads(run("predict", str(data / chips[1].name), "-m", "A", "-m", "B", "--json",
                               cache="fresh-json").stdout)
     assert sorted(r["model"] for r in document["records"]) == ["A", "B"], document
     assert all(r["status"] == "ok" and r["age"] > 0 for r in document["records"]), document
-    rows = list(csv.DictReader(io.StringIO(run("predict", str(data / chips[1].name), "-m", "B", "--csv",
-                                               cache="fresh-csv").stdout)))
-    assert len(rows) == 1 and rows[0]["status"] == "ok" and float(rows[0]["age"]) > 0, rows
+    if stack.python is None:  # the capture is one mechanism for every format: CSV once is enough
+        rows = list(csv.DictReader(io.StringIO(run("predict", str(data / chips[1].name), "-m", "B", "--csv",
+                                                   cache="fresh-csv").stdout)))
+        assert len(rows) == 1 and rows[0]["status"] == "ok" and float(rows[0]["age"]) > 0, rows

@@ -52,7 +52,8 @@ def prep(
             result = run_prep(folder, out, options, workers=workers, force=force, template=tpl,
                               model_dir=str(model_dir) if model_dir else None, progress=bar,
                               detections=detections, save_detections_to=save_detections,
-                              on_wait=lambda message: err_console.print(message, markup=False, highlight=False))
+                              on_wait=lambda message: err_console.print(message, markup=False, highlight=False,
+                                                                        soft_wrap=True))
     except (OSError, ValueError, CacheError, ModelFileError, PrepError) as exc:
         fail(reason(exc))
     except KeyboardInterrupt:

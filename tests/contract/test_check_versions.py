@@ -62,7 +62,7 @@ def test_train_exits_0_when_only_untested_versions_remain(failing, tmp_path, mon
     metrics = {"train_seconds": 12.0, "backend": "tensorflow", "gpu": None, "epochs_run": 2, "best_epoch": 2,
                "monitor": "val_age_mae", "val_age_mae": 9.5, "val_gender_accuracy": 0.7, "val_images": 5}
     result = TrainResult(run, run / "age_gender_A.keras", metrics)
-    monkeypatch.setattr(train_module, "train", lambda cfg, callbacks=None, resume=None: result)
+    monkeypatch.setattr(train_module, "train", lambda cfg, callbacks=None, resume=None, given=None: result)
     monkeypatch.setattr(run_check, "check_run", lambda run_dir, versions, status=None: _report(result.model_path,
                                                                                               failing))
     res = runner.invoke(app, ["train", "scratch", "--cache", "unused.h5"], env={"COLUMNS": "240"})
