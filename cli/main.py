@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from facekit_cli.commands import check, evaluate, info, predict, prep, train
+from facekit_cli.commands import check, evaluate, info, predict, prep, serve, train
 from facekit_cli.native_log import filter_native_stderr
 from facekit_cli.ui import console, interrupt_once
 
@@ -54,6 +54,7 @@ COMMANDS = [
     (info.doctor, "troubleshooting.md"),
     (predict.predict, "predict.md"),
     (evaluate.evaluate, "evaluate.md"),
+    (serve.serve, "serve.md"),
 ]
 for command, page in COMMANDS:
     app.command(epilog=f"More: docs/{page} in facekit's source (linked from README).")(command)

@@ -414,3 +414,22 @@ def test_accuracy_summary_table_is_written_per_model(tmp_path, monkeypatch):
     assert "| B | 0,1 | 5.40 ± 0.14 | 93.20 ± 0.14 % | 5.30 ± 0.14 | 93.20 ± 0.14 % | 100 |" in md
     assert "| A |" not in md
     assert json.loads((tmp_path / "accuracy-t.json").read_text())["summary"]["finetune"]["raw_mae"]["mean"] == 5.4
+
+
+@pytest.mark.slow
+def test_serve_speed_measures_http_against_the_predictor(tiny_models, tmp_path, monkeypatch):
+    import json
+    import sys
+
+    import benchmarks.common
+    import benchmarks.serve_speed
+
+    monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["serve_speed", "--model", str(tiny_models["B"]), "--requests", "4",
+                                      "--clients", "1", "2", "--tag", "t"])
+    benchmarks.serve_speed.main()
+    result = json.loads((tmp_path / "serve_speed-t.json").read_text())
+    assert [r["clients"] for r in result["http"]] == [1, 2]
+    for row in [*result["http"], result["direct_predictor"]]:
+        assert row["requests"] == 4 and row["requests_per_second"] > 0 and 0 < row["p50_ms"] <= row["p95_ms"]
+    assert "| 2 |" in (tmp_path / "serve_speed-t.md").read_text() and result["commit"]

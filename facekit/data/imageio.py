@@ -27,7 +27,12 @@ _BOMB = re.compile(r"\((\d+) pixels\)")
 
 
 class ImageReadError(Exception):
-    """An image file that cannot be used, with the file and the reason in its message."""
+    """An image file that cannot be used, with the file and the reason in its message; ``kind`` says which
+    reason for programs (``facekit serve`` answers a too-large upload with 413, any other with 415)."""
+
+    def __init__(self, message: str, kind: str = "unreadable") -> None:
+        super().__init__(message)
+        self.kind = kind  # "empty", "missing", "denied", "too_large", "not_image", "damaged" or "unreadable"
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:
@@ -60,7 +65,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         if path.stat().st_size == 0:
-            raise ImageReadError(f"{path}: empty file")
+            raise ImageReadError(f"{path}: empty file", "empty")
         with Image.open(path) as img:
             if img.width * img.height > (Image.MAX_IMAGE_PIXELS or math.inf):  # where warnings are not errors
                 raise Image.DecompressionBombError(f"Image size ({img.width * img.height} pixels) exceeds limit")
@@ -70,20 +75,20 @@ def read_rgb(path: str | Path) -> np.ndarray:
     except ImageReadError:
         raise
     except UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not an image file (format not recognised)") from None
+        raise ImageReadError(f"{path}: not an image file (format not recognised)", "not_image") from None
     except FileNotFoundError:
-        raise ImageReadError(f"{path}: file not found") from None
+        raise ImageReadError(f"{path}: file not found", "missing") from None
     except PermissionError:
-        raise ImageReadError(f"{path}: permission denied (this user may not read the file)") from None
+        raise ImageReadError(f"{path}: permission denied (this user may not read the file)", "denied") from None
     except IsADirectoryError:
-        raise ImageReadError(f"{path}: a folder, not an image file") from None
+        raise ImageReadError(f"{path}: a folder, not an image file", "not_image") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         found = _BOMB.search(str(exc))
         size = f"{int(found[1]) / 1e6:.0f} megapixels" if found else "over the limit"
         raise ImageReadError(f"{path}: too large ({size}, limit {Image.MAX_IMAGE_PIXELS / 1e6:.0f}); a face "
-                             "photo needs far fewer: scale it down") from None
+                             "photo needs far fewer: scale it down", "too_large") from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageReadError(f"{path}: corrupt or truncated image ({exc})") from None
+        raise ImageReadError(f"{path}: corrupt or truncated image ({exc})", "damaged") from None
     if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageReadError(f"{path}: image has no pixels")
     return np.ascontiguousarray(arr, dtype=np.uint8)
