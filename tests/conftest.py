@@ -95,7 +95,8 @@ def built_once(shared: Path, name: str, build: Callable[[Path], dict[str, str]])
     folder, done = shared / name, shared / f"{name}.json"
     with file_lock(shared / f"{name}.lock"):
         if not done.exists():
-            folder.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(folder, ignore_errors=True)  # what an attempt that failed left behind
+            folder.mkdir(parents=True)
             done.write_text(json.dumps(build(folder)))
         return json.loads(done.read_text())
 
