@@ -34,6 +34,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_serving(url: str, server: subprocess.Popen, timeout: float = 180.0) -> float:
+    """Seconds until ``facekit serve`` answers /health; RuntimeError with its stderr if it stops or never does."""
+    import httpx
+
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if server.poll() is not None:
+            raise RuntimeError(f"facekit serve stopped: {server.stderr.read()[-2000:] if server.stderr else ''}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return time.perf_counter() - start
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    raise RuntimeError(f"facekit serve did not answer {url}/health in {timeout:.0f} s")
+
+
 def latency_figures(seconds: list[float], wall: float) -> dict[str, float]:
     ms = sorted(s * 1000 for s in seconds)
     return {"requests": len(ms), "requests_per_second": round(len(ms) / wall, 2),
@@ -88,16 +104,7 @@ def main() -> None:
         server = subprocess.Popen([sys.executable, "-m", "facekit_cli.main", "serve", "-m", str(model), "--port",
                                    str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
-            t = time.perf_counter()
-            while True:
-                if server.poll() is not None:
-                    raise SystemExit(f"facekit serve stopped: {server.stderr.read()[-2000:]}")
-                try:
-                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.5)
-            startup = time.perf_counter() - t
+            startup = wait_until_serving(url, server)
             engine = httpx.get(f"{url}/models").json()[0]["engine"]
             load_test(url, chips[:3], 1)  # warm: the first requests trace the model's predict step
             rows = [load_test(url, chips, n) for n in args.clients]

@@ -30,6 +30,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from facekit.contract import keras_envs
 from facekit.utils.cachedir import user_cache
@@ -124,10 +125,9 @@ def test_readme_smoke_run_on_each_tested_stack(stack: Stack, tmp_path: Path):
     claimed = readme_stacks()[stack.name]
     assert {k: have.get(k) for k in claimed} == claimed, f"README's Tested with list for {stack.name}"
     if stack.lowest:  # every lower bound really was what got installed
-        for req in dependencies():
-            lower = re.search(r">=\s*([\d.]+)", req)
-            name = re.match(r"[A-Za-z0-9_.-]+", req)[0].lower()
-            assert lower and have[name].startswith(lower[1]), (name, have[name], req)
+        for req in map(Requirement, dependencies()):
+            lower = [spec.version for spec in req.specifier if spec.operator == ">="]
+            assert lower and have[req.name.lower()].startswith(lower[0]), (req.name, have[req.name.lower()], req)
 
     data = tmp_path / "train_val"
     data.mkdir()

@@ -17,8 +17,9 @@ from facekit.contract import INPUT_SIZE
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 Image.MAX_IMAGE_PIXELS = 100_000_000  # a face photo never needs more; guards against decompression bombs
-# Past the limit PIL only warns up to twice it; here any image past it is refused (read_rgb says how large).
-warnings.simplefilter("error", Image.DecompressionBombWarning)
+# Past the limit PIL only warns, up to twice it; read_rgb refuses any image past it and says how large, so
+# PIL's own line (which names no file) is not printed as well.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 # An EXIF block PIL cannot parse ("Corrupt EXIF data", "Tag data larger than file ..."): the orientation is
 # unknown and the image is used as stored, which is all facekit can do; PIL's bare line on stderr names no
 # file and asks nothing of the user.
@@ -67,7 +68,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
         if path.stat().st_size == 0:
             raise ImageReadError(f"{path}: empty file", "empty")
         with Image.open(path) as img:
-            if img.width * img.height > (Image.MAX_IMAGE_PIXELS or math.inf):  # where warnings are not errors
+            if img.width * img.height > (Image.MAX_IMAGE_PIXELS or math.inf):
                 raise Image.DecompressionBombError(f"Image size ({img.width * img.height} pixels) exceeds limit")
             img.load()
             img = ImageOps.exif_transpose(img)
@@ -82,7 +83,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
         raise ImageReadError(f"{path}: permission denied (this user may not read the file)", "denied") from None
     except IsADirectoryError:
         raise ImageReadError(f"{path}: a folder, not an image file", "not_image") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         found = _BOMB.search(str(exc))
         size = f"{int(found[1]) / 1e6:.0f} megapixels" if found else "over the limit"
         raise ImageReadError(f"{path}: too large ({size}, limit {Image.MAX_IMAGE_PIXELS / 1e6:.0f}); a face "

@@ -17,19 +17,10 @@ from tests.conftest import quick_config
 runner = CliRunner()
 
 
-@pytest.mark.parametrize(("args", "says"), [
-    (["prep", "x", "--min-confidence", "-1"], "--min-confidence"),
-    (["prep", "x", "--workers", "0"], "--workers"),
-    (["predict", "x.jpg", "--max-faces", "0"], "--max-faces"),
-    (["check", "x_A.keras", "--samples", "0"], "--samples"),
-    (["train", "scratch", "--limit", "0"], "--limit"),
-    (["train", "scratch", "--workers", "-1"], "--workers"),
-    (["train", "scratch", "--epochs", "0"], "--epochs"),
-    (["train", "scratch", "--monitor", "val_loss"], "--monitor"),
-])
-def test_cli_refuses_out_of_range_values_before_any_work(args, says):
-    res = runner.invoke(app, args)
-    assert res.exit_code == 2 and says in res.output and "Traceback" not in res.output
+def test_cli_refuses_an_unknown_choice_before_any_work():
+    """(Numbers out of range: tests/cli/test_numbers.py, each in a process that cannot import TensorFlow.)"""
+    res = runner.invoke(app, ["train", "scratch", "--monitor", "val_loss"])
+    assert res.exit_code == 2 and "--monitor" in res.output and "Traceback" not in res.output
 
 
 @pytest.mark.parametrize(("override", "message"), [

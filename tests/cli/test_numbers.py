@@ -25,19 +25,23 @@ CASES = [
     (["train", "scratch", "--lr", "nan"], "--lr", "finite"),
     (["train", "finetune", "--mix-alpha", "-1"], "--mix-alpha", "greater than 0"),
     (["train", "scratch", "--epochs", "0"], "--epochs", "at least 1"),
+    (["train", "scratch", "--limit", "0"], "--limit", "at least 1"),
+    (["train", "scratch", "--workers", "-1"], "--workers", "at least 1"),
     (["evaluate", "A", "--worst", "-3"], "--worst", "at least 0"),
     (["evaluate", "A", "--split", "val", "--val-split", "nan"], "--val-split", "finite"),
     (["template", "{tmp}", "--limit", "-5"], "--limit", "at least 1"),
     (["prep", "{tmp}", "--min-confidence", "inf"], "--min-confidence", "finite"),
+    (["prep", "{tmp}", "--min-confidence", "-1"], "--min-confidence", "at least 0"),
     (["prep", "{tmp}", "-w", "0"], "--workers", "at least 1"),
     (["check", "x_A.keras", "--samples", "0"], "--samples", "at least 1"),
     (["predict", "x.jpg", "--batch-size", "0"], "--batch-size", "at least 1"),
     (["predict", "x.jpg", "--max-faces", "-1"], "--max-faces", "at least 1"),
+    (["predict", "x.jpg", "--max-faces", "0"], "--max-faces", "at least 1"),
 ]
 
 
-def _numeric_options() -> list[tuple[str, str, typing.Any]]:
-    """(command, parameter, its typer OptionInfo) for every int or float option of every command."""
+def _numeric_options() -> list[tuple[str, str, typing.Any, set, str]]:
+    """(command, parameter, its typer OptionInfo, its number types, its flag) for every int or float option."""
     found = []
     for command in app.registered_commands:
         name = command.name or command.callback.__name__
@@ -47,14 +51,17 @@ def _numeric_options() -> list[tuple[str, str, typing.Any]]:
                 continue
             types = set(typing.get_args(args[0])) or {args[0]}
             if types & {int, float} and not types & {bool}:
-                found.append((name, param.name, args[1]))
+                info = args[1]
+                flag = next((d for d in info.param_decls if d.startswith("--") and not d.startswith("--no-")),
+                            "--" + param.name.replace("_", "-")).split("/")[0]
+                found.append((name, param.name, info, types, flag))
     return found
 
 
 def test_every_number_has_a_range_checked_while_parsing():
     options = _numeric_options()
-    assert {"worst", "limit", "samples", "batch_size", "lr", "epochs"} <= {p for _, p, _ in options}
-    unchecked = [(c, p) for c, p, info in options if info.callback is None and (c, p) not in UNBOUNDED]
+    assert {"worst", "limit", "samples", "batch_size", "lr", "epochs"} <= {p for _, p, *_ in options}
+    unchecked = [(c, p) for c, p, info, *_ in options if info.callback is None and (c, p) not in UNBOUNDED]
     assert not unchecked, f"numeric options with no range check: {unchecked}"
 
 
@@ -62,31 +69,13 @@ def test_every_number_has_a_range_checked_while_parsing():
 def test_no_bounded_float_takes_nan_or_infinity(value: str, tmp_path: Path):
     """Every float option of every command, fed NaN or an infinity: exit 2, the option named."""
     runner = CliRunner()
-    floats = [(c, p) for c, p, info in _numeric_options()
-              if info.callback is not None and float in _types(c, p)]
+    floats = [(c, flag) for c, _, info, types, flag in _numeric_options() if info.callback is not None
+              and float in types]
     assert len(floats) >= 8
-    for command, param in floats:
-        flag = _flag(command, param)
+    for command, flag in floats:
         args = [command, *(["scratch"] if command == "train" else [str(tmp_path)]), flag, value]
         res = runner.invoke(app, args)
         assert res.exit_code == 2 and flag in res.output and "finite" in res.output, (args, res.output)
-
-
-def _types(command: str, param: str) -> set:
-    for c in app.registered_commands:
-        if (c.name or c.callback.__name__) == command:
-            args = typing.get_args(inspect.signature(c.callback, eval_str=True).parameters[param].annotation)
-            return set(typing.get_args(args[0])) or {args[0]}
-    raise KeyError(command)
-
-
-def _flag(command: str, param: str) -> str:
-    for c in app.registered_commands:
-        if (c.name or c.callback.__name__) == command:
-            info = typing.get_args(inspect.signature(c.callback, eval_str=True).parameters[param].annotation)[1]
-            return next((d for d in info.param_decls if d.startswith("--") and not d.startswith("--no-")),
-                        "--" + param.replace("_", "-")).split("/")[0]
-    raise KeyError(command)
 
 
 @pytest.mark.slow

@@ -24,6 +24,22 @@ RUN_FILES = {"args.json", "history.csv", "metrics.json", "last.keras", "state.js
              *(f"{stem}.png" for stem, *_ in CURVES)}
 
 
+class CtrlC(keras.callbacks.Callback):
+    """Ctrl-C as a user presses it: when epoch ``epoch`` (0-based) begins, or in the first batch (None)."""
+
+    def __init__(self, epoch: int | None = None) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.epoch is None:
+            raise KeyboardInterrupt
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task, arch", [("scratch", "plain"), ("scratch", "residual"), ("finetune", "plain")])
 def test_train_export_and_check(task, arch, tiny_cache, tmp_path):
@@ -150,13 +166,8 @@ def test_resume_restores_the_row_a_kill_after_the_checkpoint_lost(tiny_cache, tm
 
 @pytest.mark.slow
 def test_interrupt_keeps_best_model_and_history(tiny_cache, tmp_path):
-    class CtrlC(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 1:
-                raise KeyboardInterrupt
-
     with pytest.raises(TrainingInterrupted) as info:
-        train(quick_config("scratch", tiny_cache, tmp_path, epochs=5), callbacks=[CtrlC()])
+        train(quick_config("scratch", tiny_cache, tmp_path, epochs=5), callbacks=[CtrlC(epoch=1)])
     run = info.value.run_dir
     assert (run / "age_gender_A.keras").exists() and len(read_history(run / "history.csv")) == 1
     assert json.loads((run / "metrics.json").read_text())["interrupted"] is True
@@ -164,10 +175,6 @@ def test_interrupt_keeps_best_model_and_history(tiny_cache, tmp_path):
 
 
 def test_interrupt_before_any_epoch_saves_no_model(tiny_cache, tmp_path):
-    class CtrlC(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            raise KeyboardInterrupt
-
     with pytest.raises(TrainingInterrupted, match="no model was saved") as info:
         train(quick_config("scratch", tiny_cache, tmp_path), callbacks=[CtrlC()])
     assert not (info.value.run_dir / "age_gender_A.keras").exists()
@@ -284,14 +291,9 @@ def test_resume_with_ema_continues_the_raw_weights(tiny_cache, tmp_path):
 
 @pytest.mark.slow
 def test_resume_during_the_frozen_phase_unfreezes_later(tiny_cache, tmp_path):
-    class CtrlC(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 1:
-                raise KeyboardInterrupt
-
     cfg = quick_config("finetune", tiny_cache, tmp_path, freeze_epochs=2, epochs=3, patience=0)
     with pytest.raises(TrainingInterrupted) as info:
-        train(cfg, callbacks=[CtrlC()])
+        train(cfg, callbacks=[CtrlC(epoch=1)])
     run_dir = info.value.run_dir
     frozen = keras.models.load_model(run_dir / "last.keras")
     assert not find_backbone(frozen).trainable
@@ -307,10 +309,6 @@ def test_resume_during_the_frozen_phase_unfreezes_later(tiny_cache, tmp_path):
 
 @pytest.mark.slow
 def test_resume_restarts_or_refuses_what_it_cannot_continue(tiny_cache, tmp_path):
-    class CtrlC(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            raise KeyboardInterrupt
-
     with pytest.raises(TrainingInterrupted) as info:
         train(quick_config("scratch", tiny_cache, tmp_path, name="nothing"), callbacks=[CtrlC()])
     # README's main command must work on a second try: a run that saved nothing starts afresh in its folder.

@@ -25,16 +25,11 @@ from facekit_cli.main import app
 httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 
+from benchmarks.serve_speed import free_port, wait_until_serving  # noqa: E402
 from facekit.inference.load import load  # noqa: E402
 from facekit.serve.app import Service, create_app, is_loopback  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -159,14 +154,7 @@ def test_the_page_draws_a_labelled_box_per_face(tiny_models: dict[str, Path], ph
                              str(tiny_models["B"]), "--port", str(port)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ})
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stderr.read()[-2000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+        wait_until_serving(f"http://127.0.0.1:{port}", proc)
         with sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
                 "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
