@@ -50,10 +50,12 @@ class ProgressLines:
         self.description, self.step = description, step
         self.start = time.monotonic()
         self.next_fraction = step
+        self.last_done: int | None = None
 
     def __call__(self, done: int, total: int | None, extra: str = "") -> None:
-        if not total:
+        if not total or done == self.last_done:  # the same count again (a video's summary after its last frame)
             return
+        self.last_done = done
         if done >= total or done / total + 1e-9 >= self.next_fraction:
             while self.next_fraction <= done / total + 1e-9:
                 self.next_fraction += self.step

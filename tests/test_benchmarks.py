@@ -433,3 +433,22 @@ def test_serve_speed_measures_http_against_the_predictor(tiny_models, tmp_path, 
     for row in [*result["http"], result["direct_predictor"]]:
         assert row["requests"] == 4 and row["requests_per_second"] > 0 and 0 < row["p50_ms"] <= row["p95_ms"]
     assert "| 2 |" in (tmp_path / "serve_speed-t.md").read_text() and result["commit"]
+
+
+@pytest.mark.slow
+def test_video_speed_counts_frames_and_tracks_of_its_clip(tiny_models, tmp_path, monkeypatch):
+    import json
+    import sys
+
+    import benchmarks.common
+    import benchmarks.video_speed
+
+    monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["video_speed", "--model", str(tiny_models["B"]), "--seconds", "1",
+                                      "--fps", "5", "--tag", "t"])
+    benchmarks.video_speed.main()
+    result = json.loads((tmp_path / "video_speed-t.json").read_text())
+    assert [(r["fps"], r["annotate"], r["frames"], r["tracks"]) for r in result["rows"]] == [
+        (5.0, False, 5, 2), (5.0, True, 5, 2)]  # 1 s of 30 fps read at 5 a second; two faces, two tracks
+    assert all(r["frames_per_second"] > 0 and abs(sum(r["shares"].values()) - 1) < 0.01 for r in result["rows"])
+    assert "| 5 a second | yes | 5 |" in (tmp_path / "video_speed-t.md").read_text() and result["commit"]

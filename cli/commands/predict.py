@@ -13,12 +13,15 @@ from facekit_cli.ui import console, err_console, fail, progress_bar, reason
 
 
 def predict(
-    images: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
+    images: Annotated[list[Path], typer.Argument(help="Photos, videos, or folders of them.")],
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="A, B (newest trained file of that "
                                                     "kind under --project) or a .keras path; repeat to compare.")]
     = None,
-    annotate: Annotated[Path | None, typer.Option(help="Write annotated copies of the images into this folder.")]
+    annotate: Annotated[Path | None, typer.Option(help="Write annotated copies into this folder (photos as PNG, "
+                                                  "videos as MP4 with track ids and running estimates).")]
     = None,
+    fps: Annotated[float | None, ranged(above=0, help="Video frames sampled per second of video [default: every "
+                                        "frame, at most 10 a second]")] = None,
     tta: Annotated[bool, typer.Option("--tta", metavar="",
                                       help="Test-time flip averaging at run time (a model trained with "
                                          "the default --tta has it built in: not applied twice).")] = False,
@@ -48,17 +51,19 @@ def predict(
                                                 "atomically) instead of standard output; the format comes from "
                                                 "--json/--jsonl/--csv or the file's suffix.")] = None,
 ) -> None:
-    """Age and gender for every face in IMAGES (chips, selfies, group photos, folders).
+    """Age and gender for every face in IMAGES (chips, selfies, group photos, videos, folders).
 
-    --json, --jsonl and --csv write versioned records for scripts (README: "Output for scripts"); progress,
-    warnings and the summary line go to standard error, so standard output holds only the records."""
+    In a video, faces are followed across the sampled frames and each track gets one estimate pooled over its
+    frames. --json, --jsonl and --csv write versioned records for scripts (docs/predict.md); progress, warnings
+    and the summary line go to standard error, so standard output holds only the records. Ctrl-C stops at the
+    frame or image being answered and still writes what was answered (exit 130)."""
     import time
 
     from rich.table import Table
 
     from facekit.contract import INPUT_SIZE
     from facekit.face.template import framing_for
-    from facekit.inference.predict import Predictor, expand_inputs
+    from facekit.inference.predict import FrameResult, Predictor, VideoResult, count_units, expand_inputs
     from facekit.inference.records import FORMATS, ModelInfo, RecordWriter, Tally, document_header, records
     from facekit.utils.atomic import open_output
     from facekit.utils.modelfiles import ModelFileError
@@ -82,7 +87,7 @@ def predict(
     except (FileNotFoundError, OSError) as exc:
         fail(reason(exc))
     if not files:
-        fail(f"no image files in {', '.join(str(p) for p in images)}" + ("" if recursive else
+        fail(f"no image or video files in {', '.join(str(p) for p in images)}" + ("" if recursive else
                                                                           " (subfolders need --recursive)"))
     try:
         models = load_models(model or ["B"], project)
@@ -92,12 +97,13 @@ def predict(
     warnings = [*(lm.note for lm in models if lm.note), *framing_warnings]
     for lm in models:
         if fmt is None:
-            console.print(f"model {lm.label}: {lm.path}", highlight=False)
+            console.print(f"model {lm.label}: {lm.path}", highlight=False, soft_wrap=True)
     for w in warnings:
         err_console.print(f"[yellow]warning:[/] {escape(str(w))}", highlight=False)
     infos = [ModelInfo.of(lm) for lm in models]
     tally = Tally()
-    results = []  # the text table only; record formats stream
+    results = []  # photos and videos for the text tables; record formats stream
+    total = count_units(files, fps)
     start = time.perf_counter()
     try:
         with err_console.status("loading the face finder (a model's first use also converts it for LiteRT, "
@@ -108,22 +114,41 @@ def predict(
         with predictor, open_output(output) as stream, progress_bar("predict") as bar:
             for note in predictor.notes:
                 err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
-            writer = RecordWriter(stream, fmt, document_header(infos, template.digest(), warnings)) if fmt else None
-            for res in predictor.stream(files):
+            header = document_header(infos, template.digest(), warnings)
+            writer = RecordWriter(stream, fmt, header) if fmt else None
+
+            def take(res) -> None:
                 tally.add(res)
                 tally.seconds = time.perf_counter() - start
                 if res.error:
                     err_console.print(f"[yellow]skipped:[/] {escape(str(res.error))}", highlight=False, soft_wrap=True)
+                if isinstance(res, VideoResult) and res.warning:
+                    err_console.print(f"[yellow]warning:[/] {escape(res.warning)}", highlight=False, soft_wrap=True)
+                    header["warnings"].append(res.warning)
                 if writer:
                     writer.write(records(res, infos))
-                else:
+                elif not isinstance(res, FrameResult):
                     results.append(res)
-                bar(tally.images, len(files), f"{tally.faces_per_second:.1f} faces/s")
+                bar(tally.done, max(total, tally.done), f"{tally.faces_per_second:.1f} faces/s")
+
+            items = predictor.stream(files, fps)
+            try:
+                for res in items:
+                    take(res)
+            except KeyboardInterrupt:
+                items.close()  # the video being read commits its annotated copy up to here
+                tally.interrupted = True
+                partial = predictor.interrupted()
+                if partial is not None:
+                    take(partial)
+                err_console.print("interrupted: writing what was answered so far", highlight=False)
             if writer:
                 writer.close(tally.to_json())
     except (ModelFileError, ValueError, OSError) as exc:
         fail(reason(exc))
     if fmt is None:
+        photos = [r for r in results if not isinstance(r, VideoResult)]
+        videos = [r for r in results if isinstance(r, VideoResult)]
         table = Table(show_lines=False)
         table.add_column("image")
         table.add_column("face", justify="right")
@@ -131,7 +156,7 @@ def predict(
         for lm in models:
             table.add_column(f"{lm.label}: age", justify="right")
             table.add_column(f"{lm.label}: gender (p)")
-        for r in results:
+        for r in photos:
             for i, f in enumerate(r.faces):
                 cells = []
                 for lm in models:
@@ -141,12 +166,31 @@ def predict(
                               ",".join(f"{v:.0f}" for v in f.box), *cells)
         if table.row_count:
             console.print(table)
+        tracks = Table(show_lines=False)
+        for column, right in (("video", False), ("track", True), ("frames", True), ("seen (s)", False)):
+            tracks.add_column(column, justify="right" if right else "left")
+        for lm in models:
+            tracks.add_column(f"{lm.label}: age ± sd", justify="right")
+            tracks.add_column(f"{lm.label}: gender (p)")
+        for v in videos:
+            for i, t in enumerate(v.tracks):
+                cells = []
+                for lm in models:
+                    p = t.predictions[lm.label]
+                    cells += [f"{p['age']:.1f} ± {p['age_std']:.1f}",
+                              f"{p['gender']} ({max(p['p_female'], 1 - p['p_female']):.2f})"]
+                tracks.add_row(Path(v.path).name if i == 0 else "", str(t.track), str(t.frames),
+                               f"{t.first_time_s:.1f}-{t.last_time_s:.1f}", *cells)
+        if tracks.row_count:
+            console.print(tracks)
         for r in results:
             if r.annotated:
-                console.print(f"annotated: {r.annotated}", highlight=False)
+                console.print(f"annotated: {r.annotated}", highlight=False, soft_wrap=True)
     err_console.print(tally.line(), highlight=False)
     if to_file:
         err_console.print(f"wrote {output}", highlight=False)
+    if tally.interrupted:
+        raise typer.Exit(130)
     if not tally.faces:
         raise typer.Exit(1)
 

@@ -10,161 +10,98 @@ one forward pass (``batch_size`` faces; MediaPipe, OpenCV and the Keras
 backend release the GIL, so the stages overlap). On a 2-core CPU full batches
 gave 43 faces/s against 34 when each batch took only the faces ready at the
 time (``benchmarks/predict_speed.py``). One photo at a time goes through
-``Predictor.image``, with no thread and no batch to wait for.
+``Predictor.image``, with no thread and no batch to wait for. Videos in the
+list go through ``video.VideoRun`` on the same finder and models.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
+import itertools
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
 
-from facekit.contract import INPUT_SIZE, predicted_female, rgb_to_input
+from facekit.choices import ENGINES
+from facekit.contract import INPUT_SIZE
 from facekit.data.imageio import IMAGE_SUFFIXES, ImageReadError, list_files, read_rgb
-from facekit.face.align import align_face
+from facekit.data.video import VIDEO_SUFFIXES, VideoReadError, VideoSource, is_video
 from facekit.face.detect import FaceFinder
 from facekit.face.template import Template, framing_for
+from facekit.inference.litert import EngineUnavailable, accelerate
 from facekit.inference.load import LoadedModel, run
-from facekit.utils.atomic import atomic_path
+from facekit.inference.pipeline import STAGES, Aligned, Clock, Reader, find_and_align
+from facekit.inference.results import (
+    NO_FACE,
+    UNREADABLE,
+    FaceResult,
+    FrameResult,
+    ImageResult,
+    VideoResult,
+    annotate,
+    describe,
+    unique_name,
+)
+from facekit.inference.video import VideoRun
 
-STAGES = ("read", "detect", "align", "model")  # where the time goes (the benchmark reports each share)
-NO_FACE = "no_face"
-UNREADABLE = "unreadable"
-
-
-@dataclass
-class FaceResult:
-    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels of the image as read (EXIF applied)
-    score: float  # detector confidence; NaN when only the landmarker found the face
-    points: np.ndarray  # (5, 2): detect.POINT_NAMES, same pixels as the box
-    predictions: dict[str, dict[str, Any]]  # model label -> {"age", "gender", "p_female"}
-
-
-@dataclass
-class ImageResult:
-    path: str
-    faces: list[FaceResult] = field(default_factory=list)
-    error: str | None = None
-    status: str = "ok"  # "ok", NO_FACE or UNREADABLE: what a script filters on, the message is for people
-    size: tuple[int, int] | None = None  # width, height as read; None when unreadable
-    annotated: str | None = None
+__all__ = ["NO_FACE", "STAGES", "UNREADABLE", "FaceResult", "FrameResult", "ImageResult", "Predictor",
+           "VideoResult", "annotate", "count_units", "describe", "expand_inputs", "predict"]
+MEDIA_SUFFIXES = IMAGE_SUFFIXES + VIDEO_SUFFIXES
+Result = ImageResult | VideoResult  # what the stream yields: a photo, a video's frame (FrameResult), a video
 
 
 def expand_inputs(paths: list[Path], recursive: bool = False) -> list[Path]:
-    """Files as given, folders replaced by the image files inside them (sorted; subfolders with ``recursive``).
+    """Files as given, folders replaced by the photos and videos inside them (sorted; subfolders with
+    ``recursive``).
 
-    A named file is always tried (and reported if it is no image); inside
-    folders only image suffixes count and hidden files and folders are skipped.
+    A named file is always tried (and reported if it is neither); inside
+    folders only image and video suffixes count and hidden files and folders are skipped.
     """
     out: list[Path] = []
     for p in paths:
         if not p.is_dir():
             out.append(p)
         elif recursive:
-            found = (q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES
+            found = (q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in MEDIA_SUFFIXES
                      and not any(part.startswith(".") for part in q.relative_to(p).parts))
             out.extend(sorted(found))
         else:
-            out.extend(q for q in list_files(p) if q.suffix.lower() in IMAGE_SUFFIXES)
+            out.extend(q for q in list_files(p) if q.suffix.lower() in MEDIA_SUFFIXES)
     return out
 
 
-def describe(age: float, p_female: float) -> dict[str, Any]:
-    return {"age": round(float(age), 1), "gender": "female" if predicted_female(p_female) else "male",
-            "p_female": round(float(p_female), 4)}
-
-
-@dataclass
-class _Aligned:
-    """One image after the reader stage: its faces and their crops, or why it has none."""
-
-    path: Path
-    result: ImageResult
-    crops: np.ndarray | None = None  # (faces, 128, 128, 3) model input
-    faces: list[Any] = field(default_factory=list)
-    rgb: np.ndarray | None = None  # kept only for annotation
-
-
-class _Clock:
-    """Seconds per pipeline stage, summed over the images (the reader's stages overlap the model's)."""
-
-    def __init__(self) -> None:
-        self.seconds = dict.fromkeys(STAGES, 0.0)
-        self._lock = threading.Lock()
-
-    def add(self, stage: str, since: float) -> float:
-        now = time.perf_counter()
-        with self._lock:
-            self.seconds[stage] += now - since
-        return now
+def count_units(files: list[Path], fps: float | None = None) -> int:
+    """Progress units for ``files``: one per photo, one per sampled frame of a video (from its stated frame
+    count; 1 for a video that cannot say)."""
+    total = 0
+    for path in files:
+        if not is_video(path):
+            total += 1
+            continue
+        try:
+            with VideoSource(path, fps) as source:
+                total += source.expected_samples or 1
+        except VideoReadError:
+            total += 1
+    return total
 
 
 def _align_one(path: Path, finder: FaceFinder, template: Template, thorough: bool, keep_rgb: bool,
-               clock: _Clock) -> _Aligned:
+               clock: Clock) -> Aligned:
     t = time.perf_counter()
     try:
         rgb = read_rgb(path)
     except ImageReadError as exc:
         clock.add("read", t)
-        return _Aligned(path, ImageResult(str(path), error=str(exc), status=UNREADABLE))
+        return Aligned(path, ImageResult(str(path), error=str(exc), status=UNREADABLE))
     t = clock.add("read", t)
     size = (int(rgb.shape[1]), int(rgb.shape[0]))
-    faces = finder.find(rgb, thorough=thorough)
-    t = clock.add("detect", t)
+    faces, crops = find_and_align(rgb, finder, template, thorough, clock, t)
     if not faces:
-        return _Aligned(path, ImageResult(str(path), error=f"{path}: no face found", status=NO_FACE, size=size))
-    crops = rgb_to_input(np.stack([align_face(rgb, f.points, template) for f in faces]))
-    clock.add("align", t)
-    return _Aligned(path, ImageResult(str(path), size=size), crops, faces, rgb if keep_rgb else None)
-
-
-class _Reader:
-    """The reader stage in a thread, feeding a short queue (bounded: memory stays flat on any folder)."""
-
-    _DONE = object()
-
-    def __init__(self, files: list[Path], align: Callable[[Path], _Aligned], depth: int = 8) -> None:
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self.stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(files, align), name="facekit-reader", daemon=True)
-        self._thread.start()
-
-    def _run(self, files: list[Path], align: Callable[[Path], _Aligned]) -> None:
-        try:
-            for path in files:
-                if self.stop.is_set():
-                    return
-                self._put(align(path))
-        except BaseException as exc:  # raised again on the consumer's side
-            self._put(exc)
-        finally:
-            self._put(self._DONE)
-
-    def _put(self, item: Any) -> None:
-        while not self.stop.is_set():
-            try:
-                self.queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def take(self) -> Any:
-        """The next item, waiting for it; an exception the reader met is raised here."""
-        item = self.queue.get()
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def close(self) -> None:
-        self.stop.set()
-        self._thread.join(timeout=10)
+        return Aligned(path, ImageResult(str(path), error=f"{path}: no face found", status=NO_FACE, size=size))
+    return Aligned(path, ImageResult(str(path), size=size), crops, faces, rgb if keep_rgb else None)
 
 
 class Predictor:
@@ -185,9 +122,6 @@ class Predictor:
                  max_faces: int = 20, model_dir: str | None = None, thorough: bool = False,
                  batch_size: int = 32, annotate_dir: Path | None = None, scores: bool = False,
                  engine: str = "auto") -> None:
-        from facekit.choices import ENGINES
-        from facekit.inference.litert import EngineUnavailable, accelerate
-
         if max_faces < 1:
             raise ValueError(f"max faces must be at least 1, got {max_faces}")
         if batch_size < 1:
@@ -208,8 +142,9 @@ class Predictor:
                     raise ValueError(f"{lm.path}: cannot predict with LiteRT: {exc}") from None
                 self.notes.append(f"{lm.path.name}: predicting with Keras ({exc})")
         self._finder = FaceFinder(model_dir=model_dir, max_faces=max_faces, scores=scores)
-        self._clock = _Clock()
+        self._clock = Clock()
         self._names: set[str] = set()
+        self._video: VideoRun | None = None  # the video being answered, for ``interrupted``
 
     @property
     def timings(self) -> dict[str, float]:
@@ -224,7 +159,7 @@ class Predictor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _align(self, path: Path) -> _Aligned:
+    def _align(self, path: Path) -> Aligned:
         return _align_one(path, self._finder, self.template, self.thorough, self.annotate_dir is not None,
                           self._clock)
 
@@ -232,39 +167,57 @@ class Predictor:
         """One image, every stage in this thread: the latency a single photo sees."""
         return next(self._answer([self._align(Path(path))]))
 
-    def stream(self, files: list[Path]) -> Iterator[ImageResult]:
+    def stream(self, files: list[Path], fps: float | None = None) -> Iterator[Result]:
         """Results for ``files`` (``expand_inputs``) in their order, each as soon as it is answered.
 
+        A photo gives an ``ImageResult``; a video gives a ``FrameResult`` per
+        sampled frame (``fps``: frames per second of video, default every frame
+        up to ``DEFAULT_MAX_FPS``), then a ``VideoResult`` with its tracks.
         Streamed output needs no list of results, so a folder of any size runs in flat memory.
         """
-        reader = _Reader(files, self._align, depth=2 * self.batch_size)  # aligns the next batch meanwhile
+        for video, group in itertools.groupby(files, key=is_video):
+            if video:
+                for path in group:
+                    yield from self._one_video(Path(path), fps)
+            else:
+                yield from self._photos(list(group))
+
+    def _photos(self, files: list[Path]) -> Iterator[ImageResult]:
+        reader = Reader(files, self._align, depth=2 * self.batch_size)  # aligns the next batch meanwhile
         try:
-            done = False
-            while not done:
-                pending: list[_Aligned] = []
-                item = reader.take()
-                while True:
-                    if item is _Reader._DONE:
-                        done = True
-                        break
-                    pending.append(item)
-                    if sum(len(a.faces) for a in pending) >= self.batch_size:
-                        break
-                    item = reader.take()
+            for pending in reader.batches(self.batch_size):
                 yield from self._answer(pending)
         finally:
             reader.close()
 
-    def _answer(self, pending: list[_Aligned]) -> Iterator[ImageResult]:
+    def _one_video(self, path: Path, fps: float | None) -> Iterator[FrameResult | VideoResult]:
+        annotate_to = None
+        if self.annotate_dir is not None:
+            annotate_to = self.annotate_dir / unique_name(f"{path.stem}.annotated.mp4", self._names)
+        self._video = VideoRun(path, self._finder, self.template, self._forward, self._clock, fps=fps,
+                               thorough=self.thorough, batch_size=self.batch_size, annotate_to=annotate_to)
+        yield from self._video.frames()
+        run, self._video = self._video, None
+        yield run.result()
+
+    def interrupted(self) -> VideoResult | None:
+        """After the stream was stopped (Ctrl-C) inside a video: that video's result over the frames answered,
+        its annotated copy committed with them; None when it stopped between files."""
+        run, self._video = self._video, None
+        return run.result(interrupted=True) if run is not None else None
+
+    def _forward(self, x: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """One forward pass per model over the crops ``x``: label -> (ages, P(female))."""
+        t = time.perf_counter()
+        answers = {lm.label: run(lm, x, tta=self.tta, batch_size=self.batch_size, engine=self.engines.get(lm.label))
+                   for lm in self.models}
+        self._clock.add("model", t)
+        return answers
+
+    def _answer(self, pending: list[Aligned]) -> Iterator[ImageResult]:
         """One forward pass per model over every face of ``pending``, then each image's result."""
         crops = [a.crops for a in pending if a.crops is not None]
-        answers: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        if crops:
-            t = time.perf_counter()
-            x = np.concatenate(crops)
-            answers = {lm.label: run(lm, x, tta=self.tta, batch_size=self.batch_size, engine=self.engines.get(lm.label))
-                       for lm in self.models}
-            self._clock.add("model", t)
+        answers = self._forward(np.concatenate(crops)) if crops else {}
         offset = 0
         for a in pending:
             res = a.result
@@ -273,51 +226,26 @@ class Predictor:
                     label: describe(age[offset + i], gen[offset + i]) for label, (age, gen) in answers.items()}))
             offset += len(a.faces)
             if self.annotate_dir is not None and a.rgb is not None and res.faces:
-                name = _unique(f"{a.path.stem}.annotated.png", self._names)
+                name = unique_name(f"{a.path.stem}.annotated.png", self._names)
                 res.annotated = str(annotate(a.rgb, res, self.annotate_dir / name))
             yield res
-
-
-def _unique(name: str, used: set[str]) -> str:
-    """``name``, or ``stem-2.suffix`` and so on: two folders' ``IMG_0001.jpg`` must not share one annotation."""
-    stem, _, suffix = name.partition(".")
-    candidate, n = name, 1
-    while candidate in used:
-        n += 1
-        candidate = f"{stem}-{n}.{suffix}"
-    used.add(candidate)
-    return candidate
-
-
-def annotate(rgb: np.ndarray, result: ImageResult, dest: Path) -> Path:
-    """A copy of the image with each face's box and predictions drawn on it."""
-    img = Image.fromarray(rgb)
-    draw = ImageDraw.Draw(img)
-    width = max(2, round(min(img.size) / 150))
-    for f in result.faces:
-        x0, y0, x1, y1 = f.box
-        draw.rectangle([x0, y0, x1, y1], outline=(255, 200, 0), width=width)
-        text = "  ".join(f"{k}: {v['age']:.0f} {v['gender'][0].upper()}" for k, v in f.predictions.items())
-        tx, ty = x0, max(0, y0 - 12)
-        tb = draw.textbbox((tx, ty), text)
-        draw.rectangle(tb, fill=(0, 0, 0))
-        draw.text((tx, ty), text, fill=(255, 255, 255))
-    with atomic_path(dest) as tmp:
-        img.save(tmp, format="PNG")
-    return dest
 
 
 def predict(paths: list[Path], models: list[LoadedModel], annotate_dir: Path | None = None, tta: bool = False,
             max_faces: int = 20, model_dir: str | None = None, progress: Callable[[int, int], None] | None = None,
             template: Template | None = None, recursive: bool = False, thorough: bool = False,
-            batch_size: int = 32, scores: bool = False, engine: str = "auto") -> list[ImageResult]:
+            batch_size: int = 32, scores: bool = False, engine: str = "auto",
+            fps: float | None = None) -> list[Result]:
     """Every result for ``paths`` (files and folders) as a list; ``Predictor.stream`` streams them."""
     files = expand_inputs(paths, recursive)
-    results = []
+    total = count_units(files, fps)
+    results: list[Result] = []
+    done = 0
     with Predictor(models, template, tta, max_faces, model_dir, thorough, batch_size, annotate_dir,
                    scores, engine) as predictor:
-        for res in predictor.stream(files):
+        for res in predictor.stream(files, fps):
             results.append(res)
+            done += not isinstance(res, VideoResult)
             if progress:
-                progress(len(results), len(files))
+                progress(done, max(total, done))
     return results

@@ -66,6 +66,7 @@ class Record(BaseModel):
 
     schema_version: int
     facekit_version: str
+    kind: str  # "image": the service answers photos only (videos are for `facekit predict`)
     image: str
     width: int | None
     height: int | None

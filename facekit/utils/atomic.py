@@ -77,19 +77,41 @@ def atomic_path(dest: str | Path, stream_ok: bool = False) -> Iterator[Path]:
     if _special(dest, stream_ok):
         yield dest
         return
-    if dest.is_symlink():
-        dest = Path(os.path.realpath(dest))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp" + dest.suffix, dir=dest.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    pending = PendingFile(dest)
     try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
-        os.replace(tmp_path, dest)
+        yield pending.tmp
+        pending.commit()
     except BaseException:
-        tmp_path.unlink(missing_ok=True)
+        pending.discard()
         raise
+
+
+class PendingFile:
+    """A temporary file beside ``dest`` that becomes ``dest`` on ``commit`` and vanishes on ``discard``.
+
+    ``atomic_path`` for outputs whose end is not one block of code: an annotated
+    video grows frame by frame across a generator, and on Ctrl-C the frames
+    written so far are committed as a whole, playable file. The temporary name
+    keeps ``dest``'s suffix, since writers such as OpenCV's pick the container from it.
+    """
+
+    def __init__(self, dest: str | Path) -> None:
+        dest = Path(dest)
+        _special(dest, stream_ok=False)
+        self.dest = Path(os.path.realpath(dest)) if dest.is_symlink() else dest
+        self.dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.dest.name}.", suffix=".tmp" + self.dest.suffix,
+                                   dir=self.dest.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+
+    def commit(self) -> Path:
+        os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
+        os.replace(self.tmp, self.dest)
+        return self.dest
+
+    def discard(self) -> None:
+        self.tmp.unlink(missing_ok=True)
 
 
 def _umask() -> int:

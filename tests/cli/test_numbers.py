@@ -37,6 +37,7 @@ CASES = [
     (["predict", "x.jpg", "--batch-size", "0"], "--batch-size", "at least 1"),
     (["predict", "x.jpg", "--max-faces", "-1"], "--max-faces", "at least 1"),
     (["predict", "x.jpg", "--max-faces", "0"], "--max-faces", "at least 1"),
+    (["predict", "x.mp4", "--fps", "0"], "--fps", "greater than 0"),
 ]
 
 

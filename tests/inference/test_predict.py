@@ -160,7 +160,7 @@ def test_output_options_refused_with_a_reason(photos: Path, tiny_models, tmp_pat
     empty = tmp_path / "empty"
     empty.mkdir()
     nothing = runner.invoke(app, ["predict", str(empty), "-m", str(tiny_models["B"])])
-    assert nothing.exit_code == 1 and "no image files" in nothing.stderr
+    assert nothing.exit_code == 1 and "no image or video files" in nothing.stderr
 
 
 def test_batched_predictions_equal_one_at_a_time(photos: Path, loaded, chip_sample: list[Path]):
