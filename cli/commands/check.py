@@ -38,7 +38,7 @@ def check(
 ) -> None:
     """Verify the lecturer's contract, on the lecturer's Keras: loads without facekit on this and older Keras
     versions with the same predictions, float32, input, outputs, gender unit, A's map rule."""
-    from facekit.inference.check import check_model, sample_images
+    from facekit.inference.check import check_models, sample_images
     from facekit.inference.load import resolve_model
 
     versions = parse_keras_option(keras_versions)
@@ -52,15 +52,13 @@ def check(
         paths = [resolve_model(m, project) for m in models]
     except (FileNotFoundError, ValueError) as exc:  # ValueError: a folder given for a file (BadModelFile)
         fail(str(exc))
-    reports = []
-    for path in paths:
-        try:
-            with err_console.status(f"checking {path}", spinner="dots") as spin:
-                reports.append(check_model(path, kind.value if kind else None, images, backend=value_of(backend),
-                                           keras_versions=versions,
-                                           status=lambda msg: spin.update(f"check: {msg}")))
-        except FileNotFoundError as exc:
-            fail(str(exc))
+    try:
+        with err_console.status(f"checking {', '.join(str(p) for p in paths)}", spinner="dots") as spin:
+            reports = check_models(paths, [kind.value if kind else None] * len(paths), images,
+                                   backend=value_of(backend), keras_versions=versions,
+                                   status=lambda msg: spin.update(f"check: {msg}"))
+    except FileNotFoundError as exc:
+        fail(str(exc))
     if json_out:
         print_json([r.to_json() for r in reports])
     else:

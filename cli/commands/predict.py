@@ -65,7 +65,7 @@ def predict(
     from facekit.face.template import framing_for
     from facekit.inference.predict import FrameResult, Predictor, VideoResult, count_units, expand_inputs
     from facekit.inference.records import FORMATS, ModelInfo, RecordWriter, Tally, document_header, records
-    from facekit.utils.atomic import open_output
+    from facekit.utils.atomic import open_output, output_path
     from facekit.utils.modelfiles import ModelFileError
 
     chosen = [f for f, on in (("json", json_out), ("jsonl", jsonl), ("csv", csv_out)) if on]
@@ -82,6 +82,11 @@ def predict(
     named = output.suffix.lower().lstrip(".") if to_file else ""
     if to_file and named in FORMATS and named != fmt:
         fail(f"{output}: its name says {named}, but --{fmt} was asked; rename the file or leave the flag out", 2)
+    if to_file:
+        try:  # a folder named for the records is refused now, not after the models load and every image is read
+            output_path(output, stream_ok=True)
+        except OSError as exc:
+            fail(reason(exc))
     try:
         files = expand_inputs(images, recursive)
     except (FileNotFoundError, OSError) as exc:

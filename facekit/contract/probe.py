@@ -94,9 +94,18 @@ def probe(path, inputs_path=None):
     return out
 
 
+def main(argv):
+    """``INPUTS MODEL [MODEL ...]`` (INPUTS ``-`` for none): every model probed in this one interpreter, so
+    checking A and B together pays for one interpreter start and one Keras import, not two."""
+    inputs = argv[1] if len(argv) > 1 and argv[1] != "-" else None
+    results = []
+    for model in argv[2:]:
+        try:
+            results.append(probe(model, inputs))
+        except Exception:
+            results.append({"loaded": False, "load_error": traceback.format_exc()})
+    sys.stdout.write("\n@@PROBE@@" + json.dumps(results) + "\n")
+
+
 if __name__ == "__main__":
-    try:
-        result = probe(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
-    except Exception:
-        result = {"loaded": False, "load_error": traceback.format_exc()}
-    sys.stdout.write("\n@@PROBE@@" + json.dumps(result) + "\n")
+    main(sys.argv)

@@ -93,18 +93,24 @@ class CheckReport:
                 "checks": [asdict(c) for c in self.checks]}
 
 
-def run_probe(model: Path, inputs: Path | None = None, timeout: float = 600, backend: str | None = None,
-              python: Path | None = None, isolated: bool = True) -> dict[str, Any]:
-    """Run contract_probe in a clean interpreter (no PYTHONPATH, a neutral working directory);
+def run_probes(models: list[Path], inputs: Path | None = None, timeout: float = 600, backend: str | None = None,
+               python: Path | None = None, isolated: bool = True) -> list[dict[str, Any]]:
+    """Run contract_probe on ``models`` in one clean interpreter (no PYTHONPATH, a neutral working directory);
     ``python`` picks another environment's interpreter. ``isolated=False`` probes in this process instead,
     where that is possible (this interpreter and backend): the tests' shortcut past an interpreter start and a
-    Keras import, for checks of the contract rather than of the isolation."""
+    Keras import, for checks of the contract rather than of the isolation. If the shared interpreter dies
+    (a crash in native code loading one file), each file is probed again alone, so one file's crash is
+    reported as its own and the others are still judged."""
+    models = [Path(m).resolve() for m in models]
     if not isolated and python is None and backend in (None, os.environ.get("KERAS_BACKEND", "tensorflow")):
-        try:
-            result = probe_module.probe(str(model.resolve()), str(inputs) if inputs else None)
-        except Exception:  # as the fresh process reports it (probe.py's __main__)
-            result = {"loaded": False, "load_error": traceback.format_exc()}
-        return {**result, "isolated": False}
+        results = []
+        for model in models:
+            try:
+                result = probe_module.probe(str(model), str(inputs) if inputs else None)
+            except Exception:  # as the fresh process reports it (probe.py's main)
+                result = {"loaded": False, "load_error": traceback.format_exc()}
+            results.append({**result, "isolated": False})
+        return results
     src = Path(probe_module.__file__).read_text()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME")}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -112,17 +118,26 @@ def run_probe(model: Path, inputs: Path | None = None, timeout: float = 600, bac
         env["KERAS_BACKEND"] = backend
     if python is not None:
         env["JAX_PLATFORMS"] = "cpu"  # the lecturer's CPU; and no CUDA probing noise
-    args = [str(python or sys.executable), "-c", src, str(model.resolve())] + ([str(inputs)] if inputs else [])
+    args = [str(python or sys.executable), "-c", src, str(inputs) if inputs else "-", *map(str, models)]
     try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env,
-                              cwd=Path(model).resolve().parent)
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout * len(models), env=env,
+                              cwd=Path(inputs).parent if inputs else models[0].parent)
     except subprocess.TimeoutExpired:
-        return {"loaded": False, "load_error": f"loading and predicting took over {timeout:.0f} s"}
+        return [{"loaded": False, "load_error": f"loading and predicting took over {timeout:.0f} s a file"}
+                for _ in models]
     marker = proc.stdout.rfind("@@PROBE@@")
     if marker < 0:
-        return {"loaded": False, "load_error": f"probe process failed (exit {proc.returncode}): "
-                                               f"{proc.stderr.strip()[-2000:]}"}
+        if len(models) > 1:
+            return [run_probes([m], inputs, timeout, backend, python)[0] for m in models]
+        return [{"loaded": False, "load_error": f"probe process failed (exit {proc.returncode}): "
+                                                f"{proc.stderr.strip()[-2000:]}"}]
     return json.loads(proc.stdout[marker + len("@@PROBE@@"):])
+
+
+def run_probe(model: Path, inputs: Path | None = None, timeout: float = 600, backend: str | None = None,
+              python: Path | None = None, isolated: bool = True) -> dict[str, Any]:
+    """``run_probes`` for one file."""
+    return run_probes([model], inputs, timeout, backend, python, isolated)[0]
 
 
 def config_checks(path: Path, oldest: str = OLDEST_KERAS) -> list[Check]:
@@ -270,17 +285,30 @@ def check_model(path: str | Path, kind: str | None = None, images: list[Path] | 
                 backend: str | None = None, keras_versions: tuple[str, ...] = (), env_root: str | Path | None = None,
                 inputs: np.ndarray | None = None, status: Callable[[str], None] | None = None,
                 isolated: bool = True) -> CheckReport:
-    """Judge one file. ``images`` (labelled chips) feed the sanity and score checks; ``inputs`` (a float32
-    batch) may be given instead; each of ``keras_versions`` loads the file in its own environment
-    (created on first use) and must predict what this environment predicts. ``isolated=False``: see
-    ``run_probe``; the other versions' probes are always isolated."""
-    path = model_file(path)
-    kind = kind or hand_in_kind(path)
+    """Judge one file (``check_models``)."""
+    return check_models([path], [kind], images, backend, keras_versions, env_root, inputs, status, isolated)[0]
+
+
+def check_models(paths: list[str | Path], kinds: list[str | None] | None = None, images: list[Path] | None = None,
+                 backend: str | None = None, keras_versions: tuple[str, ...] = (),
+                 env_root: str | Path | None = None, inputs: np.ndarray | None = None,
+                 status: Callable[[str], None] | None = None, isolated: bool = True) -> list[CheckReport]:
+    """Judge each file, a report each. ``images`` (labelled chips) feed the sanity and score checks;
+    ``inputs`` (a float32 batch) may be given instead; each of ``keras_versions`` loads the files in its own
+    environment (created on first use) and must predict what this environment predicts. One interpreter per
+    Keras probes every file: a fresh interpreter importing Keras is most of a check's time. ``isolated=False``:
+    see ``run_probes``; the other versions' probes are always isolated."""
+    paths = [model_file(p) for p in paths]  # FileNotFoundError naming the first missing file
+    kinds = [k or hand_in_kind(p) for p, k in zip(paths, kinds or [None] * len(paths))]
     say = status or (lambda message: None)
-    try:
-        static = config_checks(path)
-    except ValueError as exc:  # not a zip, no config.json: nothing else can load it either
-        return CheckReport(str(path), kind, [Check("is a Keras 3 .keras file", False, str(exc))])
+    static: dict[Path, list[Check]] = {}
+    reports: dict[Path, CheckReport] = {}
+    for path, kind in zip(paths, kinds):
+        try:
+            static[path] = config_checks(path)
+        except ValueError as exc:  # not a zip, no config.json: nothing else can load it either
+            reports[path] = CheckReport(str(path), kind, [Check("is a Keras 3 .keras file", False, str(exc))])
+    probed = [p for p in paths if p not in reports]
     labels: list[Label | None] = []
     skipped: list[str] = []
     if inputs is None and images:
@@ -289,43 +317,49 @@ def check_model(path: str | Path, kind: str | None = None, images: list[Path] | 
     synthetic = inputs is None or len(inputs) == 0
     if synthetic:  # no images: seeded noise still tells whether two Keras versions compute the same
         inputs = np.random.default_rng(0).uniform(0, 1, (N_SYNTHETIC, *INPUT_SHAPE)).astype(np.float32)
+    named = " ".join(str(p) for p in paths)
     # Environments first (built one at a time: pip and uv share a cache), then the probes side by side, one per
     # core: each is a fresh interpreter importing Keras, mostly on one thread.
     versions: list[tuple[str, keras_envs.KerasEnv | Check]] = []
-    for spec in keras_versions:
+    for spec in keras_versions if probed else ():
         say(f"Keras {spec}: preparing its environment (first use: pip install, about a minute)")
         try:
             versions.append((spec, keras_envs.ensure(spec, env_root)))
         except keras_envs.PythonTooOld as exc:
             versions.append((spec, Check(f"loads on Keras {spec}", None, f"NOT TESTED: {exc}; check on a machine "
-                                         f"with that Python: `facekit check {path} --keras {spec}`", untested=True)))
+                                         f"with that Python: `facekit check {named} --keras {spec}`", untested=True)))
         except keras_envs.KerasEnvError as exc:
             versions.append((spec, Check(f"loads on Keras {spec}", None, f"NOT TESTED: the Keras {spec} "
                                          f"environment {exc}; `--keras none` checks with this environment's Keras "
                                          "only", untested=True)))
     envs = {spec: env for spec, env in versions if not isinstance(env, Check)}
-    with tempfile.TemporaryDirectory(prefix="facekit-check-") as tmp:
-        batch = Path(tmp) / "inputs.npy"
-        np.save(batch, np.asarray(inputs, np.float32))
-        say(f"loading {path.name} with " + ", ".join(["this environment's Keras",
-                                                      *(f"Keras {env.keras}" for env in envs.values())]))
-        with ThreadPoolExecutor(max_workers=max(1, min(len(envs), (os.cpu_count() or 1) - 1))) as pool:
-            jobs = {spec: pool.submit(run_probe, path, batch, backend="jax", python=env.python)
-                    for spec, env in envs.items()}
-            base = run_probe(path, batch, backend=backend, isolated=isolated)  # in this thread: Keras's state
-            probes = {spec: job.result() for spec, job in jobs.items()}       # is per thread
-    rep = evaluate_probe(base, str(path), kind, labels)
-    rep.checks[1:1] = static
-    if skipped:
-        rep.checks.append(Check("images used", None, f"{len(skipped)} of the images were not used as they are: "
-                                                     + "; ".join(skipped[:5])))
-    for spec, env in versions:
-        rep.checks.append(env if isinstance(env, Check) else
-                          version_check(spec, probes[spec], base, rep.output_order, len(inputs)))
-    if synthetic and keras_versions:
-        rep.checks.append(Check("inputs compared", None, f"{N_SYNTHETIC} seeded random images (pass images "
-                                                         "for real chips)"))
-    return rep
+    base: list[dict[str, Any]] = []
+    probes: dict[str, list[dict[str, Any]]] = {}
+    if probed:
+        with tempfile.TemporaryDirectory(prefix="facekit-check-") as tmp:
+            batch = Path(tmp) / "inputs.npy"
+            np.save(batch, np.asarray(inputs, np.float32))
+            say(f"loading {', '.join(p.name for p in probed)} with " + ", ".join(
+                ["this environment's Keras", *(f"Keras {env.keras}" for env in envs.values())]))
+            with ThreadPoolExecutor(max_workers=max(1, min(len(envs), (os.cpu_count() or 1) - 1))) as pool:
+                jobs = {spec: pool.submit(run_probes, probed, batch, backend="jax", python=env.python)
+                        for spec, env in envs.items()}
+                base = run_probes(probed, batch, backend=backend, isolated=isolated)  # in this thread: Keras's
+                probes = {spec: job.result() for spec, job in jobs.items()}           # state is per thread
+    for i, (path, kind) in enumerate((p, k) for p, k in zip(paths, kinds) if p in static):
+        rep = evaluate_probe(base[i], str(path), kind, labels)
+        rep.checks[1:1] = static[path]
+        if skipped:
+            rep.checks.append(Check("images used", None, f"{len(skipped)} of the images were not used as they "
+                                                         "are: " + "; ".join(skipped[:5])))
+        for spec, env in versions:
+            rep.checks.append(env if isinstance(env, Check) else
+                              version_check(spec, probes[spec][i], base[i], rep.output_order, len(inputs)))
+        if synthetic and keras_versions:
+            rep.checks.append(Check("inputs compared", None, f"{N_SYNTHETIC} seeded random images (pass images "
+                                                             "for real chips)"))
+        reports[path] = rep
+    return [reports[p] for p in paths]
 
 
 def sample_images(folder: Path, n: int = 32) -> list[Path]:

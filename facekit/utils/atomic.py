@@ -56,11 +56,13 @@ def _special(dest: Path, stream_ok: bool) -> bool:
     return True
 
 
-def output_path(dest: str | Path) -> Path:
+def output_path(dest: str | Path, stream_ok: bool = False) -> Path:
     """Where a file output really goes, checked before any work starts: a link's target (written through), or
-    ``dest``; a directory or a device is refused as ``atomic_path`` would refuse it at the end."""
+    ``dest``; a directory, or a device where a regular file is needed, is refused as ``atomic_path`` would
+    refuse it at the end. With ``stream_ok`` a device or FIFO is where the output goes."""
     dest = Path(dest)
-    _special(dest, stream_ok=False)
+    if _special(dest, stream_ok):
+        return dest
     return Path(os.path.realpath(dest)) if dest.is_symlink() else dest
 
 

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from facekit.contract import CHECK_KERAS, OLDEST_KERAS, keras_envs
-from facekit.inference.check import SAME_BACKEND_TOL, check_model
+from facekit.inference.check import SAME_BACKEND_TOL, check_model, check_models
 from facekit.model.compat import version_tuple
 from facekit_cli.main import app
 from tests.conftest import TRAIN_VAL, contract_failures
@@ -26,9 +26,11 @@ def fresh_exports(trained_runs):
 @pytest.mark.slow
 def test_fresh_exports_load_and_agree_on_older_keras(fresh_exports):
     chips = sorted(TRAIN_VAL.iterdir())[:6]
-    for path in fresh_exports:
-        # The base probe runs on JAX as the other environments do, so the bound is the same-backend one.
-        rep = check_model(path, images=chips, backend="jax", keras_versions=VERSIONS)
+    # Both files in one call, as `facekit check A B` does: one interpreter per Keras version loads both. The
+    # base probe runs on JAX as the other environments do, so the bound is the same-backend one.
+    reports = check_models(fresh_exports, images=chips, backend="jax", keras_versions=VERSIONS)
+    assert [r.path for r in reports] == [str(p) for p in fresh_exports]
+    for rep in reports:
         assert not contract_failures(rep) and not rep.untested, (contract_failures(rep), rep.untested)
         found = {c.name: c.detail for c in rep.checks if c.name.startswith("loads on Keras")}
         assert set(found) == {f"loads on Keras {v}" for v in VERSIONS}

@@ -231,8 +231,11 @@ def test_jax_backend_trains_and_loads(tiny_cache, tmp_path):
     assert json.loads((model.parent / "metrics.json").read_text())["backend"] == "jax"
     stem = find_backbone(keras.models.load_model(model)).get_weights()[0]  # zeroed weights stay within ~1e-3
     assert np.abs(stem).mean() > 0.01 and np.isfinite(stem).all()
-    for backend in ("jax", "tensorflow"):  # a JAX-trained file loads on both
-        assert check_model(model, images=sorted(TRAIN_VAL.iterdir())[:2], backend=backend).passed
+    # A JAX-trained file loads on both: on JAX in a fresh interpreter, as the lecturer's would; on TensorFlow
+    # in this one (its backend), where facekit's own code is not needed to load it either.
+    chips = sorted(TRAIN_VAL.iterdir())[:2]
+    assert check_model(model, images=chips, backend="jax").passed
+    assert check_model(model, images=chips, isolated=False).passed
 
 
 @pytest.mark.slow

@@ -3,14 +3,16 @@
 Rules other than "loads without facekit" are judged in this process (``isolated=False``); that rule and the
 lecturer's fresh process are what the Lambda and custom-layer cases, test_train and test_keras_versions check."""
 
+import subprocess
 from pathlib import Path
+from unittest import mock
 
 import keras
 import numpy as np
 import pytest
 from keras import layers
 
-from facekit.inference.check import check_model
+from facekit.inference.check import check_model, check_models, run_probes
 from facekit.model.export import save_hand_in
 from tests.conftest import TRAIN_VAL
 
@@ -81,13 +83,34 @@ def test_each_broken_rule_is_named(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extra", ["lambda", "custom"])
-def test_lambda_and_custom_layers_fail_to_load_plainly(tmp_path, extra):
-    inp = keras.Input((128, 128, 3))
-    x = layers.Lambda(lambda t: t * 2.0)(inp) if extra == "lambda" else Custom()(inp)
-    rep = check_model(_save(_two_heads(_conv(x), inp), tmp_path / "x_B.keras"))
-    assert "loads without facekit" in failing(rep)
-    assert "load_model failed" in failing(rep)["loads without facekit"]
+def test_lambda_and_custom_layers_fail_to_load_plainly(tmp_path):
+    """Three files in one fresh interpreter (``check_models``): each judged on its own, the good one passes."""
+    files = []
+    for extra in ("lambda", "custom", "plain"):
+        inp = keras.Input((128, 128, 3))
+        x = layers.Lambda(lambda t: t * 2.0)(inp) if extra == "lambda" else Custom()(inp) if extra == "custom" \
+            else inp
+        files.append(_save(_two_heads(_conv(x), inp), tmp_path / f"{extra}_B.keras"))
+    lam, custom, plain = check_models(files, images=sorted(TRAIN_VAL.iterdir())[:3])
+    for rep in (lam, custom):
+        assert "load_model failed" in failing(rep)["loads without facekit"], failing(rep)
+    assert "loads without facekit" not in failing(plain) and plain.path.endswith("plain_B.keras")
+
+
+def test_a_dead_probe_interpreter_is_retried_file_by_file(tmp_path):
+    """If the shared interpreter dies, each file is probed alone, so every file gets its own verdict."""
+    calls = []
+    real_run = subprocess.run
+
+    def run(args, **kw):
+        calls.append(args[4:])
+        return real_run(["false"], **kw)
+
+    files = [tmp_path / "a_A.keras", tmp_path / "b_B.keras"]
+    with mock.patch.object(subprocess, "run", run):
+        results = run_probes(files)
+    assert calls == [[str(f) for f in files], [str(files[0])], [str(files[1])]]
+    assert all(not r["loaded"] and "probe process failed (exit 1)" in r["load_error"] for r in results)
 
 
 def test_an_in_process_check_never_claims_the_fresh_process(tmp_path):
