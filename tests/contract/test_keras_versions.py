@@ -48,7 +48,7 @@ def test_a_plain_save_of_this_keras_fails_there(tmp_path):
     path = tmp_path / "plain_B.keras"
     keras.Model(inp, [keras.layers.Dense(1, name="age")(x),
                       keras.layers.Dense(1, activation="sigmoid", name="gender")(x)]).save(path)
-    rep = check_model(path, keras_versions=("3.8",))
+    rep = check_model(path, keras_versions=("3.8",), isolated=False)  # Keras 3.8 is the fresh process here
     failed = {c.name: c.detail for c in rep.checks if c.ok is False}
     assert "input_axes" in failed["loads on Keras 3.8"] and f"config readable by Keras {OLDEST_KERAS}" in failed
 
@@ -59,7 +59,7 @@ def test_an_untested_version_is_never_a_pass(monkeypatch, tiny_models):
         raise keras_envs.KerasEnvError("pip install keras==3.8.* failed: no network")
 
     monkeypatch.setattr(keras_envs, "ensure", offline)
-    rep = check_model(tiny_models["A"], keras_versions=("3.8",))
+    rep = check_model(tiny_models["A"], keras_versions=("3.8",), isolated=False)  # the CLI's below is isolated
     assert not rep.passed and [c.name for c in rep.untested] == ["loads on Keras 3.8"]
     assert "NOT TESTED" in rep.untested[0].detail and "--keras none" in rep.untested[0].detail
     res = CliRunner().invoke(app, ["check", str(tiny_models["A"]), "--keras", "3.8"])
