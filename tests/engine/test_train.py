@@ -161,7 +161,7 @@ def test_resume_restores_the_row_a_kill_after_the_checkpoint_lost(tiny_cache, tm
             assert again.metrics[key] == first.metrics[key], key
         for a, b in zip(keras.models.load_model(again.model_path).get_weights(), handed_in, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-        assert not contract_failures(check_model(again.model_path))
+        assert not contract_failures(check_model(again.model_path, isolated=False))  # the rules, in-process
 
 
 @pytest.mark.slow
@@ -187,8 +187,8 @@ def test_full_freeze_and_output_order(tiny_cache, tmp_path):
                              output_order="gender,age"))
     assert res.metrics["val_images"] == 0 and res.metrics["train_images"] == 24 and res.metrics["epochs_run"] == 2
     assert len(read_history(res.run_dir / "history.csv")) == 2  # the frozen phase's row survives
-    rep = check_model(res.model_path)
-    assert not contract_failures(rep) and rep.output_order == ["gender", "age"]
+    rep = check_model(res.model_path, isolated=False)  # the rules and the order; test_train_export_and_check
+    assert not contract_failures(rep) and rep.output_order == ["gender", "age"]  # probes a fresh process
 
 
 @pytest.mark.slow
