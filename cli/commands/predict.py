@@ -166,7 +166,7 @@ def predict(
                 cells = []
                 for lm in models:
                     p = f.predictions[lm.label]
-                    cells += [f"{p['age']:.1f}", f"{p['gender']} ({max(p['p_female'], 1 - p['p_female']):.2f})"]
+                    cells += [f"{p['age']:.1f}", gender_cell(p)]
                 table.add_row(Path(r.path).name if i == 0 else "", str(i + 1),
                               ",".join(f"{v:.0f}" for v in f.box), *cells)
         if table.row_count:
@@ -183,7 +183,7 @@ def predict(
                 for lm in models:
                     p = t.predictions[lm.label]
                     cells += [f"{p['age']:.1f} ± {p['age_std']:.1f}",
-                              f"{p['gender']} ({max(p['p_female'], 1 - p['p_female']):.2f})"]
+                              gender_cell(p)]
                 tracks.add_row(Path(v.path).name if i == 0 else "", str(t.track), str(t.frames),
                                f"{t.first_time_s:.1f}-{t.last_time_s:.1f}", *cells)
         if tracks.row_count:
@@ -200,3 +200,6 @@ def predict(
         raise typer.Exit(1)
 
 
+def gender_cell(p: dict) -> str:
+    """``female (0.94)``: the gender and the probability of that gender, as both tables show it."""
+    return f"{p['gender']} ({max(p['p_female'], 1 - p['p_female']):.2f})"

@@ -44,7 +44,7 @@ class Face:
         return max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1])
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     x0, y0 = max(a[0], b[0]), max(a[1], b[1])
     x1, y1 = min(a[2], b[2]), min(a[3], b[3])
     inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
@@ -122,7 +122,7 @@ class FaceFinder:
         largest = max((max(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in faces), default=0.0)
         if thorough or largest < CLOSE_UP * max(sh, sw):
             for extra in self._find(small, 0):
-                if all(_iou(extra.box, f.box) < 0.4 for f in faces):
+                if all(iou(extra.box, f.box) < 0.4 for f in faces):
                     faces.append(extra)
         if scale != 1.0:
             fx, fy = w / sw, h / sh
@@ -156,8 +156,8 @@ class FaceFinder:
                 ]
             ).astype(np.float32)
             mesh_box = (float(xy[:, 0].min()), float(xy[:, 1].min()), float(xy[:, 0].max()), float(xy[:, 1].max()))
-            best = max(dets, key=lambda d: _iou(d[0], mesh_box), default=None)
-            if best is not None and _iou(best[0], mesh_box) > 0.3:
+            best = max(dets, key=lambda d: iou(d[0], mesh_box), default=None)
+            if best is not None and iou(best[0], mesh_box) > 0.3:
                 faces.append(Face(box=best[0], score=best[1], points=points))
             else:
                 faces.append(Face(box=mesh_box, score=float("nan"), points=points))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -22,7 +22,7 @@ from facekit.contract import rgb_to_input
 from facekit.face.align import align_face
 from facekit.face.detect import Face, FaceFinder
 from facekit.face.template import Template
-from facekit.inference.results import ImageResult
+from facekit.inference.results import ImageResult, describe
 
 STAGES = ("read", "detect", "align", "model")  # where the time goes (the benchmark reports each share)
 T = TypeVar("T")
@@ -63,6 +63,21 @@ def find_and_align(rgb: np.ndarray, finder: FaceFinder, template: Template, thor
     crops = rgb_to_input(np.stack([align_face(rgb, f.points, template) for f in faces]))
     clock.add("align", t)
     return faces, crops
+
+
+Forward = Callable[[np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]]]
+
+
+def answer_batch(pending: list[Aligned], forward: Forward) -> Iterator[tuple[Aligned, list[dict[str, Any]]]]:
+    """One forward pass per model over every face of ``pending``, then each picture with its faces' answers
+    (model label -> ``describe``), in order: the batching photos and video frames share."""
+    crops = [a.crops for a in pending if a.crops is not None]
+    answers = forward(np.concatenate(crops)) if crops else {}
+    offset = 0
+    for a in pending:
+        yield a, [{label: describe(age[offset + i], gen[offset + i]) for label, (age, gen) in answers.items()}
+                  for i in range(len(a.faces))]
+        offset += len(a.faces)
 
 
 class Reader(Generic[T]):

@@ -32,7 +32,7 @@ from facekit.face.detect import FaceFinder
 from facekit.face.template import Template, framing_for
 from facekit.inference.litert import EngineUnavailable, accelerate
 from facekit.inference.load import LoadedModel, run
-from facekit.inference.pipeline import STAGES, Aligned, Clock, Reader, find_and_align
+from facekit.inference.pipeline import STAGES, Aligned, Clock, Reader, answer_batch, find_and_align
 from facekit.inference.results import (
     NO_FACE,
     UNREADABLE,
@@ -216,15 +216,9 @@ class Predictor:
 
     def _answer(self, pending: list[Aligned]) -> Iterator[ImageResult]:
         """One forward pass per model over every face of ``pending``, then each image's result."""
-        crops = [a.crops for a in pending if a.crops is not None]
-        answers = self._forward(np.concatenate(crops)) if crops else {}
-        offset = 0
-        for a in pending:
+        for a, predictions in answer_batch(pending, self._forward):
             res = a.result
-            for i, f in enumerate(a.faces):
-                res.faces.append(FaceResult(f.box, f.score, f.points, {
-                    label: describe(age[offset + i], gen[offset + i]) for label, (age, gen) in answers.items()}))
-            offset += len(a.faces)
+            res.faces.extend(FaceResult(f.box, f.score, f.points, p) for f, p in zip(a.faces, predictions))
             if self.annotate_dir is not None and a.rgb is not None and res.faces:
                 name = unique_name(f"{a.path.stem}.annotated.png", self._names)
                 res.annotated = str(annotate(a.rgb, res, self.annotate_dir / name))

@@ -22,18 +22,11 @@ from typing import Any
 import numpy as np
 
 from facekit.contract import INPUT_SIZE, predicted_female
+from facekit.face.detect import iou
 
 MAX_MISSED = 5  # sampled frames a track survives without its face (half a second at the default 10 a second)
 MIN_IOU = 0.2  # a match needs this overlap with the predicted box ...
 MAX_POINT_DISTANCE = 0.5  # ... or landmarks this close, in face widths (mean over the five points)
-
-
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def quality(box: tuple[float, ...], points: np.ndarray, score: float = math.nan) -> float:

@@ -10,7 +10,7 @@ show each track's running estimate.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ import numpy as np
 from facekit.data.video import Frame, VideoReadError, VideoSource, VideoWriter
 from facekit.face.detect import FaceFinder
 from facekit.face.template import Template
-from facekit.inference.pipeline import Aligned, Clock, Reader, find_and_align
+from facekit.inference.pipeline import Aligned, Clock, Forward, Reader, answer_batch, find_and_align
 from facekit.inference.results import (
     NO_FACE,
     UNREADABLE,
@@ -26,13 +26,10 @@ from facekit.inference.results import (
     FrameResult,
     TrackSummary,
     VideoResult,
-    describe,
     draw_faces,
     label_line,
 )
 from facekit.inference.tracking import MAX_MISSED, Tracker
-
-Forward = Callable[[np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]]]
 
 
 class VideoRun:
@@ -83,18 +80,13 @@ class VideoRun:
             self._source.close()
 
     def _answer(self, pending: list[Aligned]) -> Iterator[FrameResult]:
-        crops = [a.crops for a in pending if a.crops is not None]
-        answers = self._forward(np.concatenate(crops)) if crops else {}
-        offset = 0
-        for a in pending:
+        for a, predictions in answer_batch(pending, self._forward):
             res = a.result
             assert isinstance(res, FrameResult)
             tracks = self.tracker.update(res.frame, res.time_s, a.faces)
-            for i, (face, track) in enumerate(zip(a.faces, tracks)):
-                preds = {label: describe(age[offset + i], gen[offset + i]) for label, (age, gen) in answers.items()}
+            for face, track, preds in zip(a.faces, tracks, predictions):
                 self.tracker.observe(track, face, preds)
                 res.faces.append(FaceResult(face.box, face.score, face.points, preds, track=track.id))
-            offset += len(a.faces)
             self._result.frames += 1
             if a.rgb is not None:
                 self._annotate(a.rgb, res, {t.id: t for t in tracks})
