@@ -33,17 +33,39 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         TRAIN_LOG.unlink(missing_ok=True)
 
 
-# The longest tests, started first so that the two xdist workers end together instead of one finishing a
-# 4-minute test alone (durations from CI's --durations list).
-FIRST = ("test_install_matrix.py", "test_keras_versions.py::test_fresh_exports", "test_devices.py",
-         "test_jax_backend_trains_and_loads", "test_train_and_check_through_the_cli", "test_notebook.py")
+# The longest tests, longest first (durations from CI's --durations list), each started first on its own
+# pytest-xdist worker so that the workers end together instead of one finishing a 3-minute test alone.
+FIRST = ("test_readme_smoke_run_on_each_tested_stack[colab]", "test_keras_versions.py::test_fresh_exports",
+         "test_two_devices_start_where_one_does[tensorflow]", "test_readme_smoke_run_on_each_tested_stack[lowest]",
+         "test_readme_smoke_run_on_each_tested_stack[newest]", "test_jax_backend_trains_and_loads",
+         "test_train_and_check_through_the_cli", "test_notebook.py", "test_a_100k_cache_trains",
+         "test_two_devices_start_where_one_does[jax]")
+
+
+def lanes(items: list, workers: int, first: tuple[str, ...] = FIRST) -> list:
+    """``items`` reordered so that the ``first`` tests open the chunks --dist worksteal deals out.
+
+    Worksteal gives worker i the next ``pending // (workers - i)`` tests in collection order and steals
+    from the end of a queue, so a test placed at the front of a chunk stays there: the longest tests are
+    dealt round-robin, one lane per worker, instead of queueing on the first worker one after another.
+    """
+    def rank(item) -> int:
+        return next((i for i, key in enumerate(first) if key in item.nodeid), len(first))
+
+    heavy = sorted((it for it in items if rank(it) < len(first)), key=rank)
+    rest = iter([it for it in items if rank(it) == len(first)])
+    out, remaining = [], len(items)
+    for w in range(workers):
+        size = remaining // (workers - w)
+        remaining -= size
+        lane = heavy[w::workers]
+        out += lane + [next(rest) for _ in range(max(0, size - len(lane)))]
+    return out + list(rest)
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
-    def rank(item) -> int:
-        return next((i for i, key in enumerate(FIRST) if key in item.nodeid), len(FIRST))
-
-    items.sort(key=rank)  # stable: everything else keeps its order
+    # Every worker collects, and each must produce the same order: workercount is the same for all.
+    items[:] = lanes(items, getattr(config, "workerinput", {}).get("workercount", 1))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:

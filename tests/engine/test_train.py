@@ -89,7 +89,7 @@ def test_best_model_is_the_exported_one(trained_runs):
 
 @pytest.mark.slow
 def test_resume_continues_the_run(tiny_cache, tmp_path):
-    first = train(quick_config("finetune", tiny_cache, tmp_path, epochs=3, patience=0, name="r"))
+    first = train(quick_config("scratch", tiny_cache, tmp_path, epochs=3, patience=0, name="r"))
     args = json.loads((first.run_dir / "args.json").read_text())
     args["epochs"] = 4
     (first.run_dir / "args.json").write_text(json.dumps(args))

@@ -1,0 +1,20 @@
+"""The suite's own scheduling: the longest tests open the xdist workers' lanes (tests/conftest.py)."""
+
+from types import SimpleNamespace
+
+from tests.conftest import lanes
+
+
+def test_the_longest_tests_open_each_workers_chunk():
+    items = [SimpleNamespace(nodeid=f"t{i}") for i in range(20)]
+    first = ("t17", "t3", "t11", "t19")  # longest first
+    for workers in (1, 2, 3):
+        out = lanes(items, workers, first)
+        assert sorted(out, key=lambda it: int(it.nodeid[1:])) == items  # a permutation: nothing lost or doubled
+        starts, remaining = [0], len(items)
+        for w in range(workers - 1):  # where worksteal cuts the collection: pending // (workers - w)
+            remaining -= remaining // (workers - w)
+            starts.append(len(items) - remaining)
+        heads = [[it.nodeid for it in out[s:s + 2]] for s in starts]
+        assert [h[0] for h in heads] == list(first[:workers])  # the longest of all opens every lane
+        assert sum(len(set(h) & set(first)) for h in heads) == min(len(first), 2 * workers)
