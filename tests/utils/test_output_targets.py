@@ -7,14 +7,16 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import subprocess
-import sys
 import threading
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from facekit.utils.atomic import OutputTargetError, atomic_path, open_output, output_path
+from facekit_cli.main import app
 from tests.conftest import MODELS
 
 # ---------------------------------------------------------------- the home itself (fast)
@@ -90,13 +92,30 @@ def test_a_character_device_is_written_into_never_replaced(tmp_path: Path):
     assert stat.S_ISCHR(dev.stat().st_mode)
 
 
-# ---------------------------------------------------------------- every command with -o (subprocesses)
+# ---------------------------------------------------------------- every command with -o (in-process)
 
 
-def _facekit(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "FACEKIT_MODEL_DIR": str(MODELS)}
-    return subprocess.run([sys.executable, "-m", "facekit_cli.main", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _facekit(args: list[str], cwd: Path) -> Ran:
+    """The command through Typer's runner: what happens to the target is decided in this process's code
+    (``facekit.utils.atomic``), so a fresh interpreter importing TensorFlow per case would test nothing
+    more. An exception that escapes the command is its traceback in ``stderr``, as a process would print it."""
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        res = CliRunner().invoke(app, args, env={"COLUMNS": "240", "FACEKIT_MODEL_DIR": str(MODELS)})
+    finally:
+        os.chdir(here)
+    stderr = res.stderr
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(*res.exc_info))
+    return Ran(res.exit_code, res.stdout, stderr)
 
 
 SUFFIX = {"prep": ".h5", "template": ".json", "merge": ".keras", "predict": ".jsonl"}
@@ -147,7 +166,7 @@ def test_special_targets_are_left_as_they_were(command: str, chip_folder: Path, 
         before = _snapshot(target)
         if command == "predict" and kind == "fifo":
             got: list[str] = []
-            reader = threading.Thread(target=lambda t=target, g=got: g.append(t.read_text()))
+            reader = threading.Thread(target=lambda t=target, g=got: g.append(t.read_text()), daemon=True)
             reader.start()
             res = _facekit(_args(command, target, chip_folder, two_a), tmp_path)
             reader.join(30)
@@ -179,10 +198,6 @@ def test_a_link_is_written_through(command: str, chip_folder: Path, two_a: dict,
 
 
 def test_a_format_flag_that_contradicts_the_suffix_is_refused(tmp_path: Path):
-    from typer.testing import CliRunner
-
-    from facekit_cli.main import app
-
     res = CliRunner().invoke(app, ["predict", "x.jpg", "-o", str(tmp_path / "out.json"), "--csv"],
                              env={"COLUMNS": "240"})
     assert res.exit_code == 2 and "its name says json, but --csv was asked" in res.output
@@ -190,10 +205,6 @@ def test_a_format_flag_that_contradicts_the_suffix_is_refused(tmp_path: Path):
 
 
 def test_merge_refuses_a_member_named_twice(tmp_path: Path):
-    from typer.testing import CliRunner
-
-    from facekit_cli.main import app
-
     member = tmp_path / "age_gender_B.keras"
     member.write_bytes(b"")
     res = CliRunner().invoke(app, ["merge", str(member), str(tmp_path / "." / member.name), "-o",
