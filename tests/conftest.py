@@ -6,8 +6,10 @@ import json
 import os
 import shutil
 import tempfile
+import traceback
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -73,6 +75,35 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     resumed = sum('"resumed": true' in line for line in runs)
     terminalreporter.write_line(f"facekit: {len(runs)} training runs started ({resumed} of them resumes), "
                                 f"logged in {TRAIN_LOG}")
+
+
+@dataclass
+class Ran:
+    """A command's outcome, as a process's would read."""
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> Ran:
+    """``facekit ARGS`` through Typer's runner, in this process, from ``cwd``: for tests whose subject is
+    decided in facekit's own code (a message, an exit code, what happens to a file), where a fresh
+    interpreter importing TensorFlow for each command would test nothing more. An exception that escapes
+    the command is its traceback in ``stderr``, as a process would print it."""
+    from typer.testing import CliRunner
+
+    from facekit_cli.main import app
+
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        res = CliRunner().invoke(app, args, env={"COLUMNS": "240", "FACEKIT_MODEL_DIR": str(MODELS), **(env or {})})
+    finally:
+        os.chdir(here)
+    stderr = res.stderr
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(*res.exc_info))
+    return Ran(res.exit_code, res.stdout, stderr)
 
 
 def _chips() -> list[Path]:

@@ -4,11 +4,7 @@ and says what to do; options given with --resume are applied only where they cha
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -16,7 +12,7 @@ import pytest
 from facekit.engine.recipe import TrainConfig
 from facekit.engine.resume import session_options
 from facekit.engine.runs import new_run_dir
-from tests.conftest import ROOT
+from tests.conftest import run_cli
 
 
 def test_options_given_with_resume_apply_only_where_they_change_how_it_runs(tmp_path: Path):
@@ -63,14 +59,8 @@ def test_damaged_run_folders_are_named_with_what_to_do(trained_runs: dict[str, P
         (other_lr, ["--lr", "0.5"], ["--lr 0.5 (the run has", "Leave them out to continue it"]),
     ]
 
-    def run(case):
-        run_dir, extra, _ = case
-        return subprocess.run([sys.executable, "-m", "facekit_cli.main", "train", "scratch", "--resume", str(run_dir),
-                               *extra], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                              capture_output=True, text=True, timeout=300)
-
-    with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(run, cases))
+    # In-process: the refusal is decided reading the run folder, before any training.
+    results = [run_cli(["train", "scratch", "--resume", str(run_dir), *extra], tmp_path) for run_dir, extra, _ in cases]
     for (run_dir, _, words), res in zip(cases, results):
         said = " ".join(res.stderr.split())
         assert res.returncode == 1, (run_dir.name, res.returncode, said[-1500:])

@@ -8,16 +8,12 @@ import os
 import shutil
 import stat
 import threading
-import traceback
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from facekit.utils.atomic import OutputTargetError, atomic_path, open_output, output_path
-from facekit_cli.main import app
-from tests.conftest import MODELS
+from tests.conftest import run_cli
 
 # ---------------------------------------------------------------- the home itself (fast)
 
@@ -92,30 +88,7 @@ def test_a_character_device_is_written_into_never_replaced(tmp_path: Path):
     assert stat.S_ISCHR(dev.stat().st_mode)
 
 
-# ---------------------------------------------------------------- every command with -o (in-process)
-
-
-@dataclass
-class Ran:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def _facekit(args: list[str], cwd: Path) -> Ran:
-    """The command through Typer's runner: what happens to the target is decided in this process's code
-    (``facekit.utils.atomic``), so a fresh interpreter importing TensorFlow per case would test nothing
-    more. An exception that escapes the command is its traceback in ``stderr``, as a process would print it."""
-    here = os.getcwd()
-    os.chdir(cwd)
-    try:
-        res = CliRunner().invoke(app, args, env={"COLUMNS": "240", "FACEKIT_MODEL_DIR": str(MODELS)})
-    finally:
-        os.chdir(here)
-    stderr = res.stderr
-    if res.exception is not None and not isinstance(res.exception, SystemExit):
-        stderr += "".join(traceback.format_exception(*res.exc_info))
-    return Ran(res.exit_code, res.stdout, stderr)
+# ------------------------------------- every command with -o (in-process: facekit.utils.atomic decides)
 
 
 SUFFIX = {"prep": ".h5", "template": ".json", "merge": ".keras", "predict": ".jsonl"}
@@ -168,12 +141,12 @@ def test_special_targets_are_left_as_they_were(command: str, chip_folder: Path, 
             got: list[str] = []
             reader = threading.Thread(target=lambda t=target, g=got: g.append(t.read_text()), daemon=True)
             reader.start()
-            res = _facekit(_args(command, target, chip_folder, two_a), tmp_path)
+            res = run_cli(_args(command, target, chip_folder, two_a), tmp_path)
             reader.join(30)
             assert res.returncode == 0, res.stderr
             assert got and got[0].count("\n") >= 1, "the records went into the FIFO"
         else:
-            res = _facekit(_args(command, target, chip_folder, two_a), tmp_path)
+            res = run_cli(_args(command, target, chip_folder, two_a), tmp_path)
             if command == "predict" and kind == "device":
                 assert res.returncode == 0, res.stderr
             else:
@@ -192,21 +165,20 @@ def test_a_link_is_written_through(command: str, chip_folder: Path, two_a: dict,
     real.parent.mkdir()
     link = tmp_path / f"link{suffix}"
     link.symlink_to(real)
-    res = _facekit(_args(command, link, chip_folder, two_a), tmp_path)
+    res = run_cli(_args(command, link, chip_folder, two_a), tmp_path)
     assert res.returncode == 0, res.stderr
     assert link.is_symlink() and real.is_file() and real.stat().st_size > 0
 
 
 def test_a_format_flag_that_contradicts_the_suffix_is_refused(tmp_path: Path):
-    res = CliRunner().invoke(app, ["predict", "x.jpg", "-o", str(tmp_path / "out.json"), "--csv"],
-                             env={"COLUMNS": "240"})
-    assert res.exit_code == 2 and "its name says json, but --csv was asked" in res.output
+    res = run_cli(["predict", "x.jpg", "-o", str(tmp_path / "out.json"), "--csv"], tmp_path)
+    assert res.returncode == 2 and "its name says json, but --csv was asked" in res.stderr
     assert not (tmp_path / "out.json").exists()
 
 
 def test_merge_refuses_a_member_named_twice(tmp_path: Path):
     member = tmp_path / "age_gender_B.keras"
     member.write_bytes(b"")
-    res = CliRunner().invoke(app, ["merge", str(member), str(tmp_path / "." / member.name), "-o",
-                                   str(tmp_path / "m" / "age_gender_B.keras")], env={"COLUMNS": "240"})
-    assert res.exit_code == 1 and "named more than once" in res.output
+    res = run_cli(["merge", str(member), str(tmp_path / "." / member.name), "-o",
+                   str(tmp_path / "m" / "age_gender_B.keras")], tmp_path)
+    assert res.returncode == 1 and "named more than once" in res.stderr
