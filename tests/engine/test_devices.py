@@ -56,9 +56,7 @@ def test_two_devices_start_where_one_does(backend: str, tiny_cache: Path, tmp_pa
     task, dropout = ("scratch", "0.3") if backend == "jax" else ("finetune", "0.0")
     eager_one = "1" if backend == "tensorflow" else "0"
     out = subprocess.run([sys.executable, "-c", script, str(tiny_cache), str(tmp_path), task, dropout, eager_one],
-                         env=env,
-                         cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
+                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     runs = json.loads(out.stdout.strip().splitlines()[-1])
     one, two = runs["1"], runs["2"]
