@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -240,14 +241,19 @@ def test_ctrl_c_keeps_every_record_and_frame_answered(chip_sample, tiny_models, 
                              str(tiny_models["B"]), "--engine", "keras", "--jsonl", "--annotate",
                              str(tmp_path / "ann")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
+    # stdout is read to its end through the one file object: communicate() after a break would read the pipe
+    # behind the lines this object had already buffered, and lose them. stderr drains in a thread meanwhile.
+    said: list[str] = []
+    drain = threading.Thread(target=lambda: said.append(proc.stderr.read()), daemon=True)
+    drain.start()
     lines = []
     for line in proc.stdout:
         lines.append(line)
         if len(lines) == 15:
             proc.send_signal(signal.SIGINT)
-            break
-    out, err = proc.communicate(timeout=120)
-    lines += out.splitlines(keepends=True)
+    proc.wait(timeout=120)
+    drain.join(60)
+    err = said[0]
     assert proc.returncode == 130, err[-3000:]
     recs = [json.loads(line) for line in lines]
     frames = [r for r in recs if r["kind"] == "frame"]
