@@ -51,11 +51,9 @@ def lanes(items: list, workers: int, first: tuple[str, ...] = FIRST) -> list:
     from the end of a queue, so a test placed at the front of a chunk stays there: the longest tests are
     dealt round-robin, one lane per worker, instead of queueing on the first worker one after another.
     """
-    def rank(item) -> int:
-        return next((i for i, key in enumerate(first) if key in item.nodeid), len(first))
-
-    heavy = sorted((it for it in items if rank(it) < len(first)), key=rank)
-    rest = iter([it for it in items if rank(it) == len(first)])
+    rank = {id(it): next((i for i, key in enumerate(first) if key in it.nodeid), len(first)) for it in items}
+    heavy = sorted((it for it in items if rank[id(it)] < len(first)), key=lambda it: rank[id(it)])
+    rest = iter([it for it in items if rank[id(it)] == len(first)])
     out, remaining = [], len(items)
     for w in range(workers):
         size = remaining // (workers - w)
