@@ -59,8 +59,8 @@ def lanes(items: list, workers: int, first: tuple[str, ...] = FIRST) -> list:
         size = remaining // (workers - w)
         remaining -= size
         lane = heavy[w::workers]
-        out += lane + [next(rest) for _ in range(max(0, size - len(lane)))]
-    return out + list(rest)
+        out += lane + [it for _ in range(max(0, size - len(lane))) if (it := next(rest, None)) is not None]
+    return out + list(rest)  # a selection of mostly long tests can use up the others early
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
@@ -102,6 +102,23 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> Ra
     if res.exception is not None and not isinstance(res.exception, SystemExit):
         stderr += "".join(traceback.format_exception(*res.exc_info))
     return Ran(res.exit_code, res.stdout, stderr)
+
+
+@pytest.fixture()
+def probes_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every contract probe of this environment's Keras (``facekit check``, a training run's end-of-run check)
+    runs in the test's own process, as ``check_model(..., isolated=False)`` does; other Keras versions keep
+    their own interpreters. For tests whose subject is the command (its exit code, JSON, names), not the
+    lecturer's fresh interpreter, which a fresh interpreter importing TensorFlow (about 13 s) would only repeat:
+    test_train, test_check, test_keras_versions and the install matrix's built stacks test that one."""
+    from facekit.inference import check
+
+    real = check.run_probes
+
+    def in_process(models, inputs=None, timeout=600, backend=None, python=None, isolated=True):
+        return real(models, inputs, timeout, backend, python, isolated=False)
+
+    monkeypatch.setattr(check, "run_probes", in_process)
 
 
 def _chips() -> list[Path]:

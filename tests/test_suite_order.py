@@ -18,3 +18,13 @@ def test_the_longest_tests_open_each_workers_chunk():
         heads = [[it.nodeid for it in out[s:s + 2]] for s in starts]
         assert [h[0] for h in heads] == list(first[:workers])  # the longest of all opens every lane
         assert sum(len(set(h) & set(first)) for h in heads) == min(len(first), 2 * workers)
+
+
+def test_a_selection_of_long_tests_keeps_every_test():
+    """`pytest -n 2 path::one_long_test`: fewer tests than lanes, or mostly long ones, still all run once."""
+    first = ("t0", "t1", "t2")
+    for n in range(0, 6):
+        items = [SimpleNamespace(nodeid=f"t{i}") for i in range(n)]
+        for workers in (1, 2, 3):
+            out = lanes(items, workers, first)
+            assert sorted(out, key=lambda it: it.nodeid) == items, (n, workers)

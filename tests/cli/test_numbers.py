@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from facekit_cli.main import app
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 # Numbers with no range: any integer is a seed.
 UNBOUNDED = {("evaluate", "seed"), ("train", "seed"), ("train", "init_seed")}
@@ -110,8 +110,7 @@ def test_a_run_whose_loss_becomes_nan_says_so_and_names_no_model(tiny_cache: Pat
     message naming the run folder and the batch, and prints no path of a model file it did not write."""
     args = ["train", "scratch", "--cache", str(tiny_cache), "--lr", "1e12", "--epochs", "3", "--steps", "2",
             "--batch-size", "8", "--eager", "--check-keras", "none", "--project", str(tmp_path), "--name", "nan"]
-    res = subprocess.run([sys.executable, "-m", "facekit_cli.main", *args, "--json"], cwd=tmp_path,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600)
+    res = run_cli([*args, "--json"], tmp_path)  # what is said and the exit code are facekit's own
     said = " ".join(res.stderr.split())
     assert res.returncode == 1, (res.returncode, said[-2000:])
     assert res.stdout.strip() == "" and "age_gender_A.keras" not in said, (res.stdout, said[-2000:])

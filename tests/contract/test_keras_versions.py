@@ -54,12 +54,12 @@ def test_a_plain_save_of_this_keras_fails_there(tmp_path):
 
 
 @pytest.mark.slow
-def test_an_untested_version_is_never_a_pass(monkeypatch, tiny_models):
+def test_an_untested_version_is_never_a_pass(monkeypatch, tiny_models, probes_in_process):
     def offline(spec, root=None, timeout=0):
         raise keras_envs.KerasEnvError("pip install keras==3.8.* failed: no network")
 
     monkeypatch.setattr(keras_envs, "ensure", offline)
-    rep = check_model(tiny_models["A"], keras_versions=("3.8",), isolated=False)  # the CLI's below is isolated
+    rep = check_model(tiny_models["A"], keras_versions=("3.8",), isolated=False)
     assert not rep.passed and [c.name for c in rep.untested] == ["loads on Keras 3.8"]
     assert "NOT TESTED" in rep.untested[0].detail and "--keras none" in rep.untested[0].detail
     res = CliRunner().invoke(app, ["check", str(tiny_models["A"]), "--keras", "3.8"])

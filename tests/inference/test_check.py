@@ -113,6 +113,28 @@ def test_a_dead_probe_interpreter_is_retried_file_by_file(tmp_path):
     assert all(not r["loaded"] and "probe process failed (exit 1)" in r["load_error"] for r in results)
 
 
+def test_probes_share_jaxs_compilation_cache_and_keep_the_users(tmp_path, monkeypatch):
+    """Every probe interpreter, any Keras version, is pointed at one persistent JAX cache under facekit's cache
+    folder (JAX compiling each initialiser and the predict step is most of a probe's time); a cache the user
+    configured wins."""
+    envs = []
+    real_run = subprocess.run
+
+    def run(args, **kw):
+        envs.append(kw["env"])
+        return real_run(["false"], **kw)
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    with mock.patch.object(subprocess, "run", run):
+        run_probes([tmp_path / "a_A.keras"], backend="jax")
+        monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
+        run_probes([tmp_path / "a_A.keras"])
+    assert envs[0]["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "xdg" / "facekit" / "jax-compile")
+    assert envs[0]["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0" and envs[0]["KERAS_BACKEND"] == "jax"
+    assert envs[1]["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "mine")
+
+
 def test_an_in_process_check_never_claims_the_fresh_process(tmp_path):
     inp = keras.Input((128, 128, 3))
     path = _save(_two_heads(_conv(Custom()(inp)), inp), tmp_path / "custom_B.keras")

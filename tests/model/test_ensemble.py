@@ -61,7 +61,7 @@ def test_merge_refuses_what_it_cannot_average(tmp_path):
 
 
 @pytest.mark.slow
-def test_merge_cli(tiny_models, tmp_path):
+def test_merge_cli(tiny_models, tmp_path, probes_in_process):
     out = tmp_path / "age_gender_B.keras"
     res = runner.invoke(app, ["merge", str(tiny_models["B"]), str(tiny_models["B_swapped"]), "-o", str(out),
                               "--json"])

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -14,7 +11,7 @@ from PIL import Image
 
 from facekit.data.imageio import IMAGE_SUFFIXES
 from facekit.inference.predict import expand_inputs
-from tests.conftest import ROOT
+from tests.conftest import run_cli
 
 
 @pytest.mark.slow
@@ -28,9 +25,7 @@ def test_prep_and_predict_read_the_same_files(tmp_path: Path, chip_sample: list[
     images = {p.name for p in expand_inputs([folder])}
     assert len(images) == len(IMAGE_SUFFIXES) and "30_0_1_notes.txt" not in images
     out = tmp_path / "c.h5"
-    res = subprocess.run([sys.executable, "-m", "facekit_cli.main", "prep", str(folder), "-o", str(out), "-w", "1",
-                          "--json"], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
-                         timeout=300)
+    res = run_cli(["prep", str(folder), "-o", str(out), "-w", "1", "--json"], tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     with h5py.File(out) as f:
         cached = {n.decode() for n in f["filename"][...]}
