@@ -27,7 +27,7 @@ def test_ablation_table_means_and_deltas():
 
 
 @pytest.mark.slow
-def test_ensemble_benchmark_runs_on_two_quick_runs(tiny_cache, tmp_path, monkeypatch):
+def test_ensemble_benchmark_runs_on_two_quick_runs(tiny_cache, trained_runs, tmp_path, monkeypatch):
     import json
     import sys
 
@@ -37,7 +37,8 @@ def test_ensemble_benchmark_runs_on_two_quick_runs(tiny_cache, tmp_path, monkeyp
     from facekit.engine.train import train
     from tests.conftest import quick_config
 
-    runs = [train(quick_config("scratch", tiny_cache, tmp_path, init_seed=s, name=f"s{s}")).run_dir for s in (0, 1)]
+    # The session's Model A is the first member (only read); the second trains with another seed.
+    runs = [trained_runs["A"], train(quick_config("scratch", tiny_cache, tmp_path, init_seed=1, name="s1")).run_dir]
     monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
     data = read_attrs(tiny_cache)["source_dir"]
     # A member is a run folder (its hand-in file) or a .keras file inside one (e.g. its last epoch).
@@ -57,7 +58,8 @@ def test_ensemble_benchmark_runs_on_two_quick_runs(tiny_cache, tmp_path, monkeyp
 
 
 @pytest.mark.slow
-def test_ensemble_holdout_scores_other_splits_only_on_chips_no_member_trained_on(tiny_cache, tmp_path, monkeypatch):
+def test_ensemble_holdout_scores_other_splits_only_on_chips_no_member_trained_on(tiny_cache, trained_runs, tmp_path,
+                                                                             monkeypatch):
     """A refit-like member (trained on everything but the holdout) joins a split run; a member that
     trained on the holdout is refused by name."""
     import json
@@ -71,7 +73,7 @@ def test_ensemble_holdout_scores_other_splits_only_on_chips_no_member_trained_on
     from facekit.engine.train import train
     from tests.conftest import quick_config
 
-    split_run = train(quick_config("scratch", tiny_cache, tmp_path, name="split")).run_dir
+    split_run = trained_runs["A"]  # the session's split run of the tiny cache, only read
     holdout = read_run_split(split_run).val
     pool = tmp_path / "pool.h5"
     pool_cache(tiny_cache, pool, set(holdout))
@@ -373,7 +375,9 @@ def test_merge_row_replaces_a_rerun_in_place_and_appends_a_new_one():
 def test_fit_speed_times_a_real_training_run_in_each_malloc_setting(tiny_cache, tmp_path):
     from benchmarks.fit_speed import run_variant
 
-    options = {"batch_size": 4, "widths": [16] * 5, "hidden": 16, "workers": 1}
+    # Eager: the test is the benchmark's plumbing (two processes, one per malloc setting, their figures);
+    # compiling Model A's step in each would add nothing it checks.
+    options = {"batch_size": 4, "widths": [16] * 5, "hidden": 16, "workers": 1, "eager": True}
     rows = {v: run_variant("scratch", tiny_cache, tmp_path, 1, v, options) for v in ("facekit", "patched")}
     for row in rows.values():
         assert row["seconds_per_step"] > 0 and row["images_per_second"] > 0 and row["peak_rss_mb"] > 100
