@@ -38,10 +38,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 # The longest tests, longest first (durations from CI's --durations list), each started first on its own
 # pytest-xdist worker so that the workers end together instead of one finishing a 3-minute test alone.
 FIRST = ("test_readme_smoke_run_on_each_tested_stack[colab]", "test_keras_versions.py::test_fresh_exports",
-         "test_two_devices_start_where_one_does[tensorflow]", "test_readme_smoke_run_on_each_tested_stack[lowest]",
-         "test_readme_smoke_run_on_each_tested_stack[newest]", "test_jax_backend_trains_and_loads",
-         "test_train_and_check_through_the_cli", "test_notebook.py", "test_a_100k_cache_trains",
-         "test_two_devices_start_where_one_does[jax]")
+         "test_readme_smoke_run_on_each_tested_stack[lowest]", "test_jax_backend_trains_and_loads",
+         "test_two_devices_start_where_one_does[tensorflow]", "test_readme_smoke_run_on_each_tested_stack[newest]",
+         "test_notebook.py", "test_a_100k_cache_trains", "test_two_devices_start_where_one_does[jax]",
+         "test_predict_is_quiet_unless_verbose", "test_train_export_and_check[scratch-plain]",
+         "test_fit_speed_times_a_real_training_run", "test_train_and_check_through_the_cli")
 
 
 def lanes(items: list, workers: int, first: tuple[str, ...] = FIRST) -> list:

@@ -1,8 +1,9 @@
 """The suite's own scheduling: the longest tests open the xdist workers' lanes (tests/conftest.py)."""
 
+from pathlib import Path
 from types import SimpleNamespace
 
-from tests.conftest import lanes
+from tests.conftest import FIRST, lanes
 
 
 def test_the_longest_tests_open_each_workers_chunk():
@@ -28,3 +29,13 @@ def test_a_selection_of_long_tests_keeps_every_test():
         for workers in (1, 2, 3):
             out = lanes(items, workers, first)
             assert sorted(out, key=lambda it: it.nodeid) == items, (n, workers)
+
+
+def test_every_long_test_named_first_exists():
+    """A renamed test would silently drop out of FIRST and queue behind short ones: each key names a test file
+    or a test function (read from the source: a run of the fast tier deselects these slow tests)."""
+    files = list(Path(__file__).parent.rglob("test_*.py"))
+    source = "\n".join(p.read_text() for p in files)
+    missing = [key for key in FIRST if not (key.endswith(".py") and any(p.name == key for p in files))
+               and f"def {key.split('::')[-1].split('[')[0]}" not in source]
+    assert not missing, f"tests/conftest.py FIRST names no test: {missing}"
