@@ -20,6 +20,7 @@ from facekit.choices import MIXES
 from facekit.contract import AGE_DISTRIBUTION, N_AGES, rgb_to_input
 
 DEFAULT_MIX_ALPHA = {"mixup": 0.2, "cutmix": 1.0}
+AUGMENT_STREAM = 1  # keeps a batch's augmentation seed apart from its mixing seed, both from (seed, epoch, batch)
 
 
 def age_distributions(ages: np.ndarray, sigma: float) -> np.ndarray:
@@ -131,7 +132,7 @@ class FaceBatches(keras.utils.PyDataset):
             weight = (np.arange(len(idx)) < real).astype(np.float32)
         batch = self.images[idx]
         if self.augment is not None:
-            aug = self._thread_augment()
+            aug = self._thread_augment(i)
             batch = np.stack([aug(image=img)["image"] for img in batch])
         ages = self.ages[idx]
         targets = {
@@ -150,13 +151,16 @@ class FaceBatches(keras.utils.PyDataset):
                                    np.random.default_rng([self.seed, self.epoch, i]))
         return (x, targets) if weight is None else (x, targets, weight)
 
-    def _thread_augment(self) -> A.Compose:
-        """Each worker thread gets its own pipeline copy: albumentations keeps RNG state per pipeline."""
+    def _thread_augment(self, i: int) -> A.Compose:
+        """Batch ``i``'s pipeline: each worker thread has its own copy (albumentations keeps RNG state per
+        pipeline), seeded for every batch by (seed, epoch, batch) as the mixing is. Seeding a thread's copy
+        once from the shared generator made a batch's crops depend on which thread asked first: Keras's
+        TensorFlow path reads batch 0 on the calling thread for its shapes, so two devices trained on other
+        crops than one."""
         aug = getattr(self._local, "augment", None)
         if aug is None:
-            aug = copy.deepcopy(self.augment)
-            aug.set_random_seed(int(self.rng.integers(2**31)))
-            self._local.augment = aug
+            aug = self._local.augment = copy.deepcopy(self.augment)
+        aug.set_random_seed(int(np.random.default_rng([self.seed, self.epoch, i, AUGMENT_STREAM]).integers(2**31)))
         return aug
 
     def on_epoch_end(self) -> None:

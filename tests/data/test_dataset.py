@@ -84,3 +84,27 @@ def test_mixed_batches_are_reproducible(tiny_cache):
     assert not np.array_equal(a[0], plain[0])
     with pytest.raises(ValueError, match="mix must be"):
         FaceBatches(data.images, data.age, data.gender, 8, None, mix="blend")
+
+
+def test_augmented_batches_do_not_depend_on_which_thread_or_order_makes_them(tiny_cache):
+    """A batch's augmentation comes from (seed, epoch, batch): the same run whatever thread (``--workers``), device
+    count or access order produces it. Keras's TensorFlow path reads batch 0 once on the calling thread to learn
+    its shapes and then again on tf.data's thread, which used to give a two-device run other crops than one
+    device's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from facekit.data.cache import read_cache
+
+    data = read_cache(tiny_cache)
+    make = lambda: FaceBatches(data.images, data.age, data.gender, 8, build_augment("default"), shuffle=True,  # noqa: E731
+                               seed=3)
+    ref = make()
+    want = [ref[i][0] for i in range(len(ref))]
+    other = make()
+    other[2]  # noqa: B018  (another batch first, on this thread)
+    with ThreadPoolExecutor(2) as pool:  # then each batch on a fresh thread
+        got = list(pool.map(lambda i: other[i][0], range(len(other))))
+    for a, b in zip(want, got, strict=True):
+        np.testing.assert_array_equal(a, b)
+    ref.on_epoch_end()
+    assert not np.array_equal(ref[0][0], want[0])  # a new epoch: new order, new augmentation
