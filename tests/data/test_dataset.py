@@ -88,9 +88,8 @@ def test_mixed_batches_are_reproducible(tiny_cache):
 
 def test_augmented_batches_do_not_depend_on_which_thread_or_order_makes_them(tiny_cache):
     """A batch's augmentation comes from (seed, epoch, batch): the same run whatever thread (``--workers``), device
-    count or access order produces it. Keras's TensorFlow path reads batch 0 once on the calling thread to learn
-    its shapes and then again on tf.data's thread, which used to give a two-device run other crops than one
-    device's."""
+    count or access order produces it. Seeding each thread's pipeline once, from a generator they shared, gave a
+    two-device run other crops than one device's."""
     from concurrent.futures import ThreadPoolExecutor
 
     from facekit.data.cache import read_cache
