@@ -83,8 +83,8 @@ def test_ci_runs_readmes_test_command():
     """CI (.ci/run) must run what README tells a new user to run: the same install steps and test command."""
     readme = README.read_text().split("# 2. install, then run the tests", 1)[1].splitlines()[1]
     steps = [s.strip() for s in readme.split("&&")]
-    ci = [" ".join(w for w in line.split() if w != "-q") for line in (ROOT / ".ci" / "run").read_text().splitlines()
-          if line and not line.startswith("#")]
+    lines = (ROOT / ".ci" / "run").read_text().rstrip().splitlines()
+    ci = [" ".join(w for w in line.split() if w != "-q") for line in lines if line and not line.startswith("#")]
     for step in steps[2:]:  # after creating and activating the environment, which CI does in its own folder
         assert " ".join(w for w in step.split() if w != "-q") in ci, f".ci/run lacks README's `{step}`"
-    assert (ROOT / ".ci" / "run").read_text().rstrip().splitlines()[-1] == steps[-1], "the tests are CI's last step"
+    assert lines[-1] == steps[-1], "the tests are CI's last step"

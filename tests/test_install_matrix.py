@@ -41,6 +41,7 @@ from typer.testing import CliRunner
 
 from facekit.contract import keras_envs
 from facekit.utils.cachedir import user_cache
+from facekit.utils.modelfiles import sha256_file
 from facekit_cli.main import app
 from tests.conftest import MODELS, ROOT, TRAIN_VAL
 from tests.test_docs import smoke_commands
@@ -202,9 +203,9 @@ def test_readme_smoke_run_on_each_tested_stack(stack: Stack, tmp_path: Path, mon
     smoke_cache, json_cache = (tmp_path / cache / "facekit" / "litert" for cache in ("xdg", "fresh-json"))
     converted = {p.name for p in smoke_cache.glob("*.tflite")}
     if converted:
-        b_file = hashlib.sha256((tmp_path / "runs" / "finetune" / "smoke" / "age_gender_B.keras").read_bytes())
+        b_key = sha256_file(tmp_path / "runs" / "finetune" / "smoke" / "age_gender_B.keras")  # the cache's key
         json_cache.mkdir(parents=True)
-        shutil.copy(smoke_cache / f"{b_file.hexdigest()}.tflite", json_cache)
+        shutil.copy(smoke_cache / f"{b_key}.tflite", json_cache)
     document = json.loads(run("predict", str(data / chips[1].name), "-m", "A", "-m", "B", "--json",
                               cache="fresh-json").stdout)
     assert sorted(r["model"] for r in document["records"]) == ["A", "B"], document
