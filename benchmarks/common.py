@@ -210,9 +210,8 @@ def last_epoch_scores(run_dir: Path, cfg: Any, val: Any, best_epoch: int | None,
     scores). An EMA run's ``last.keras`` holds the raw weights and, in its optimizer, the averages: the
     averages are scored, as that run's hand-in file would hold them.
     """
-    import keras
-
     from facekit.engine.callbacks import averaged_weights
+    from facekit.engine.resume import load_checkpoint
     from facekit.engine.runs import LAST, resume_point
     from facekit.model.export import save_hand_in
     from facekit.model.models import export_from_train
@@ -223,7 +222,7 @@ def last_epoch_scores(run_dir: Path, cfg: Any, val: Any, best_epoch: int | None,
     if last == best_epoch:
         return {"last_epoch": last, "raw_last_mae": best_scores["raw_mae"], "raw_last_acc": best_scores["raw_acc"]}
     dest = run_dir / f"last-epoch-{cfg.export_name}"
-    model = keras.models.load_model(run_dir / LAST)
+    model = load_checkpoint(run_dir)
     with averaged_weights(model, cfg.ema):
         save_hand_in(export_from_train(model, cfg.output_order, cfg.tta), dest)
     scores = score_model(dest, val, cfg.tta, cfg.output_order)

@@ -141,6 +141,9 @@ class TrainConfig:
     # 5.54 MAE / 87.0 % over 3 seeds, all epochs 5.38 / 91.2 %, and seed 2 kept an epoch with gender dipped both
     # times (results/accuracy-patience0-seed2.md, facekit.engine.selection).
     patience: int = option(12, "Early-stopping patience in epochs (0: off).", finetune=0, low=0)
+    snapshots: int = option(1, "Snapshot ensemble: split the epochs into this many cosine cycles, each restarting "
+                            "the schedule, and hand in the merge of every cycle's last epoch (1: one model; more "
+                            "turns early stopping off).", low=1)
     monitor: str = option("val_age_mae", "What picks the hand-in epoch and drives early stopping: val_age_mae, "
                           f"or val_score, age MAE plus {GENDER_POINT_YEARS} per point of gender error.",
                           finetune="val_score", choices=MONITORS)
@@ -170,6 +173,8 @@ class TrainConfig:
     internal_size: int = option(INPUT_SIZE, "Resolution inside the model (the input stays 128).", finetune=160,
                                 low=1, panel=B_ONLY)
     freeze_epochs: int = option(0, "Epochs with the backbone frozen first.", low=0, panel=B_ONLY)
+    backbone_lr: float = option(1.0, "The backbone's learning rate as a fraction of the heads' (discriminative "
+                                "rates; 1: one rate for all).", above=0, high=1, panel=B_ONLY)
     output_order: str = option(DEFAULT_OUTPUT_ORDER, "Order of the two outputs.", choices=OUTPUT_ORDERS)
     precision: str = option("auto", "auto: mixed_float16 on a GPU, float32 on a CPU.", choices=PRECISIONS)
     cache_mode: str = option("auto", "memory: every crop in memory; stream: each batch read from the cache (flat "
@@ -231,6 +236,9 @@ class TrainConfig:
         parse_devices(self.devices)
         if not 0 <= self.freeze_epochs <= self.epochs:
             raise ValueError(f"freeze epochs must be between 0 and the {self.epochs} epochs, got {self.freeze_epochs}")
+        if self.snapshots > self.epochs - self.freeze_epochs:
+            raise ValueError(f"{self.snapshots} snapshots need at least one epoch per cycle, and the run trains "
+                             f"{self.epochs - self.freeze_epochs} after its frozen ones")
         if self.name is not None and (not self.name or self.name in (".", "..") or Path(self.name).name != self.name):
             raise ValueError(f"run name {self.name!r} must be a plain folder name (no path), so the run stays "
                              f"under {self.project}/{self.task}/")
@@ -238,6 +246,11 @@ class TrainConfig:
                 and not Path(self.weights).is_file():
             raise ValueError(f"{self.weights}: weights file not found (use imagenet, none or a path to an .h5 file)")
         parse_specs(",".join(self.check_keras))
+
+    @property
+    def stop_patience(self) -> int:
+        """The patience early stopping uses: none in a snapshot run, whose every restart raises the loss."""
+        return 0 if self.snapshots > 1 else self.patience
 
     @property
     def run_seed(self) -> int:

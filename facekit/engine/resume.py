@@ -20,6 +20,7 @@ import keras
 
 from facekit.data.split import SPLIT_FILE, RunSplit, read_run_split, write_run_split
 from facekit.engine.callbacks import averaged_weights
+from facekit.engine.optimizer import DiscriminativeAdamW
 from facekit.engine.recipe import TrainConfig, flag
 from facekit.engine.runs import LAST, STATE, align_history, mark_stopped_early, read_history, resume_point
 from facekit.engine.selection import choose_epoch
@@ -109,6 +110,13 @@ def open_run(run_dir: Path, notes: list[str], given: dict[str, Any] | None = Non
     return run_dir, cfg, run_dir
 
 
+def load_checkpoint(run_dir: Path) -> keras.Model:
+    """The training model and optimizer of ``last.keras``; the one place that reads it, so every optimizer a
+    run may have trained with (``facekit.engine.optimizer``) is known to the load."""
+    return keras.models.load_model(run_dir / LAST, custom_objects={
+        keras.saving.get_registered_name(DiscriminativeAdamW): DiscriminativeAdamW})
+
+
 @dataclass
 class Resumed:
     """Where a resumed run goes on from."""
@@ -156,13 +164,13 @@ def continue_run(run_dir: Path, cfg: TrainConfig, split: RunSplit, monitor: str 
                          f"{len(history)} row(s): the folder was changed by hand. Restore history.csv, or start "
                          "a new run")
     if monitor and history:
-        chosen = choose_epoch(history, monitor, cfg.patience)
+        chosen = choose_epoch(history, monitor, cfg.stop_patience)
         best_epoch, best = chosen.best_epoch, chosen.best
         if chosen.stopped_at is not None and not ended:
             # Keras's count, carried on by ResumedEarlyStopping: an uninterrupted run stopped at
             # best + patience; training on would make a different run under the same arguments.
             ended = (f"no {monitor} improvement in the {initial_epoch - (best_epoch or 0)} epochs since its "
-                     f"best (epoch {best_epoch}), so with patience {cfg.patience} it stopped at epoch "
+                     f"best (epoch {best_epoch}), so with patience {cfg.stop_patience} it stopped at epoch "
                      f"{chosen.stopped_at} and there is nothing to resume")
     # The restored epoch is the one the hand-in file holds (the best so far, or any epoch of a --full run)
     rewrite = restored and (not monitor or best_epoch == initial_epoch)
@@ -183,7 +191,7 @@ def continue_run(run_dir: Path, cfg: TrainConfig, split: RunSplit, monitor: str 
             best_epoch = initial_epoch
         if monitor and not point.stopped_early and initial_epoch < cfg.epochs:
             mark_stopped_early(run_dir)  # as the session would have, had it lived
-    model = keras.models.load_model(run_dir / LAST)  # after every refusal: loading is the slow part
+    model = load_checkpoint(run_dir)  # after every refusal: loading is the slow part
     models = AgeGenderModels(model, export_from_train(model, cfg.output_order, cfg.tta), find_backbone(model))
     if rewrite:
         with averaged_weights(model, cfg.ema):  # what SaveBest saw after SwapEMAWeights

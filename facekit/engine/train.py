@@ -22,10 +22,18 @@ from facekit.data.cache import CacheData, choose_mode, read_cache, take
 from facekit.data.dataset import FaceBatches
 from facekit.data.labelled import load_labelled
 from facekit.data.split import RunSplit, count_twins, template_split, write_run_split
-from facekit.engine.callbacks import ResumedEarlyStopping, SaveBest, SaveLast, ScoreEpoch, StopOnNaN
+from facekit.engine.callbacks import (
+    ResumedEarlyStopping,
+    SaveBest,
+    SaveLast,
+    ScoreEpoch,
+    StopOnNaN,
+    averaged_weights,
+)
 from facekit.engine.device import MallocDefaults, describe, set_precision
 from facekit.engine.distill import check_teacher_split, mean_targets, teacher_targets
 from facekit.engine.distribute import Plan, distributed, plan, sync_batch_norm
+from facekit.engine.optimizer import adamw
 from facekit.engine.recipe import TrainConfig
 from facekit.engine.resume import TrainResult, continue_run, open_run
 from facekit.engine.runs import (
@@ -39,10 +47,11 @@ from facekit.engine.runs import (
     write_summary,
 )
 from facekit.engine.selection import SCORE
+from facekit.engine.snapshots import SaveSnapshots, cycle_ends, merge_snapshots, missing_before, save_snapshot
 from facekit.face.template import RUN_TEMPLATE, read_template
 from facekit.model.backbones import get_backbone, resolve_weights
 from facekit.model.losses import MEAN_WEIGHT, DistributionVariance, LabelAccuracy
-from facekit.model.models import AgeGenderModels, build_finetune, build_scratch, export_from_train
+from facekit.model.models import AgeGenderModels, build_finetune, build_scratch, export_from_train, find_backbone
 from facekit.utils.atomic import write_json
 
 
@@ -66,11 +75,18 @@ class TrainingInterrupted(Exception):
         self.run_dir = run_dir
 
 
+def frozen_epochs(cfg: TrainConfig, has_backbone: bool) -> int:
+    """How many first epochs train the heads alone (Model A has no backbone to freeze)."""
+    return min(cfg.freeze_epochs, cfg.epochs) if has_backbone else 0
+
+
 def plan_phases(cfg: TrainConfig, has_backbone: bool) -> list[tuple[str, int, int]]:
-    """(phase, first epoch, end epoch): a head-only warm-up with the backbone frozen, then the whole network."""
-    freeze = min(cfg.freeze_epochs, cfg.epochs) if has_backbone else 0
+    """(phase, first epoch, end epoch): a head-only warm-up with the backbone frozen, then the whole network,
+    in ``--snapshots`` cycles (each phase compiles its own warm-up and cosine schedule)."""
+    freeze = frozen_epochs(cfg, has_backbone)
     phases = [("frozen", 0, freeze)] if freeze else []
-    return phases + ([("full", freeze, cfg.epochs)] if cfg.epochs > freeze else [])
+    ends = cycle_ends(freeze, cfg.epochs, cfg.snapshots)
+    return phases + [("full", first, end) for first, end in zip([freeze, *ends[:-1]], ends) if end > first]
 
 
 def compile_train(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, epochs: int,
@@ -86,8 +102,8 @@ def compile_train(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, ep
     # Keras's EMA has no warm-up, so a fixed 0.999 still carried half the random initial weights
     # after 10 epochs of 63 steps (measured: 26.5 MAE). By default the average has a half-life of one epoch.
     momentum = cfg.ema_momentum or 0.5 ** (1 / max(1, steps_per_epoch))
-    opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay, use_ema=cfg.ema,
-                                 ema_momentum=momentum)
+    opt = adamw(model, find_backbone(model), cfg.backbone_lr, learning_rate=schedule,
+                weight_decay=cfg.weight_decay, use_ema=cfg.ema, ema_momentum=momentum)
     opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     loss: dict[str, Any] = {AGE_DISTRIBUTION: keras.losses.CategoricalCrossentropy(),
                             "gender": keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing)}
@@ -213,13 +229,14 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
                                 workers=cfg.workers, steps=cfg.steps_per_epoch, mix=cfg.mix,
                                 mix_alpha=cfg.mix_alpha, soft=soft, soft_weight=cfg.distill_weight,
                                 multiple_of=dist.count)
-    val_batches = None
+    val_batches, val_set = None, None
     if not cfg.full:
         if cfg.val_images == "raw":
             images, ages, genders, where = raw_validation(cfg, data, split.val)
             notes.append(f"validating on the {len(ages)} held-out files of {where} as the lecturer reads them")
         else:
             images, ages, genders = take(data.images, va), data.age[va], data.gender[va]
+        val_set = (images, ages, genders)
         val_batches = FaceBatches(images, ages, genders, dist.global_batch, None, sigma=cfg.sigma,
                                   workers=cfg.workers, multiple_of=dist.count)
     monitor = None if cfg.full else cfg.monitor
@@ -241,6 +258,18 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
         write_json(run_dir / "args.json", {**cfg.to_json(), "template_digest": digest,
                                            "distribution": dist.to_json()})
         write_run_split(run_dir, split)
+    ends = cycle_ends(frozen_epochs(cfg, models.backbone is not None), cfg.epochs, cfg.snapshots) \
+        if cfg.snapshots > 1 else []
+    if ends and cfg.patience and monitor:
+        notes.append(f"early stopping is off: a snapshot run's restarts raise the loss on purpose (--patience "
+                     f"{cfg.patience} unused)")
+    for end, lost in missing_before(run_dir, ends, initial_epoch):
+        if end != initial_epoch:  # only the epoch the checkpoint holds can be written again
+            raise ValueError(f"{lost}: missing, and epoch {end} that it kept is gone; a snapshot run cannot "
+                             "be resumed without it: restore it, or start a new run")
+        with averaged_weights(models.train, cfg.ema):  # killed between the checkpoint and the snapshot
+            save_snapshot(models.export, lost)
+        notes.append(f"{lost}: written again from the checkpoint of epoch {end}")
     if sync_batch_norm(models.train, dist):
         notes.append("batch normalisation synchronised over the devices (TensorFlow)")
     model_path = run_dir / cfg.export_name
@@ -255,8 +284,8 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
     save_last = SaveLast(run_dir, seconds)
     csv_log = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=bool(resume))
     stop = None
-    if monitor and cfg.patience:
-        stop = ResumedEarlyStopping(monitor=monitor, patience=cfg.patience, mode="min", restore_best_weights=True,
+    if monitor and cfg.stop_patience:
+        stop = ResumedEarlyStopping(monitor=monitor, patience=cfg.stop_patience, mode="min", restore_best_weights=True,
                                     best=best, wait=initial_epoch - best_epoch if best_epoch else 0)
 
     interrupted = False
@@ -277,7 +306,8 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
             ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []
             # The score first: saving, the CSV and early stopping read it from the logs it adds to.
             score = [ScoreEpoch()] if monitor == SCORE else []
-            cbs = [MallocDefaults(), nan_stop, *score, save_last, *ema, save_best, csv_log,
+            snapshots = [SaveSnapshots(models.export, run_dir, ends)] if ends else []
+            cbs = [MallocDefaults(), nan_stop, *score, save_last, *ema, save_best, *snapshots, csv_log,
                    *([stop] if stop else []), *(callbacks or [])]
             models.train.fit(train_batches, validation_data=val_batches, epochs=end,
                              initial_epoch=max(first, initial_epoch), callbacks=cbs, verbose=0)
@@ -294,6 +324,13 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
         interrupted = True
 
     history = read_history(run_dir / "history.csv")
+    merged = None  # the snapshot ensemble's record, once the last cycle is done
+    if ends and not interrupted and not nan_stop.where and len(history) >= cfg.epochs:
+        merged = merge_snapshots(run_dir, ends, model_path, cfg.output_order, val_set)
+        merged["best_single"] = {"epoch": save_best.best_epoch, **{k: save_best.best_logs.get(k) for k in (
+            "val_age_mae", "val_gender_accuracy", SCORE)}}
+        notes.append(f"snapshot ensemble: {model_path.name} is the merge of the {len(ends)} cycles' last epochs "
+                     f"({', '.join(map(str, ends))})")
     # Interrupted before the first epoch ended: no model is written, rather than an untrained
     # file under the hand-in name.
     saved = model_path.exists()
@@ -322,6 +359,9 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
         row = history[best_epoch - 1]
         metrics.update(val_age_mae=row.get("val_age_mae"), val_gender_accuracy=row.get("val_gender_accuracy"),
                        val_score=row.get(SCORE))
+    if merged is not None:  # the file is every cycle's merge: its figures, and the run's length as its epoch
+        metrics.update(best_epoch=len(history), snapshots=merged,
+                       **{k: merged.get(k) for k in ("val_age_mae", "val_gender_accuracy", "val_score")})
     plot_curves(history, run_dir)
     write_summary(models.export, run_dir)
     plot_note = plot_model(models.export, run_dir)

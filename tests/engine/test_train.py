@@ -112,6 +112,35 @@ def test_resume_continues_the_run(tiny_cache, tmp_path):
 
 
 @pytest.mark.slow
+def test_snapshot_run_hands_in_the_merge_of_its_cycles(tiny_cache, tmp_path):
+    res = train(quick_config("scratch", tiny_cache, tmp_path, epochs=4, snapshots=2, name="snap"))
+    files = [res.run_dir / f"snapshot-{i}.keras" for i in (1, 2)]
+    assert all(f.is_file() for f in files) and any("early stopping is off" in n for n in res.notes)
+    m = res.metrics
+    assert m["snapshots"]["epochs"] == [2, 4] and m["best_epoch"] == 4 and m["snapshots"]["best_single"]["epoch"]
+    # The hand-in file is the merge (what `facekit merge` makes of the two files), scored as it is read back.
+    members = [load(f) for f in files]
+    merged = load(res.model_path)
+    x = np.random.default_rng(0).uniform(0, 1, (4, 128, 128, 3)).astype("float32")
+    np.testing.assert_allclose(run(merged, x)[0], np.mean([run(lm, x)[0] for lm in members], axis=0), rtol=1e-4)
+    assert m["val_age_mae"] == pytest.approx(m["snapshots"]["val_age_mae"])
+    assert m["val_age_mae"] != pytest.approx(m["snapshots"]["best_single"]["val_age_mae"])
+    rep = check_model(res.model_path, images=sorted(TRAIN_VAL.iterdir())[:6], keras_versions=())
+    assert not contract_failures(rep), contract_failures(rep)
+    # Killed after the last checkpoint, before the last snapshot and the metrics: resume writes both again.
+    files[1].unlink()
+    (res.run_dir / "metrics.json").unlink()
+    again = train(TrainConfig(), resume=res.run_dir)
+    assert files[1].is_file() and any("written again from the checkpoint of epoch 4" in n for n in again.notes)
+    assert again.metrics["val_age_mae"] == pytest.approx(m["val_age_mae"], rel=1e-5)
+    # A snapshot lost further back cannot be made again: refused by name.
+    files[0].unlink()
+    (res.run_dir / "metrics.json").unlink()
+    with pytest.raises(ValueError, match="snapshot-1.keras: missing, and epoch 2"):
+        train(TrainConfig(), resume=res.run_dir)
+
+
+@pytest.mark.slow
 def test_resume_finishes_a_run_killed_after_its_last_epoch(tiny_cache, tmp_path):
     # Killed between the last epoch's checkpoint and metrics.json: nothing is left to train, but a resumed
     # refit or benchmark needs the finished run, so resuming writes what the session would have, untrained.

@@ -113,3 +113,18 @@ def test_eager_compiles_the_train_step_or_not(eager):
     compile_train(models.train, cfg, steps_per_epoch=2, epochs=1)
     assert models.train.run_eagerly is eager
     assert TrainConfig.for_task("finetune").eager is False  # users' runs compile
+
+
+def test_snapshot_cycles_split_the_epochs_after_the_frozen_ones():
+    from facekit.engine.train import plan_phases
+
+    cfg = TrainConfig.for_task("finetune", epochs=10, freeze_epochs=1, snapshots=3)
+    assert plan_phases(cfg, has_backbone=True) == [("frozen", 0, 1), ("full", 1, 4), ("full", 4, 7),
+                                                   ("full", 7, 10)]
+    assert plan_phases(TrainConfig.for_task("scratch", epochs=60, snapshots=2), False) == [("full", 0, 30),
+                                                                                          ("full", 30, 60)]
+    assert plan_phases(TrainConfig.for_task("scratch", epochs=5), False) == [("full", 0, 5)]  # one: as before
+    assert TrainConfig.for_task("scratch", snapshots=3).stop_patience == 0  # restarts raise the loss
+    assert TrainConfig.for_task("scratch").stop_patience == 12
+    with pytest.raises(ValueError, match="3 snapshots need at least one epoch per cycle"):
+        TrainConfig.for_task("finetune", epochs=3, freeze_epochs=1, snapshots=3)
