@@ -27,6 +27,8 @@ N_AGES = MAX_AGE + 1
 
 # Layer names the exported graphs and the training model share; modules use these, never the strings.
 AGE_DISTRIBUTION = "age_dist"  # the softmax over ages 0..116 (a training target, and what merges average)
+RACE = "race"  # the auxiliary race softmax of --race-weight: a training output only, never in an exported file
+N_RACES = 5  # UTKFace's race field: 0..4
 FLIP_AVERAGE = "flip_average"  # the layer that averages an image's features with its mirror's (--tta)
 OUTPUT_NAMES = ("age", "gender")  # age in years; gender is P(female), one sigmoid unit
 OUTPUT_ORDERS = ("age,gender", "gender,age")  # published solutions use both; most (and the best) age first

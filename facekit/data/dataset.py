@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from facekit.choices import MIXES
-from facekit.contract import AGE_DISTRIBUTION, N_AGES, rgb_to_input
+from facekit.contract import AGE_DISTRIBUTION, N_AGES, N_RACES, RACE, rgb_to_input
 
 DEFAULT_MIX_ALPHA = {"mixup": 0.2, "cutmix": 1.0}
 AUGMENT_STREAM = 1  # keeps a batch's augmentation seed apart from its mixing seed, both from (seed, epoch, batch)
@@ -75,12 +75,14 @@ class FaceBatches(keras.utils.PyDataset):
         soft: tuple[np.ndarray, np.ndarray] | None = None,
         soft_weight: float = 0.5,
         multiple_of: int = 1,
+        races: np.ndarray | None = None,
     ) -> None:
         """``multiple_of``: every batch's size must divide by it (the devices a batch is split over).
         Shuffled (training) batches drop the few images past the last multiple, different ones each
         epoch; unshuffled (validation) ones pad the last batch with weight-0 copies, so every image
         counts once in the (weighted) metrics; Keras divides a loss by the whole batch, so the
-        validation loss is low by at most (devices - 1) / images."""
+        validation loss is low by at most (devices - 1) / images. ``races``: each image's race label, for a
+        model with the auxiliary race head (one-hot targets, so mixing blends them as it blends the rest)."""
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max(4, 2 * workers))
         if not len(images) == len(ages) == len(genders):
             raise ValueError("images, ages and genders differ in length")
@@ -89,6 +91,9 @@ class FaceBatches(keras.utils.PyDataset):
         if mix not in MIXES:
             raise ValueError(f"mix must be one of {', '.join(MIXES)}, got {mix!r}")
         self.mix = mix
+        if races is not None and len(races) != len(images):
+            raise ValueError("races and images differ in length")
+        self.races = races
         if soft is not None and not len(soft[0]) == len(soft[1]) == len(images):
             raise ValueError("soft targets and images differ in length")
         self.soft, self.soft_weight = soft, soft_weight  # a teacher's (age distribution, P(female)) per image
@@ -140,6 +145,8 @@ class FaceBatches(keras.utils.PyDataset):
             AGE_DISTRIBUTION: age_distributions(ages, self.sigma),
             "gender": self.genders[idx][:, None],
         }
+        if self.races is not None:
+            targets[RACE] = np.eye(N_RACES, dtype=np.float32)[self.races[idx]]
         if self.soft is not None:  # distillation: blend the teacher's view into the targets
             w = self.soft_weight
             targets[AGE_DISTRIBUTION] = ((1 - w) * targets[AGE_DISTRIBUTION] + w * self.soft[0][idx]).astype(np.float32)

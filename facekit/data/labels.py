@@ -12,10 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from facekit.contract import MAX_AGE
+from facekit.contract import MAX_AGE, N_RACES
 from facekit.data.imageio import IMAGE_SUFFIXES
-
-N_RACES = 5
 
 # The image types facekit reads (one list for prep, predict and evaluate), longest first so ".jpg.chip.jpg"
 # wins over ".jpg".

@@ -154,6 +154,9 @@ class TrainConfig:
                                         above=0, below=1)
     mix: str = option("none", "Batch mixing.", choices=MIXES)
     mix_alpha: float | None = option(None, "Beta(a, a) for --mix (default 0.2 mixup, 1.0 cutmix).", above=0)
+    race_weight: float = option(0.0, "Weight of an auxiliary race loss (UTKFace names carry the label): a 5-way "
+                                "head on the same features, for training only; the exported file keeps its two "
+                                "outputs (0: no race head).", low=0)
     mean_variance: bool = option(False, "Add the mean-variance age loss (Pan et al., 2018).")
     tta: bool = option(True, "Test-time flip averaging, built into the exported file (built-in layers; twice the "
                        "inference cost; measured: B 5.85 -> 5.67 MAE).")

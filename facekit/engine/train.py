@@ -16,11 +16,12 @@ from typing import Any
 import keras
 import numpy as np
 
-from facekit.contract import AGE_DISTRIBUTION, INPUT_SHAPE, PIXEL_SCALE
+from facekit.contract import AGE_DISTRIBUTION, INPUT_SHAPE, PIXEL_SCALE, RACE
 from facekit.data.augment import build_augment
 from facekit.data.cache import CacheData, choose_mode, read_cache, take
 from facekit.data.dataset import FaceBatches
 from facekit.data.labelled import load_labelled
+from facekit.data.labels import parse_name
 from facekit.data.split import RunSplit, count_twins, template_split, write_run_split
 from facekit.engine.callbacks import (
     ResumedEarlyStopping,
@@ -112,6 +113,11 @@ def compile_train(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, ep
         loss[AGE_DISTRIBUTION] = DistributionVariance()
         loss["age"] = keras.losses.MeanSquaredError()
         weights["age"] = cfg.age_weight * MEAN_WEIGHT / 2  # the paper's mean loss is half the squared error
+    extra: dict[str, Any] = {}
+    if cfg.race_weight:  # the auxiliary head's loss, and its accuracy in the history (training only)
+        loss[RACE] = keras.losses.CategoricalCrossentropy()
+        weights[RACE] = cfg.race_weight
+        extra[RACE] = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     # Soft gender targets need LabelAccuracy; hard ones keep the built-in, whose checkpoint
     # (last.keras) then still loads in a plain Keras process.
     soft = bool(cfg.teachers) or cfg.mix != "none"
@@ -123,7 +129,7 @@ def compile_train(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, ep
         # Weighted: validation over several devices pads its last batch with weight-0 copies
         # (FaceBatches), which plain compiled metrics would count. Without weights they are the same.
         weighted_metrics={"age": [keras.metrics.MeanAbsoluteError(name="mae")],
-                          "gender": [accuracy]},
+                          "gender": [accuracy], **extra},
         # Tracing the train step costs about 30 s for Model B on a CPU: most of a few-step run.
         run_eagerly=cfg.eager,
     )
@@ -131,11 +137,13 @@ def compile_train(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, ep
 
 def build_models(cfg: TrainConfig) -> AgeGenderModels:
     if cfg.task == "scratch":
-        models = build_scratch(tuple(cfg.widths), cfg.hidden, cfg.dropout, cfg.output_order, cfg.arch)
+        models = build_scratch(tuple(cfg.widths), cfg.hidden, cfg.dropout, cfg.output_order, cfg.arch,
+                               race_head=cfg.race_weight > 0)
     else:
         spec = get_backbone(cfg.backbone)
         weights = resolve_weights(spec, cfg.weights, cfg.model_dir)
-        models = build_finetune(spec, weights, cfg.internal_size, cfg.hidden, cfg.dropout, cfg.output_order)
+        models = build_finetune(spec, weights, cfg.internal_size, cfg.hidden, cfg.dropout, cfg.output_order,
+                                race_head=cfg.race_weight > 0)
     if cfg.tta:
         models.export = export_from_train(models.train, cfg.output_order, tta=True)
     return models
@@ -153,7 +161,7 @@ def select(data: CacheData, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
 
 
 def raw_validation(cfg: TrainConfig, data: CacheData, names: list[str]
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Path]:
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Path]:
     """The held-out files themselves, read as ``facekit evaluate`` and the lecturer read them, as RGB uint8
     (what FaceBatches takes): the epoch kept is then the one that scores best on what is scored, not on
     aligned crops (5.70 aligned against 5.85 raw on one run)."""
@@ -166,7 +174,8 @@ def raw_validation(cfg: TrainConfig, data: CacheData, names: list[str]
         raise ValueError(f"{folder}: {len(found.unreadable) + len(found.rejected)} held-out files cannot be read "
                          f"as the lecturer reads them (first: {(found.unreadable or found.rejected)[0]})")
     bgr = np.rint(found.x * PIXEL_SCALE).astype(np.uint8)  # exact: x is uint8 / 255 in float32
-    return bgr[..., ::-1], found.ages, found.genders, folder
+    races = np.array([parse_name(name).race for name in found.names], dtype=np.int64)  # read, so valid
+    return bgr[..., ::-1], found.ages, found.genders, races, folder
 
 
 def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = None,
@@ -228,17 +237,18 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
                                 build_augment(cfg.augment), shuffle=True, sigma=cfg.sigma, seed=cfg.run_seed,
                                 workers=cfg.workers, steps=cfg.steps_per_epoch, mix=cfg.mix,
                                 mix_alpha=cfg.mix_alpha, soft=soft, soft_weight=cfg.distill_weight,
-                                multiple_of=dist.count)
+                                multiple_of=dist.count, races=data.race[tr] if cfg.race_weight else None)
     val_batches, val_set = None, None
     if not cfg.full:
         if cfg.val_images == "raw":
-            images, ages, genders, where = raw_validation(cfg, data, split.val)
+            images, ages, genders, races, where = raw_validation(cfg, data, split.val)
             notes.append(f"validating on the {len(ages)} held-out files of {where} as the lecturer reads them")
         else:
-            images, ages, genders = take(data.images, va), data.age[va], data.gender[va]
+            images, ages, genders, races = take(data.images, va), data.age[va], data.gender[va], data.race[va]
         val_set = (images, ages, genders)
         val_batches = FaceBatches(images, ages, genders, dist.global_batch, None, sigma=cfg.sigma,
-                                  workers=cfg.workers, multiple_of=dist.count)
+                                  workers=cfg.workers, multiple_of=dist.count,
+                                  races=races if cfg.race_weight else None)
     monitor = None if cfg.full else cfg.monitor
     initial_epoch, best, best_epoch, earlier_seconds = 0, math.inf, None, 0.0
     finish_only = False  # training ended in an earlier session, which was killed before writing its metrics

@@ -8,7 +8,9 @@ with plain ``keras.models.load_model``.
 Age is learnt as a distribution over 0..116 (label distribution learning);
 the ``age`` output is its expectation, computed by a frozen Dense layer whose
 weights are the ages themselves. Training sees the distribution as a third
-output, ``age_dist``; the exported model has only ``age`` and ``gender``.
+output, ``age_dist`` (and, with ``race_head``, a fourth: ``race``, an auxiliary
+5-way softmax over the same features); the exported model has only ``age``
+and ``gender``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from facekit.contract import (
     INPUT_SHAPE,
     INPUT_SIZE,
     N_AGES,
+    N_RACES,
+    RACE,
     check_output_order,
     in_output_order,
 )
@@ -104,8 +108,8 @@ def residual_trunk(widths: tuple[int, ...] = (32, 64, 128, 256, 384), dropout: f
     return keras.Model(inp, x, name=RESIDUAL_TRUNK)
 
 
-def heads(features, hidden: int, dropout: float):
-    """Pooled features -> (age, gender, age_dist)."""
+def heads(features, hidden: int, dropout: float, race_head: bool = False):
+    """Pooled features -> (age, gender, age_dist, race or None)."""
     x = layers.GlobalAveragePooling2D(name="pool")(features)
     if hidden:
         x = layers.Dropout(dropout, name="head_drop0")(x)
@@ -117,19 +121,22 @@ def heads(features, hidden: int, dropout: float):
     age = expect(age_dist)
     expect.set_weights([np.arange(N_AGES, dtype=np.float32)[:, None]])
     gender = layers.Dense(1, activation="sigmoid", name="gender", dtype="float32")(x)
-    return age, gender, age_dist
+    race = layers.Dense(N_RACES, activation="softmax", name=RACE, dtype="float32")(x) if race_head else None
+    return age, gender, age_dist, race
 
 
 def _assemble(inp, features, hidden: int, dropout: float, output_order: str, name: str,
-              backbone: keras.Model | None = None) -> AgeGenderModels:
+              backbone: keras.Model | None = None, race_head: bool = False) -> AgeGenderModels:
     check_output_order(output_order)
-    age, gender, age_dist = heads(features, hidden, dropout)
-    train = keras.Model(inp, {"age": age, "gender": gender, AGE_DISTRIBUTION: age_dist}, name=f"{name}_train")
+    age, gender, age_dist, race = heads(features, hidden, dropout, race_head)
+    outputs = {"age": age, "gender": gender, AGE_DISTRIBUTION: age_dist, **({RACE: race} if race_head else {})}
+    train = keras.Model(inp, outputs, name=f"{name}_train")
     return AgeGenderModels(train, export_from_train(train, output_order), backbone)
 
 
 def build_scratch(widths: tuple[int, ...] = (32, 64, 128, 256, 384), hidden: int = 256, dropout: float = 0.3,
-                  output_order: str = DEFAULT_OUTPUT_ORDER, arch: str = "plain") -> AgeGenderModels:
+                  output_order: str = DEFAULT_OUTPUT_ORDER, arch: str = "plain",
+                  race_head: bool = False) -> AgeGenderModels:
     """Model A from random weights: the VGG-style trunk (``plain``) or the residual one."""
     from facekit.choices import SCRATCH_ARCHS
 
@@ -138,11 +145,12 @@ def build_scratch(widths: tuple[int, ...] = (32, 64, 128, 256, 384), hidden: int
     inp = keras.Input(INPUT_SHAPE, name="image")
     x = input_adapter(inp, 2.0, (-1.0, -1.0, -1.0), rgb=True)
     features = scratch_trunk(x, widths) if arch == "plain" else residual_trunk(widths)(x)
-    return _assemble(inp, features, hidden, dropout, output_order, "age_gender_A")
+    return _assemble(inp, features, hidden, dropout, output_order, "age_gender_A", race_head=race_head)
 
 
 def build_finetune(spec: Backbone, weights: str | None, internal_size: int = INPUT_SIZE, hidden: int = 0,
-                   dropout: float = 0.3, output_order: str = DEFAULT_OUTPUT_ORDER) -> AgeGenderModels:
+                   dropout: float = 0.3, output_order: str = DEFAULT_OUTPUT_ORDER,
+                   race_head: bool = False) -> AgeGenderModels:
     """Model B: an ImageNet backbone, optionally run at a larger internal resolution (input stays 128)."""
     inp = keras.Input(INPUT_SHAPE, name="image")
     x = input_adapter(inp, spec.scale, spec.offset, spec.rgb)
@@ -150,7 +158,7 @@ def build_finetune(spec: Backbone, weights: str | None, internal_size: int = INP
         x = layers.Resizing(internal_size, internal_size, interpolation="bilinear", name="upsample")(x)
     backbone = build_backbone(spec, internal_size, weights)
     features = backbone(x)
-    return _assemble(inp, features, hidden, dropout, output_order, "age_gender_B", backbone)
+    return _assemble(inp, features, hidden, dropout, output_order, "age_gender_B", backbone, race_head)
 
 
 HEAD_LAYERS = ("head_drop0", "head_fc", "head_drop")  # between the pooled features and the two heads, if present

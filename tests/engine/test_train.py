@@ -270,8 +270,12 @@ def test_jax_backend_trains_and_loads(tiny_cache, tmp_path):
 @pytest.mark.slow
 def test_mixing_mean_variance_and_flip_export(tiny_cache, tmp_path):
     cfg = quick_config("scratch", tiny_cache, tmp_path, mix="cutmix", mean_variance=True, tta=True, epochs=1,
-                       patience=0, name="levers")
+                       patience=0, name="levers", race_weight=0.2)
     first = train(cfg)
+    # The auxiliary race head trains (its one-hot targets mixed with the rest) and never reaches the export.
+    assert {"race_accuracy", "val_race_accuracy", "race_loss"} <= set(read_history(first.run_dir / "history.csv")[0])
+    exported = keras.models.load_model(first.model_path)
+    assert len(exported.outputs) == 2 and "race" not in {layer.name for layer in exported.layers}
     rep = check_model(first.model_path, images=sorted(TRAIN_VAL.iterdir())[:4])  # the lecturer's plain load_model
     assert not contract_failures(rep), contract_failures(rep)
     assert any(c.name.startswith("feature map") and c.ok for c in rep.checks)  # the 4 x 4 map is still found
@@ -502,11 +506,13 @@ def test_validation_on_raw_files_scores_what_the_lecturer_reads(tiny_cache, tmp_
     names = read_run_split(r.run_dir).val
     val = load_labelled(source, names=names)
     # What training validates on is the files as `evaluate` reads them, pixel for pixel, not the aligned crops.
-    images, ages, genders, where = raw_validation(cfg, read_cache(tiny_cache), names)
+    images, ages, genders, races, where = raw_validation(cfg, read_cache(tiny_cache), names)
     np.testing.assert_array_equal(rgb_to_input(images), val.x)
     assert where == source and list(ages) == list(val.ages) and list(genders) == list(val.genders)
     data = read_cache(tiny_cache)
-    crops = data.images[[list(data.filename).index(n) for n in val.names]]
+    rows = [list(data.filename).index(n) for n in val.names]
+    assert list(races) == list(data.race[rows])  # the auxiliary head's labels: the cache's, for the same files
+    crops = data.images[rows]
     assert np.abs(rgb_to_input(crops) - val.x).mean() > 0.01  # 0.022 measured: 6 grey levels on average
     # ... and the recorded validation MAE is the training model's on them.
     model = keras.models.load_model(r.run_dir / "last.keras")
