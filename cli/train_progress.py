@@ -15,15 +15,16 @@ SHOWN = ("age_mae", "gender_accuracy", "val_age_mae", "val_gender_accuracy")
 class RichProgress(keras.callbacks.Callback):
     """Live bars in a terminal or notebook; elsewhere (Colab's plain output, nohup, CI) a line per 10 % of an epoch."""
 
-    def __init__(self, epochs: int, live: bool | None = None) -> None:
+    def __init__(self, epochs: int, live: bool | None = None, prefix: str = "") -> None:
+        """``prefix`` names what is training where one command trains several runs ("member 2/3: ")."""
         super().__init__()
-        self.epochs = epochs
+        self.epochs, self.prefix = epochs, prefix
         self.live = live_display() if live is None else live
         self.lines: ProgressLines | None = None
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                             console=err_console)
-        self.epoch_task = self.bar.add_task("epochs", total=epochs, info="")
+        self.epoch_task = self.bar.add_task(f"{prefix}epochs", total=epochs, info="")
         self.batch_task = None
 
     def on_train_begin(self, logs: Any = None) -> None:
@@ -37,7 +38,7 @@ class RichProgress(keras.callbacks.Callback):
         total = self.params.get("steps") if self.params else None
         if not self.live:
             self.total = total
-            self.lines = ProgressLines(f"epoch {epoch + 1}/{self.epochs}: batch")
+            self.lines = ProgressLines(f"{self.prefix}epoch {epoch + 1}/{self.epochs}: batch")
             return
         if self.batch_task is None:
             self.batch_task = self.bar.add_task("batches", total=total, info="")
@@ -56,7 +57,8 @@ class RichProgress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         logs = logs or {}
         parts = [f"{k} {logs[k]:.4g}" for k in SHOWN if k in logs]
-        self.bar.console.print(f"epoch {epoch + 1}/{self.epochs}: " + ", ".join(parts), highlight=False)
+        self.bar.console.print(f"{self.prefix}epoch {epoch + 1}/{self.epochs}: " + ", ".join(parts),
+                               highlight=False)
         self.bar.update(self.epoch_task, completed=epoch + 1)
 
     def on_train_end(self, logs: Any = None) -> None:

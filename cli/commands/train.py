@@ -25,6 +25,7 @@ from facekit_cli.options import (
     parse_keras_option,
     print_check,
     range_words,
+    ranged,
 )
 from facekit_cli.ui import console, err_console, fail, print_json, reason
 
@@ -153,11 +154,12 @@ def options_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-def train(task: Task, *, refit: bool = False, resume: Path | None = None, check_after: bool = True,
-          json_out: bool = False, **options: Any) -> None:
+def train(task: Task, *, refit: bool = False, members: int = 1, resume: Path | None = None,
+          check_after: bool = True, json_out: bool = False, **options: Any) -> None:
     """Train Model A (scratch) or Model B (finetune) on a prep cache; writes a run folder."""
     # Lazy: training imports TensorFlow, which must not slow down --help or the option checks above it.
     from facekit.data.cache import CacheError
+    from facekit.engine.runs import MEMBERS_FILE
     from facekit.engine.train import TrainingInterrupted
     from facekit.engine.train import train as run_train
     from facekit.utils.modelfiles import ModelFileError
@@ -170,8 +172,16 @@ def train(task: Task, *, refit: bool = False, resume: Path | None = None, check_
         fail(str(exc))
     if refit and options.get("full"):
         fail("--refit runs the split itself and then the refit on all images; leave out --full")
+    ensemble = None
     try:
-        if refit:
+        if members > 1 or (resume is not None and (resume / MEMBERS_FILE).is_file()):
+            from facekit.engine.members import train_members
+
+            def bars(i: int, count: int, epochs: int) -> list:
+                return [RichProgress(epochs, prefix=f"member {i + 1}/{count}: ")]
+
+            ensemble = train_members(cfg, members, refit, None if json_out else bars, resume)
+        elif refit:
             from facekit.engine.refit import refit as run_refit
 
             chosen, result = run_refit(cfg, None if json_out else lambda epochs: [RichProgress(epochs)], resume)
@@ -187,6 +197,9 @@ def train(task: Task, *, refit: bool = False, resume: Path | None = None, check_
         fail(str(exc), code=130)
     except (OSError, ValueError, CacheError, ModelFileError) as exc:
         fail(reason(exc))
+    if ensemble is not None:
+        _finish_members(ensemble, check_after, options, json_out)
+        return
     report = None
     if check_after:
         from facekit.engine.run_check import check_run
@@ -217,14 +230,56 @@ def train(task: Task, *, refit: bool = False, resume: Path | None = None, check_
     for note in result.notes:
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     if report is not None:
-        print_check(report)
-        if report.untested and not report.failed:  # training worked and nothing that ran failed: exit 0, loudly
-            err_console.print(f"[bold yellow]NOT VERIFIED[/] on {len(report.untested)} Keras version(s) (above); "
-                              f"verify later where they can be built: {escape(report.verify_later())}",
-                              highlight=False, soft_wrap=True)
-        if report.failed:
-            fail(f"{result.model_path} did not pass `facekit check` (above); the run folder is complete, "
-                 "but this file may not score on the lecturer's machine")
+        _print_report(report, result.model_path, "the run folder is complete")
+
+
+def _finish_members(ensemble: Any, check_after: bool, options: dict[str, Any], json_out: bool) -> None:
+    """An ensemble's end: its merged file checked as a run's is, then what each member and the merge scored."""
+    from facekit.engine.run_check import check_run
+
+    report = None
+    if check_after:
+        versions = parse_keras_option(options["check_keras"]) if options.get("check_keras") is not None else None
+        with err_console.status("checking the merged file", spinner="dots") as spin:
+            report = check_run(ensemble.run_dir, versions,
+                               status=None if json_out else lambda msg: spin.update(f"check: {msg}"))
+        ensemble.metrics["check"] = report.to_json()
+    if json_out:
+        print_json({"run_dir": str(ensemble.run_dir), **ensemble.metrics})
+        if report is not None and report.failed:
+            raise typer.Exit(1)
+        return
+    m = ensemble.metrics
+    console.print(f"[green]done[/] in {m['train_seconds']:.0f} s of training ({m['backend']}, {m['gpu'] or 'CPU'}): "
+                  f"{len(m['members'])} members merged")
+    for i, member in enumerate(m["members"], start=1):
+        figures = ("refit on all images" if member.get("refit_of") else
+                   f"validation age MAE {member['val_age_mae']:.2f}, gender accuracy "
+                   f"{member['val_gender_accuracy']:.1%}" if member.get("val_age_mae") is not None else "")
+        console.print(f"member {i} (init seed {member['init_seed']}): {escape(member['run_dir'])}"
+                      + (f": {figures}" if figures else ""), highlight=False)
+    if m["val_age_mae"] is not None:
+        console.print(f"merged, validation: age MAE {m['val_age_mae']:.2f}, gender accuracy "
+                      f"{m['val_gender_accuracy']:.1%} ({m['val_images']} images), score {m['val_score']:.2f}")
+    else:
+        console.print("merged: no validation figures (refit members trained on every image)")
+    console.print(f"model: {ensemble.model_path}\nensemble folder: {ensemble.run_dir}", markup=False)
+    for note in ensemble.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    if report is not None:
+        _print_report(report, ensemble.model_path, "the members and the merge are on disk")
+
+
+def _print_report(report: Any, path: Path, kept: str) -> None:
+    """The end-of-training check: every line, a loud note for untested versions, exit 1 for a failed file."""
+    print_check(report)
+    if report.untested and not report.failed:  # training worked and nothing that ran failed: exit 0, loudly
+        err_console.print(f"[bold yellow]NOT VERIFIED[/] on {len(report.untested)} Keras version(s) (above); "
+                          f"verify later where they can be built: {escape(report.verify_later())}",
+                          highlight=False, soft_wrap=True)
+    if report.failed:
+        fail(f"{path} did not pass `facekit check` (above); {kept}, but this file may not score on the "
+             "lecturer's machine")
 
 
 TASK_ARG = Annotated[Task, typer.Argument(help="scratch: Model A, a CNN from random weights; finetune: Model B, "
@@ -233,6 +288,10 @@ EXTRA = {
     "refit": Annotated[bool, typer.Option("--refit", metavar="", help="After the run, train again on all images for "
                                           "its best epoch count (a second run folder, NAME-full); that run's file "
                                           "is the hand-in. With --resume RUN, finishes an interrupted refit.")],
+    "members": Annotated[int, ranged("--members", low=1, metavar="K", help="Train K members (initialisation "
+                                     "seeds --init-seed, +1, ...; with --refit each a refit) and hand in their "
+                                     "merge, in a folder of its own (NAME; members NAME-member1 ...). With "
+                                     "--resume NAME, finishes an interrupted ensemble.")],
     "resume": Annotated[Path | None, typer.Option(help="Continue the run in this folder, with the options in its "
                                                        "args.json; of the options given with it, only those that "
                                                        "change how it runs (--workers, --check-keras, --model-dir, "
@@ -241,7 +300,7 @@ EXTRA = {
                                                 "hand-in file at the end (recorded in metrics.json).")],
     "json_out": JsonOpt,
 }
-EXTRA_DEFAULTS = {"refit": False, "resume": None, "check_after": True, "json_out": False}
+EXTRA_DEFAULTS = {"refit": False, "members": 1, "resume": None, "check_after": True, "json_out": False}
 
 
 def _signature() -> inspect.Signature:

@@ -87,6 +87,9 @@ class CacheImages:
         return view
 
     def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, tuple):  # rows[..., ::-1] would reverse the rows, not the channels: refuse, loudly
+            raise TypeError(f"{self.path}: cached images on disk are indexed by rows only; read them first "
+                            "(np.asarray) to index within an image")
         wanted = self.rows[key]
         if np.ndim(wanted) == 0:
             return self._ds[int(wanted)]

@@ -28,6 +28,7 @@ from facekit.utils.modelfiles import sha256_file
 
 LAST = "last.keras"
 STATE = "state.json"
+MEMBERS_FILE = "members.json"  # what makes a folder an ensemble of runs (``facekit.engine.members``)
 
 # (file stem, training key, title, y label); validation keys are "val_" + training key.
 CURVES = [

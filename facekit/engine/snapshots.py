@@ -4,7 +4,7 @@
 cosine cycles. Each cycle starts a fresh schedule, warm-up included, from
 where the last one ended, and its last epoch is kept as a file of its own
 (``snapshot-1.keras`` ...). When the last cycle ends, the hand-in file becomes
-their merge, made by ``facekit merge``'s code (``facekit.model.files``), and
+their merge (``facekit.engine.merging``, as ``--members`` merges runs), and
 the run's validation figures are the merged file's, read back from disk as
 it will be scored. Early stopping is off in such a run: each restart raises
 the loss on purpose.
@@ -16,14 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 
-from facekit.contract import hand_in_scores, rgb_to_input
 from facekit.engine.callbacks import diverged
-from facekit.engine.selection import hand_in_score
-from facekit.inference.load import load, run
+from facekit.engine.merging import HeldOut, merge_into
 from facekit.model.export import float32_copy, save_hand_in
-from facekit.model.files import merge_files
 
 PATTERN = "snapshot-{}.keras"
 
@@ -63,19 +59,12 @@ def missing_before(run_dir: Path, ends: list[int], epochs_done: int) -> list[tup
 
 
 def merge_snapshots(run_dir: Path, ends: list[int], dest: Path, output_order: str,
-                    val: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> dict[str, Any]:
-    """Merge the cycles' files into ``dest`` and score the merged file on ``val`` (RGB uint8 crops, ages,
-    genders; None with --full). Returns what ``metrics.json`` records of it."""
+                    val: HeldOut | None) -> dict[str, Any]:
+    """Merge the cycles' files into ``dest`` and score the merged file on ``val`` (None with --full).
+    Returns what ``metrics.json`` records of it."""
     files = [snapshot_file(run_dir, i) for i in range(len(ends))]
     lost = [str(f) for f in files if not f.is_file()]
     if lost:
         raise ValueError(f"{run_dir}: the snapshot file(s) {', '.join(lost)} are missing, so the snapshot ensemble "
                          "cannot be merged; the hand-in file is the best single epoch's")
-    save_hand_in(merge_files(files, output_order), dest)
-    figures: dict[str, Any] = {"files": [f.name for f in files], "epochs": ends}
-    if val is not None and len(val[1]):
-        images, ages, genders = val
-        age, p_female = run(load(dest), rgb_to_input(images))
-        mae, accuracy = hand_in_scores(ages, age, genders, p_female)
-        figures.update(val_age_mae=mae, val_gender_accuracy=accuracy, val_score=hand_in_score(mae, accuracy))
-    return figures
+    return {"files": [f.name for f in files], "epochs": ends, **merge_into(files, dest, output_order, val)}

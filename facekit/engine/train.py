@@ -178,6 +178,18 @@ def raw_validation(cfg: TrainConfig, data: CacheData, names: list[str]
     return bgr[..., ::-1], found.ages, found.genders, races, folder
 
 
+def held_out(cfg: TrainConfig, data: CacheData, va: np.ndarray, notes: list[str] | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What a run validates on: the crops of the held-out cache rows ``va``, or with --val-images raw the
+    files themselves (``raw_validation``); RGB uint8 images, ages, genders, races."""
+    if cfg.val_images == "raw":
+        images, ages, genders, races, where = raw_validation(cfg, data, [str(n) for n in data.filename[va]])
+        if notes is not None:
+            notes.append(f"validating on the {len(ages)} held-out files of {where} as the lecturer reads them")
+        return images, ages, genders, races
+    return take(data.images, va), data.age[va], data.gender[va], data.race[va]
+
+
 def train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None = None,
           resume: str | Path | None = None, given: dict[str, Any] | None = None) -> TrainResult:
     """Train per ``cfg`` (or continue the run in ``resume``) and return where everything went.
@@ -240,11 +252,7 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
                                 multiple_of=dist.count, races=data.race[tr] if cfg.race_weight else None)
     val_batches, val_set = None, None
     if not cfg.full:
-        if cfg.val_images == "raw":
-            images, ages, genders, races, where = raw_validation(cfg, data, split.val)
-            notes.append(f"validating on the {len(ages)} held-out files of {where} as the lecturer reads them")
-        else:
-            images, ages, genders, races = take(data.images, va), data.age[va], data.gender[va], data.race[va]
+        images, ages, genders, races = held_out(cfg, data, va, notes)
         val_set = (images, ages, genders)
         val_batches = FaceBatches(images, ages, genders, dist.global_batch, None, sigma=cfg.sigma,
                                   workers=cfg.workers, multiple_of=dist.count,

@@ -255,6 +255,9 @@ def test_streamed_cache_reads_what_memory_holds(chip_folder: Path, tmp_path: Pat
     view = take(disk.images, rows)
     assert isinstance(view, CacheImages) and len(view) == 4
     np.testing.assert_array_equal(view[np.array([3, 0])], mem.images[[3, 7]])
+    np.testing.assert_array_equal(np.asarray(view), mem.images[rows])  # read whole, in the rows' order
+    with pytest.raises(TypeError, match="indexed by rows only"):  # rows[..., ::-1] reversed the rows, not BGR
+        view[..., ::-1]
     assert choose_mode(out, "auto")[0] == "memory" and choose_mode(out, "stream")[0] == "stream"
     monkeypatch.setattr(cache_mod, "available_memory", lambda: disk.images.nbytes)  # less than twice the crops
     mode, why = choose_mode(out)
