@@ -65,6 +65,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
                 {"teachers": "<teacher>"}, A_ONLY),
     "raw-chips": ("trained on the chips as they are (prep --no-align) instead of aligned crops",
                   {"cache": RAW_CACHE}, BOTH),
+    "backbone-lr-0.1": ("discriminative rates: the backbone at 0.1 x the heads' learning rate",
+                        {"backbone_lr": 0.1}, B_ONLY),
+    "snapshots-3": ("snapshot ensemble: 3 cosine cycles in the same epochs, their last epochs merged",
+                    {"snapshots": 3}, BOTH),
+    "race-0.2": ("auxiliary race head during training, loss weight 0.2 (the export keeps two outputs)",
+                 {"race_weight": 0.2}, BOTH),
 }
 
 
