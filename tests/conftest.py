@@ -40,6 +40,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 FIRST = ("test_readme_smoke_run_on_each_tested_stack[colab]", "test_keras_versions.py::test_fresh_exports",
          "test_readme_smoke_run_on_each_tested_stack[lowest]", "test_jax_backend_trains_and_loads",
          "test_two_devices_start_where_one_does[tensorflow]", "test_readme_smoke_run_on_each_tested_stack[newest]",
+         "test_members_train_merge_score_and_resume", "test_snapshot_run_hands_in_the_merge_of_its_cycles",
          "test_notebook.py", "test_a_100k_cache_trains", "test_two_devices_start_where_one_does[jax]",
          "test_predict_is_quiet_unless_verbose", "test_train_export_and_check[scratch-plain]",
          "test_fit_speed_times_a_real_training_run", "test_train_and_check_through_the_cli")

@@ -200,20 +200,8 @@ def train(task: Task, *, refit: bool = False, members: int = 1, resume: Path | N
     if ensemble is not None:
         _finish_members(ensemble, check_after, options, json_out)
         return
-    report = None
-    if check_after:
-        from facekit.engine.run_check import check_run
-
-        # A resumed run keeps its args.json; an explicit --check-keras still wins for this check.
-        versions = parse_keras_option(options["check_keras"]) if options.get("check_keras") is not None else None
-        with err_console.status("checking the hand-in file", spinner="dots") as spin:
-            report = check_run(result.run_dir, versions,
-                               status=None if json_out else lambda msg: spin.update(f"check: {msg}"))
-        result.metrics["check"] = report.to_json()
+    report = _check_run(result.run_dir, result.metrics, check_after, options, json_out)
     if json_out:
-        print_json({"run_dir": str(result.run_dir), **result.metrics})
-        if report is not None and report.failed:
-            raise typer.Exit(1)
         return
     m = result.metrics
     which = f"best epoch {m['best_epoch']} by {m['monitor']}" if m["monitor"] else \
@@ -233,21 +221,30 @@ def train(task: Task, *, refit: bool = False, members: int = 1, resume: Path | N
         _print_report(report, result.model_path, "the run folder is complete")
 
 
-def _finish_members(ensemble: Any, check_after: bool, options: dict[str, Any], json_out: bool) -> None:
-    """An ensemble's end: its merged file checked as a run's is, then what each member and the merge scored."""
+def _check_run(run_dir: Path, metrics: dict[str, Any], check_after: bool, options: dict[str, Any],
+               json_out: bool) -> Any:
+    """The end-of-training check of a run's (or an ensemble's) hand-in file, recorded in ``metrics``; with
+    --json, the whole result printed (exit 1 for a failed file). Returns the check's report, if it ran."""
     from facekit.engine.run_check import check_run
 
     report = None
     if check_after:
+        # A resumed run keeps its args.json; an explicit --check-keras still wins for this check.
         versions = parse_keras_option(options["check_keras"]) if options.get("check_keras") is not None else None
-        with err_console.status("checking the merged file", spinner="dots") as spin:
-            report = check_run(ensemble.run_dir, versions,
-                               status=None if json_out else lambda msg: spin.update(f"check: {msg}"))
-        ensemble.metrics["check"] = report.to_json()
+        with err_console.status("checking the hand-in file", spinner="dots") as spin:
+            report = check_run(run_dir, versions, status=None if json_out else lambda msg: spin.update(f"check: {msg}"))
+        metrics["check"] = report.to_json()
     if json_out:
-        print_json({"run_dir": str(ensemble.run_dir), **ensemble.metrics})
+        print_json({"run_dir": str(run_dir), **metrics})
         if report is not None and report.failed:
             raise typer.Exit(1)
+    return report
+
+
+def _finish_members(ensemble: Any, check_after: bool, options: dict[str, Any], json_out: bool) -> None:
+    """An ensemble's end: its merged file checked as a run's is, then what each member and the merge scored."""
+    report = _check_run(ensemble.run_dir, ensemble.metrics, check_after, options, json_out)
+    if json_out:
         return
     m = ensemble.metrics
     console.print(f"[green]done[/] in {m['train_seconds']:.0f} s of training ({m['backend']}, {m['gpu'] or 'CPU'}): "

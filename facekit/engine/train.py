@@ -51,6 +51,7 @@ from facekit.engine.selection import SCORE
 from facekit.engine.snapshots import SaveSnapshots, cycle_ends, merge_snapshots, missing_before, save_snapshot
 from facekit.face.template import RUN_TEMPLATE, read_template
 from facekit.model.backbones import get_backbone, resolve_weights
+from facekit.model.files import open_model
 from facekit.model.losses import MEAN_WEIGHT, DistributionVariance, LabelAccuracy
 from facekit.model.models import AgeGenderModels, build_finetune, build_scratch, export_from_train, find_backbone
 from facekit.utils.atomic import write_json
@@ -381,8 +382,9 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
         metrics.update(best_epoch=len(history), snapshots=merged,
                        **{k: merged.get(k) for k in ("val_age_mae", "val_gender_accuracy", "val_score")})
     plot_curves(history, run_dir)
-    write_summary(models.export, run_dir)
-    plot_note = plot_model(models.export, run_dir)
+    handed_in = open_model(model_path).model if merged is not None else models.export  # what summary.txt shows
+    write_summary(handed_in, run_dir)
+    plot_note = plot_model(handed_in, run_dir)
     if not plot_note.endswith("model.png"):
         notes.append(plot_note)
     metrics["plot_model"] = plot_note

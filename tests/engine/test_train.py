@@ -127,6 +127,7 @@ def test_snapshot_run_hands_in_the_merge_of_its_cycles(tiny_cache, tmp_path):
     assert m["val_age_mae"] != pytest.approx(m["snapshots"]["best_single"]["val_age_mae"])
     rep = check_model(res.model_path, images=sorted(TRAIN_VAL.iterdir())[:6], keras_versions=())
     assert not contract_failures(rep), contract_failures(rep)
+    assert "m1_age_dist" in (res.run_dir / "summary.txt").read_text()  # the summary is the merged file's
     # Killed after the last checkpoint, before the last snapshot and the metrics: resume writes both again.
     files[1].unlink()
     (res.run_dir / "metrics.json").unlink()
