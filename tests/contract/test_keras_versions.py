@@ -18,9 +18,16 @@ VERSIONS = ("3.5", "3.8", "3.13")  # the oldest supported, Colab's until mid-202
 
 
 @pytest.fixture(scope="module")
-def fresh_exports(trained_runs):
-    """Tiny A and B trained for a few steps with this environment's Keras and exported the facekit way."""
-    return [trained_runs["A"] / "age_gender_A.keras", trained_runs["B"] / "age_gender_B.keras"]
+def fresh_exports(trained_runs, tmp_path_factory):
+    """Tiny A and B trained for a few steps with this environment's Keras and exported the facekit way, and a
+    merge (what `merge`, `train --members` and `--snapshots` hand in: cloned, renamed layers, Concatenate)."""
+    from facekit.model.export import save_hand_in
+    from facekit.model.files import merge_files
+
+    a, b = trained_runs["A"] / "age_gender_A.keras", trained_runs["B"] / "age_gender_B.keras"
+    merged = tmp_path_factory.mktemp("merged") / "age_gender_B.keras"
+    save_hand_in(merge_files([b, b]), merged)
+    return [a, b, merged]
 
 
 @pytest.mark.slow
