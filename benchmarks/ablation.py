@@ -67,6 +67,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
                   {"cache": RAW_CACHE}, BOTH),
     "backbone-lr-0.1": ("discriminative rates: the backbone at 0.1 x the heads' learning rate",
                         {"backbone_lr": 0.1}, B_ONLY),
+    "layer-decay-0.95": ("layer-wise rates: backbone top at 0.5 x the heads' rate, x 0.95 per layer below",
+                         {"backbone_lr": 0.5, "layer_decay": 0.95}, B_ONLY),
     "snapshots-3": ("snapshot ensemble: 3 cosine cycles in the same epochs, their last epochs merged",
                     {"snapshots": 3}, BOTH),
     "race-0.2": ("auxiliary race head during training, loss weight 0.2 (the export keeps two outputs)",

@@ -178,6 +178,9 @@ class TrainConfig:
     freeze_epochs: int = option(0, "Epochs with the backbone frozen first.", low=0, panel=B_ONLY)
     backbone_lr: float = option(1.0, "The backbone's learning rate as a fraction of the heads' (discriminative "
                                 "rates; 1: one rate for all).", above=0, high=1, panel=B_ONLY)
+    layer_decay: float = option(1.0, "Layer-wise learning-rate decay inside the backbone: each layer with a kernel "
+                                "trains at this factor times the rate of the one above it, the top one at "
+                                "--backbone-lr (1: no decay).", above=0, high=1, panel=B_ONLY)
     output_order: str = option(DEFAULT_OUTPUT_ORDER, "Order of the two outputs.", choices=OUTPUT_ORDERS)
     precision: str = option("auto", "auto: mixed_float16 on a GPU, float32 on a CPU.", choices=PRECISIONS)
     cache_mode: str = option("auto", "memory: every crop in memory; stream: each batch read from the cache (flat "

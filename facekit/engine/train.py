@@ -104,7 +104,7 @@ def compile_train(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, ep
     # Keras's EMA has no warm-up, so a fixed 0.999 still carried half the random initial weights
     # after 10 epochs of 63 steps (measured: 26.5 MAE). By default the average has a half-life of one epoch.
     momentum = cfg.ema_momentum or 0.5 ** (1 / max(1, steps_per_epoch))
-    opt = adamw(model, find_backbone(model), cfg.backbone_lr, learning_rate=schedule,
+    opt = adamw(model, find_backbone(model), cfg.backbone_lr, cfg.layer_decay, learning_rate=schedule,
                 weight_decay=cfg.weight_decay, use_ema=cfg.ema, ema_momentum=momentum)
     opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     loss: dict[str, Any] = {AGE_DISTRIBUTION: keras.losses.CategoricalCrossentropy(),
