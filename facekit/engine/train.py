@@ -346,8 +346,6 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
     merged = None  # the snapshot ensemble's record, once the last cycle is done
     if ends and not interrupted and not nan_stop.where and len(history) >= cfg.epochs:
         merged = merge_snapshots(run_dir, ends, model_path, cfg.output_order, val_set)
-        merged["best_single"] = {"epoch": save_best.best_epoch, **{k: save_best.best_logs.get(k) for k in (
-            "val_age_mae", "val_gender_accuracy", SCORE)}}
         notes.append(f"snapshot ensemble: {model_path.name} is the merge of the {len(ends)} cycles' last epochs "
                      f"({', '.join(map(str, ends))})")
     # Interrupted before the first epoch ended: no model is written, rather than an untrained
@@ -379,6 +377,8 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
         metrics.update(val_age_mae=row.get("val_age_mae"), val_gender_accuracy=row.get("val_gender_accuracy"),
                        val_score=row.get(SCORE))
     if merged is not None:  # the file is every cycle's merge: its figures, and the run's length as its epoch
+        merged["best_single"] = {k: metrics.get(k) for k in ("best_epoch", "val_age_mae", "val_gender_accuracy",
+                                                              "val_score")}  # what one epoch's file scored
         metrics.update(best_epoch=len(history), snapshots=merged,
                        **{k: merged.get(k) for k in ("val_age_mae", "val_gender_accuracy", "val_score")})
     plot_curves(history, run_dir)
