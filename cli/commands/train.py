@@ -180,7 +180,8 @@ def train(task: Task, *, refit: bool = False, members: int = 1, resume: Path | N
             def bars(i: int, count: int, epochs: int) -> list:
                 return [RichProgress(epochs, prefix=f"member {i + 1}/{count}: ")]
 
-            ensemble = train_members(cfg, members, refit, None if json_out else bars, resume)
+            ensemble = train_members(cfg, members, refit, None if json_out else bars, resume,
+                                     given={k: v for k, v in values.items() if v is not None})
         elif refit:
             from facekit.engine.refit import refit as run_refit
 

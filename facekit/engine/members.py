@@ -38,7 +38,7 @@ from facekit.data.cache import read_cache
 from facekit.engine.merging import merge_into
 from facekit.engine.recipe import TrainConfig
 from facekit.engine.refit import refit
-from facekit.engine.resume import TrainResult, finished_run
+from facekit.engine.resume import TrainResult, finished_run, session_options
 from facekit.engine.runs import MEMBERS_FILE, new_run_dir
 from facekit.engine.train import held_out, select, train
 from facekit.utils.atomic import write_json
@@ -95,15 +95,17 @@ def _reopen(folder: Path) -> tuple[TrainConfig, int, bool]:
 
 
 def train_members(cfg: TrainConfig, k: int = 0, with_refit: bool = False, callbacks: MemberCallbacks | None = None,
-                  resume: str | Path | None = None) -> EnsembleResult:
+                  resume: str | Path | None = None, given: dict[str, Any] | None = None) -> EnsembleResult:
     """Train (or finish) the ``k`` members and merge them; ``resume``: the ensemble folder, whose records win
-    over ``cfg``, ``k`` and ``with_refit``."""
+    over ``cfg``, ``k`` and ``with_refit``. ``given``: the options set for this session, which a resumed
+    ensemble refuses or applies as a resumed run does (``facekit.engine.resume.session_options``)."""
+    notes: list[str] = []
     if resume is not None:
         ensemble = Path(resume)
         cfg, k, with_refit = _reopen(ensemble)
+        cfg = session_options(ensemble, cfg, given or {}, notes)
     else:
         ensemble = _start(cfg, k, with_refit)
-    notes: list[str] = []
     members: list[TrainResult] = []
     for i in range(k):
         mcfg = member_config(cfg, i, ensemble)
@@ -116,7 +118,8 @@ def train_members(cfg: TrainConfig, k: int = 0, with_refit: bool = False, callba
         if with_refit:
             _, result = refit(mcfg, bars, resume=folder if started else None)
         else:
-            result = finished_run(folder) or train(mcfg, bars(mcfg.epochs), resume=folder if started else None)
+            result = finished_run(folder) or train(mcfg, bars(mcfg.epochs), resume=folder if started else None,
+                                                   given=given)
         if started and not result.notes:
             result.notes.append(f"member {i + 1}: {result.run_dir} reused (finished earlier)")
         notes.extend(result.notes)

@@ -45,6 +45,8 @@ def test_members_train_merge_score_and_resume(tiny_cache, tmp_path):
     # its members.json) reuses the first, finishes the second without training, and merges again.
     (folders[1] / "metrics.json").unlink()
     ens.model_path.unlink()
+    with pytest.raises(ValueError, match="--lr 0.5 \\(the run has 0.001\\)"):  # what it trains: as a run's
+        train_members(TrainConfig(), resume=ens.run_dir, given={"lr": 0.5})
     out = CliRunner().invoke(app, ["train", "scratch", "--resume", str(ens.run_dir), "--no-check", "--json"])
     assert out.exit_code == 0, out.output
     again = json.loads(out.stdout)
