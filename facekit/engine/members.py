@@ -70,14 +70,14 @@ def _start(cfg: TrainConfig, k: int, with_refit: bool) -> Path:
     if cfg.snapshots > 1:  # a member would be a merge already, and merges hold no single age distribution
         raise ValueError("--members merges runs and --snapshots merges the cycles of one run: use one of them")
     ensemble = new_run_dir(cfg.project, cfg.task, cfg.name)
-    taken = [p for i in range(k) if (p := ensemble.parent / member_config(cfg, i, ensemble).name).exists()]
+    names = [member_config(cfg, i, ensemble).name for i in range(k)]
+    taken = [p for name in names if (p := ensemble.parent / name).exists()]
     if taken:
         ensemble.rmdir()
         raise ValueError(f"{taken[0]}: exists, and member runs of {ensemble} would be written there; choose another "
                          "--name, or continue that ensemble with --resume")
     write_json(ensemble / "args.json", cfg.to_json())
-    write_json(ensemble / MEMBERS_FILE, {"members": k, "refit": with_refit,
-                                         "runs": [member_config(cfg, i, ensemble).name for i in range(k)]})
+    write_json(ensemble / MEMBERS_FILE, {"members": k, "refit": with_refit, "runs": names})
     return ensemble
 
 
@@ -146,7 +146,7 @@ def train_members(cfg: TrainConfig, k: int = 0, with_refit: bool = False, callba
         "val_age_mae": figures.get("val_age_mae"),
         "val_gender_accuracy": figures.get("val_gender_accuracy"),
         "val_score": figures.get("val_score"),
-        "val_images": 0 if with_refit else len(val[1]) if val else 0,
+        "val_images": len(val[1]) if val else 0,
         "train_images": first.get("train_images"),
         "train_seconds": round(sum(float(m.metrics.get("train_seconds") or 0) for m in members), 1),
         **{key: first.get(key) for key in ("backend", "keras", "gpu", "precision", "devices")},

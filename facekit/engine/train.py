@@ -77,15 +77,10 @@ class TrainingInterrupted(Exception):
         self.run_dir = run_dir
 
 
-def frozen_epochs(cfg: TrainConfig, has_backbone: bool) -> int:
-    """How many first epochs train the heads alone (Model A has no backbone to freeze)."""
-    return min(cfg.freeze_epochs, cfg.epochs) if has_backbone else 0
-
-
 def plan_phases(cfg: TrainConfig, has_backbone: bool) -> list[tuple[str, int, int]]:
     """(phase, first epoch, end epoch): a head-only warm-up with the backbone frozen, then the whole network,
     in ``--snapshots`` cycles (each phase compiles its own warm-up and cosine schedule)."""
-    freeze = frozen_epochs(cfg, has_backbone)
+    freeze = min(cfg.freeze_epochs, cfg.epochs) if has_backbone else 0
     phases = [("frozen", 0, freeze)] if freeze else []
     ends = cycle_ends(freeze, cfg.epochs, cfg.snapshots)
     return phases + [("full", first, end) for first, end in zip([freeze, *ends[:-1]], ends) if end > first]
@@ -277,8 +272,8 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
         write_json(run_dir / "args.json", {**cfg.to_json(), "template_digest": digest,
                                            "distribution": dist.to_json()})
         write_run_split(run_dir, split)
-    ends = cycle_ends(frozen_epochs(cfg, models.backbone is not None), cfg.epochs, cfg.snapshots) \
-        if cfg.snapshots > 1 else []
+    phases = plan_phases(cfg, models.backbone is not None)
+    ends = [end for phase, _, end in phases if phase == "full"] if cfg.snapshots > 1 else []  # the cycles' ends
     if ends and cfg.patience and monitor:
         notes.append(f"early stopping is off: a snapshot run's restarts raise the loss on purpose (--patience "
                      f"{cfg.patience} unused)")
@@ -308,7 +303,7 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
                                     best=best, wait=initial_epoch - best_epoch if best_epoch else 0)
 
     interrupted = False
-    plan = [] if finish_only else plan_phases(cfg, models.backbone is not None)
+    plan = [] if finish_only else phases
     if any(end > initial_epoch for _, _, end in plan):
         log_training(run_dir, cfg.task, resumed=initial_epoch > 0)
     try:
