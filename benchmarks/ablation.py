@@ -11,7 +11,10 @@ seed), so a long ablation can run in pieces and a rerun replaces its row; the
 .md table beside it shows each variant's mean and its change against
 ``baseline`` over the seeds present. ``--epochs`` shortens every run alike
 (a CPU-sized ablation); the tag should say so, since a file whose rows ran
-another ``--epochs`` is refused.
+another ``--epochs`` is refused. ``--resume`` makes a chain of time-limited
+calls (the GPU machine's 10-minute commands) add up to one ablation: rows the
+file already holds are not trained again, and a run that a limit cut short
+continues from its last epoch (``facekit train --resume``).
 """
 
 from __future__ import annotations
@@ -160,7 +163,12 @@ def main() -> None:
                     "split (several: their mean)")
     ap.add_argument("--rescore", action="store_true",
                     help="score the saved model of every row that lacks a score column (no training)")
+    ap.add_argument("--resume", action="store_true",
+                    help="skip the (variant, seed) rows the results file holds; continue a run a time limit "
+                         "stopped")
     args = ap.parse_args()
+    if args.resume and args.rescore:
+        ap.error("--rescore trains nothing; --resume is for training")
 
     from facekit.contract import HAND_IN_NAMES
     from facekit.data.labelled import load_labelled
@@ -194,14 +202,24 @@ def main() -> None:
         if overrides["cache"] == RAW_CACHE:
             ensure_raw_cache(args.data)
         for seed in args.seeds:
+            if args.resume and (args.task, variant, seed) in measured(name, args.epochs):
+                print(f"{variant} seed {seed}: measured already ({RESULTS / name}.json)", flush=True)
+                continue
             cfg = TrainConfig.for_task(args.task, init_seed=seed, epochs=args.epochs, project=args.project,
                                        name=f"{name}-{args.task}-{variant}-seed{seed}", **overrides)
+            stopped = Path(cfg.project) / args.task / cfg.name
+            resume = stopped if args.resume and (stopped / "args.json").is_file() else None
             row = {"task": args.task, "variant": variant, "seed": seed, "epochs": cfg.epochs,
-                   "commit": environment()["commit"], **train_and_score(cfg, val)}
+                   "commit": environment()["commit"], **train_and_score(cfg, val, resume=resume)}
             print(row, flush=True)
             rows = earlier_rows(name, {"epochs_override": args.epochs})  # others may have written meanwhile
             result["rows"] = merge_row(rows, row, ("task", "variant", "seed"))
             write(name, result, val, args.epochs)
+
+
+def measured(name: str, epochs: int | None) -> set[tuple[str, str, int]]:
+    """The (task, variant, seed) rows the results file holds now (another call may have added some)."""
+    return {(r["task"], r["variant"], r["seed"]) for r in earlier_rows(name, {"epochs_override": epochs})}
 
 
 def write(name: str, result: dict[str, Any], val: Any, epochs: int | None) -> None:

@@ -353,6 +353,45 @@ def test_ablation_refuses_rows_of_another_epoch_count_before_training(tiny_cache
     assert not (tmp_path / "runs").exists()
 
 
+def test_ablation_resume_skips_measured_rows_and_continues_a_stopped_run(tiny_cache, tmp_path, monkeypatch):
+    import json
+    import sys
+
+    import benchmarks.ablation
+    import benchmarks.common
+    from facekit.data.cache import read_attrs
+
+    monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
+    monkeypatch.setattr(benchmarks.ablation, "RESULTS", tmp_path)
+    # An earlier call measured the baseline and was cut short inside race-0.2 (its run folder has args.json).
+    measured = {**_row("baseline", 0, 5.3, 0.93), "backend": "jax", "gpu": "H100"}
+    (tmp_path / "ablation-t.json").write_text(json.dumps({"rows": [measured], "epochs_override": None}))
+    stopped = tmp_path / "runs" / "finetune" / "ablation-t-finetune-race-0.2-seed0"
+    stopped.mkdir(parents=True)
+    (stopped / "args.json").write_text("{}")
+    calls = []
+
+    def fake_train_and_score(cfg, val, resume=None):
+        calls.append((cfg.name, resume))
+        scores = {k: v for k, v in _row("-", 0, 5.1, 0.94).items() if k not in ("task", "variant", "seed")}
+        return {**scores, "backend": "jax", "gpu": "H100", "run_dir": str(stopped)}
+
+    monkeypatch.setattr(benchmarks.ablation, "train_and_score", fake_train_and_score)
+    argv = ["ablation", "--task", "finetune", "--variants", "baseline", "race-0.2", "snapshots-3",
+            "--data", read_attrs(tiny_cache)["source_dir"], "--project", str(tmp_path / "runs"), "--tag", "t"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--resume"])
+    benchmarks.ablation.main()
+    assert calls == [("ablation-t-finetune-race-0.2-seed0", stopped), ("ablation-t-finetune-snapshots-3-seed0", None)]
+    rows = json.loads((tmp_path / "ablation-t.json").read_text())["rows"]
+    assert [(r["variant"], r["raw_mae"]) for r in rows] == [("baseline", 5.3), ("race-0.2", 5.1), ("snapshots-3", 5.1)]
+    calls.clear()  # every row measured: a further call trains nothing; without --resume, each is a rerun
+    benchmarks.ablation.main()
+    assert calls == []
+    monkeypatch.setattr(sys, "argv", argv)
+    benchmarks.ablation.main()
+    assert calls == [(f"ablation-t-finetune-{v}-seed0", None) for v in ("baseline", "race-0.2", "snapshots-3")]
+
+
 def test_ablation_trains_no_variant_a_default_has_absorbed():
     from benchmarks.ablation import default_variants
 

@@ -75,3 +75,26 @@ def test_session_refuses_to_start_without_the_packed_files(tmp_path: Path):
     res = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu" / "session.sh"), "true"], cwd=tmp_path,
                          capture_output=True, text=True, env={**os.environ, "OUT": str(tmp_path / "o")})
     assert res.returncode == 2 and "run benchmarks/gpu/pack.sh here" in res.stderr
+
+
+def test_round_three_plan_names_only_variants_that_apply_and_resumes(tmp_path: Path):
+    from benchmarks.ablation import VARIANTS
+
+    # A python3 that records each call instead of training: the plan is judged by what it would run.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {tmp_path / "calls"}\n')
+    (bin_dir / "python3").chmod(0o755)
+    res = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu" / "round3.sh")], cwd=tmp_path, text=True,
+                         capture_output=True, env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert res.returncode == 0, res.stderr
+    calls = [line.split() for line in (tmp_path / "calls").read_text().splitlines()]
+    assert [c[c.index("--task") + 1] for c in calls] == ["finetune", "scratch"]
+    for call in calls:
+        assert call[:2] == ["-m", "benchmarks.ablation"] and "--resume" in call and "--tag" in call
+        assert call[call.index("--data") + 1] == ".gpu/train_val"  # ../shared does not travel
+        task, rest = call[call.index("--task") + 1], call[call.index("--variants") + 1:]
+        variants = rest[: next((i for i, v in enumerate(rest) if v.startswith("--")), len(rest))]
+        assert variants[0] == "baseline" and len(variants) > 1
+        for v in variants:
+            assert v in VARIANTS and task in VARIANTS[v][2], f"{v} does not apply to {task}"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Issue 47's lever table on the lent GPU machine, seed 0 of each against a baseline trained there
+# (same backend, same commit), most expected value per device minute first. Run it through session.sh:
+#
+#   bash benchmarks/gpu/session.sh bash benchmarks/gpu/round3.sh
+#
+# A call's time limit may stop it anywhere: the next call (or the next session, from the results file
+# committed here) skips the rows benchmarks/results/ablation-round3.json holds and continues a run the
+# limit cut short (ablation --resume). Tested: every variant exists and applies to its task.
+set -euo pipefail
+ablation() { python3 -m benchmarks.ablation --data .gpu/train_val --tag round3 --resume "$@"; }
+ablation --task finetune --variants baseline backbone-lr-0.1 snapshots-3 race-0.2 layer-decay-0.95
+ablation --task scratch --variants baseline snapshots-3 race-0.2 aug-strong cutmix
