@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from benchmarks.common import RESULTS, ROOT, mean_sd, model_letter, table
@@ -26,12 +28,30 @@ BEGIN, END = "<!-- results:begin (python -m benchmarks.results_page) -->", "<!--
 # Targets of the accuracy work (held-out raw chips read as cv2.imread / 255, mean of 3 seeds).
 TARGETS = {"scratch": (5.0, 0.925), "finetune": (4.8, 0.935)}
 
-# Rows of the at-a-glance table: (what, model, results files, merge members or None for a seed mean).
-GLANCE: list[tuple[str, str, list[str], int | None]] = [
-    ("defaults (60 epochs), 3 seeds", "scratch", ["accuracy-long", "accuracy-long-seed1", "accuracy-long-seed2"], None),
-    ("best file: 3 runs merged (`facekit merge`)", "scratch", ["ensemble-a60-refit"], 3),
-    ("defaults (EMA), 3 seeds", "finetune", ["accuracy-ema", "accuracy-ema-seed1", "accuracy-ema-seed2"], None),
-    ("best file: 3 refits merged (`facekit merge`)", "finetune", ["ensemble-b-refit-seeds3"], 3),
+
+@dataclass(frozen=True)
+class Glance:
+    """One row of the at-a-glance table: which results files make it up, never a figure.
+
+    ``members`` picks a merge's row of an ensemble file (else the row is the mean of the files' seeds);
+    ``file_cost`` names the ensemble file whose one-member row measured one such file's size and speed.
+    """
+
+    what: str
+    task: str
+    files: tuple[str, ...]
+    members: int | None = None
+    file_cost: str | None = None
+
+
+GLANCE = [
+    Glance("defaults (60 epochs), 3 seeds", "scratch", ("accuracy-long", "accuracy-long-seed1", "accuracy-long-seed2"),
+           file_cost="ensemble-a60-refit"),
+    Glance("best file: 3 runs merged (`facekit merge`)", "scratch", ("ensemble-a60-refit",), members=3),
+    Glance("defaults (EMA), 3 seeds", "finetune", ("accuracy-ema", "accuracy-ema-seed1", "accuracy-ema-seed2"),
+           file_cost="ensemble-b-refit-seeds3"),
+    Glance("`--members 2 --refit` (measured before EMA)", "finetune", ("ensemble-b-refit-seeds3",), members=2),
+    Glance("`--members 3 --refit` (measured before EMA)", "finetune", ("ensemble-b-refit-seeds3",), members=3),
 ]
 
 
@@ -47,25 +67,58 @@ def pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
+def hours(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 3600:.1f} h"
+
+
+def training_seconds(run: str, results: dict[str, dict[str, Any]]) -> float | None:
+    """What producing the file of run folder ``run`` cost: its own training, plus the split run that chose a
+    refit's epoch count (``--refit`` trains both); None when no results file recorded that run."""
+    for name, data in results.items():
+        for r in data.get("rows", []) if isinstance(data.get("rows"), list) else []:
+            if name.startswith("accuracy") and r.get("run_dir") == run:
+                return r["train_seconds"]
+            if name.startswith("refit") and r.get("refit", {}).get("run_dir") == run:
+                return r["split"]["train_seconds"] + r["refit"]["train_seconds"]
+    return None
+
+
+def merge_training(ensemble: dict[str, Any], members: int, results: dict[str, dict[str, Any]]) -> float | None:
+    """The training of a merge's first ``members`` files, summed; None if any member's is unrecorded."""
+    each = [training_seconds(str(Path(f).parent), results) for f in ensemble["files"][:members]]
+    return None if None in each else sum(each)
+
+
+def file_cost(row: dict[str, Any]) -> str:
+    return f"{row['ms_per_image']:.0f} ms, {row['megabytes']:.0f} MB"
+
+
 def glance_rows() -> list[list[str]]:
+    results = all_results()
     rows = []
-    for what, task, names, members in GLANCE:
-        if members is None:
-            runs = [r for n in names for r in load(n)["rows"] if r["task"] == task]
+    for g in GLANCE:
+        if g.members is None:
+            runs = [r for n in g.files for r in load(n)["rows"] if r["task"] == g.task]
             mae, acc = mean_sd([r["raw_mae"] for r in runs])["mean"], mean_sd([r["raw_acc"] for r in runs])["mean"]
-            source = ", ".join(f"[{n}](benchmarks/results/{n}.md)" for n in names)
+            train = mean_sd([r["train_seconds"] for r in runs])["mean"]
+            (one,) = [r for r in load(g.file_cost)["rows"] if r["members"] == 1] if g.file_cost else [None]
+            cost = file_cost(one) if one else "-"
+            source = ", ".join(f"[{n}](benchmarks/results/{n}.md)" for n in g.files)
         else:
-            (row,) = [r for r in load(names[0])["rows"] if r["members"] == members]
-            mae, acc = row["mae"], row["gender_accuracy"]
-            source = f"[{names[0]}](benchmarks/results/{names[0]}.md)"
-        goal_mae, goal_acc = TARGETS[task]
-        rows.append([f"{model_letter(task)}", what, f"{mae:.2f}", pct(acc), f"<= {goal_mae} / >= {pct(goal_acc)}",
-                     source])
+            data = load(g.files[0])
+            (row,) = [r for r in data["rows"] if r["members"] == g.members]
+            mae, acc, cost = row["mae"], row["gender_accuracy"], file_cost(row)
+            train = merge_training(data, g.members, results)
+            source = f"[{g.files[0]}](benchmarks/results/{g.files[0]}.md)"
+        goal_mae, goal_acc = TARGETS[g.task]
+        rows.append([f"{model_letter(g.task)}", g.what, f"{mae:.2f}", pct(acc), hours(train), cost,
+                     f"<= {goal_mae} / >= {pct(goal_acc)}", source])
     return rows
 
 
 def glance_block() -> list[str]:
-    return table(["model", "what", "MAE (years)", "gender accuracy", "target", "results"], glance_rows())
+    return table(["model", "what", "MAE (years)", "gender accuracy", "training (2-core CPU)",
+                  "inference per image, file size", "target", "results"], glance_rows())
 
 
 def accuracy_command(name: str, data: dict[str, Any], row: dict[str, Any]) -> str:
@@ -152,6 +205,12 @@ def page() -> str:
         "twin says how it was measured; [benchmarks.md](benchmarks.md) says how to run each benchmark.",
         "",
         "## At a glance",
+        "",
+        "Training is the hours of training behind the file on the 2-core CPU machines its results files name "
+        "(a merge: its members' summed; a refit: the split run that chose its epoch count and the refit); a GPU "
+        "takes minutes. Inference is the file's time per image in batches of 64 on the ensemble benchmark's "
+        "machine, for a seed row one member of that model's merge. `--members K --refit` was measured as K "
+        "refits of B's defaults before EMA became one, each trained on 4,000 chips (`benchmarks.refit`), merged.",
         "",
         *glance,
         "",

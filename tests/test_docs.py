@@ -57,6 +57,20 @@ def test_readme_figures_are_the_generated_ones():
         assert f"| {row[2]} | {row[3]} |" in block
 
 
+def test_a_merges_training_counts_every_member_and_a_refits_split_run():
+    results = {
+        "accuracy-x": {"rows": [{"run_dir": "runs/accuracy/scratch/s1", "train_seconds": 100.0}]},
+        "refit-x": {"rows": [{"split": {"run_dir": "runs/refit/scratch/s0", "train_seconds": 30.0},
+                              "refit": {"run_dir": "runs/refit/scratch/s0-full", "train_seconds": 40.0}}]},
+        "train_speed": {"rows": {"not": "a list"}},
+    }
+    merge = {"files": ["runs/accuracy/scratch/s1/age_gender_A.keras", "runs/refit/scratch/s0-full/age_gender_A.keras",
+                       "runs/elsewhere/age_gender_A.keras"]}
+    assert results_page.merge_training(merge, 2, results) == 170.0
+    assert results_page.merge_training(merge, 3, results) is None  # a member no results file recorded
+    assert results_page.hours(None) == "-" and results_page.hours(5400) == "1.5 h"
+
+
 @pytest.mark.parametrize("command,page", [(c.__name__, p) for c, p in COMMANDS])
 def test_every_help_ends_with_its_docs_page(command: str, page: str):
     res = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "240"})
