@@ -75,10 +75,16 @@ def merge(
                                       "age_gender_B.keras).")],
     output_order: Annotated[OutputOrder | None, typer.Option(help="Order of the two outputs (default "
                                                              "age,gender).")] = None,
+    age_from: Annotated[list[int] | None, typer.Option(help="Members (numbered from 1, as given) whose age "
+                                                       "the age output averages; repeat it. Default: all.")] = None,
+    gender_from: Annotated[list[int] | None, typer.Option(help="Members whose gender the gender output "
+                                                          "averages; repeat it. Default: all.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Join several trained models into one hand-in file that averages them (built-in layers only)."""
+    """Join several trained models into one hand-in file that averages them (built-in layers only); each
+    output may average a subset of them (--age-from, --gender-from)."""
     from facekit.contract import DEFAULT_OUTPUT_ORDER, hand_in_kind
+    from facekit.model.ensemble import output_members
     from facekit.model.export import save_hand_in
     from facekit.model.files import merge_files
     from facekit.utils.atomic import output_path
@@ -96,17 +102,23 @@ def merge(
     if len(kinds) > 1:
         fail("members of Model A and Model B cannot be merged: Model A must stay a network trained from scratch")
     try:
+        ages, genders = output_members(len(models), age_from, gender_from)
         with err_console.status(f"merging {len(models)} models", spinner="dots"):
-            model = merge_files(models, value_of(output_order) or DEFAULT_OUTPUT_ORDER)
+            model = merge_files(models, value_of(output_order) or DEFAULT_OUTPUT_ORDER, ages, genders)
             save_hand_in(model, out)
     except (OSError, ValueError) as exc:
         fail(reason(exc))
     size = out.stat().st_size / 2**20
     if json_out:
-        print_json({"out": str(out), "members": [str(p) for p in models], "megabytes": round(size, 2)})
+        print_json({"out": str(out), "members": [str(p) for p in models], "age_from": ages, "gender_from": genders,
+                    "megabytes": round(size, 2)})
         return
-    console.print(f"[green]merged[/] {len(models)} models into {escape(str(out))} ({size:.1f} MB): age is their mean, "
-                  "P(female) the sigmoid of their mean logit", highlight=False)
+    every = list(range(1, len(models) + 1))
+    which = ("age is their mean, P(female) the sigmoid of their mean logit" if ages == genders == every else
+             f"age from member{'s' * (len(ages) > 1)} {', '.join(map(str, ages))}, gender from "
+             f"member{'s' * (len(genders) > 1)} {', '.join(map(str, genders))}")
+    console.print(f"[green]merged[/] {len(models)} models into {escape(str(out))} ({size:.1f} MB): {which}",
+                  highlight=False)
     console.print(f"next: facekit check {out} --data DIR", highlight=False)
 
 

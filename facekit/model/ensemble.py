@@ -16,9 +16,17 @@ Each member's layers are copied into the graph under a ``m<i>_`` prefix (flat,
 not nested), so Model A's rule still finds a small map before the first
 fully connected layer. Members must be facekit exports (they have the
 ``age_dist`` and ``gender`` layers the averaging needs).
+
+Each output may average a subset of the members (``age_from``, ``gender_from``):
+a recipe that is better at one task than the other (round two: strong
+augmentation for B's age, CutMix for its gender) then gives only that output,
+and the heads nobody reads are left out of the graph.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -54,10 +62,10 @@ def age_dist_layers(model: keras.Model) -> list[keras.layers.Layer]:
     by_name = {layer.name: layer for layer in model.layers}
     if AGE_DISTRIBUTION in by_name:
         return [by_name[AGE_DISTRIBUTION]]
-    members = []
-    while (name := MEMBER_PREFIX.format(len(members)) + AGE_DISTRIBUTION) in by_name:
-        members.append(by_name[name])
-    return members
+    # Not necessarily m0, m1, ...: a member that gives only the gender has no age head in the graph.
+    pattern = re.compile(MEMBER_PREFIX.format(r"(\d+)") + re.escape(AGE_DISTRIBUTION))
+    found = {int(m.group(1)): layer for name, layer in by_name.items() if (m := pattern.fullmatch(name))}
+    return [found[i] for i in sorted(found)]
 
 
 def _copy_into(member: keras.Model, inp, prefix: str) -> keras.Model:
@@ -71,9 +79,35 @@ def _copy_into(member: keras.Model, inp, prefix: str) -> keras.Model:
     return copy
 
 
+def output_members(k: int, age_from: Sequence[int] | None, gender_from: Sequence[int] | None
+                   ) -> tuple[list[int], list[int]]:
+    """The members (numbered from 1, as given) whose age and whose gender each output averages: all by
+    default; refused when a number is out of range or repeated, an output has none, or a member gives neither."""
+    chosen = []
+    for what, given in (("age", age_from), ("gender", gender_from)):
+        picked = list(range(1, k + 1)) if given is None else list(given)
+        if not picked:
+            raise ValueError(f"the {what} output needs at least one member")
+        if bad := [i for i in picked if not 1 <= i <= k]:
+            raise ValueError(f"{what} from member {bad[0]}: the members are numbered 1 to {k}, as given")
+        if len(set(picked)) < len(picked):
+            raise ValueError(f"{what}: a member named twice ({', '.join(map(str, picked))})")
+        chosen.append(sorted(picked))
+    if idle := sorted(set(range(1, k + 1)) - set(chosen[0]) - set(chosen[1])):
+        raise ValueError(f"member {idle[0]} gives neither the age nor the gender: leave it out of the merge")
+    return chosen[0], chosen[1]
+
+
+def _joined(tensors: list, name: str):
+    # One tensor stays as it is: a one-input Concatenate is not a layer every Keras 3 release builds.
+    return tensors[0] if len(tensors) == 1 else layers.Concatenate(name=name)(tensors)
+
+
 def merge(members: list[keras.Model], output_order: str = DEFAULT_OUTPUT_ORDER,
-          name: str = "age_gender_ensemble") -> keras.Model:
-    """One model whose age is the members' mean age and whose P(female) is the sigmoid of their mean logit."""
+          name: str = "age_gender_ensemble", age_from: Sequence[int] | None = None,
+          gender_from: Sequence[int] | None = None) -> keras.Model:
+    """One model whose age is the mean age of the ``age_from`` members and whose P(female) is the sigmoid of
+    the ``gender_from`` members' mean logit (members numbered from 1; default: every member for both)."""
     if len(members) < 2:
         raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
     check_output_order(output_order)
@@ -83,22 +117,24 @@ def merge(members: list[keras.Model], output_order: str = DEFAULT_OUTPUT_ORDER,
         if missing:
             raise ValueError(f"member {i + 1} ({m.name}) has no {' or '.join(sorted(missing))} layer: only facekit "
                              "exports can be merged (their age distribution and gender unit are averaged)")
+    ages, genders = output_members(len(members), age_from, gender_from)
     inp = keras.Input(INPUT_SHAPE, name="image")
     dists, features, kernels, biases = [], [], [], []
     for i, member in enumerate(members):
         prefix = MEMBER_PREFIX.format(i)
         copy = _copy_into(member, inp, prefix)
-        dists.append(copy.get_layer(prefix + AGE_DISTRIBUTION).output)
-        gender = copy.get_layer(prefix + "gender")
-        features.append(gender.input)
-        kernel, bias = gender.get_weights()
-        kernels.append(kernel)
-        biases.append(bias)
-    k = len(members)
+        if i + 1 in ages:
+            dists.append(copy.get_layer(prefix + AGE_DISTRIBUTION).output)
+        if i + 1 in genders:
+            gender = copy.get_layer(prefix + "gender")
+            features.append(gender.input)
+            kernel, bias = gender.get_weights()
+            kernels.append(kernel)
+            biases.append(bias)
     age_layer = layers.Dense(1, use_bias=False, trainable=False, name="age", dtype="float32")
-    age = age_layer(layers.Concatenate(name="age_dists")(dists))
-    age_layer.set_weights([np.tile(np.arange(N_AGES, dtype=np.float32), k)[:, None] / k])
+    age = age_layer(_joined(dists, "age_dists"))
+    age_layer.set_weights([np.tile(np.arange(N_AGES, dtype=np.float32), len(dists))[:, None] / len(dists)])
     gender_layer = layers.Dense(1, activation="sigmoid", trainable=False, name="gender", dtype="float32")
-    gender = gender_layer(layers.Concatenate(name="gender_features")(features))
-    gender_layer.set_weights([np.concatenate(kernels, axis=0) / k, np.mean(biases, axis=0)])
+    gender = gender_layer(_joined(features, "gender_features"))
+    gender_layer.set_weights([np.concatenate(kernels, axis=0) / len(kernels), np.mean(biases, axis=0)])
     return keras.Model(inp, in_output_order(age, gender, output_order), name=name)

@@ -10,6 +10,7 @@ command, instead of a different traceback in each.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import keras
 from facekit.contract import AGE_DISTRIBUTION, DEFAULT_OUTPUT_ORDER, HAND_IN_NAMES, output_roles
 from facekit.contract.probe import layer_activation, output_names, producer
 from facekit.model.compat import read_config
-from facekit.model.ensemble import age_dist_layers, merge
+from facekit.model.ensemble import age_dist_layers, merge, output_members
 
 
 class BadModelFile(ValueError):
@@ -83,7 +84,10 @@ def require_export(file: ModelFile, why: str) -> ModelFile:
     return file
 
 
-def merge_files(paths: list[str | Path], output_order: str = DEFAULT_OUTPUT_ORDER) -> keras.Model:
+def merge_files(paths: list[str | Path], output_order: str = DEFAULT_OUTPUT_ORDER,
+                age_from: Sequence[int] | None = None, gender_from: Sequence[int] | None = None) -> keras.Model:
     """``merge`` of saved files (hand-in files of several training runs), each opened and checked here."""
     paths = [model_file(p) for p in paths]  # every path first: a folder is refused before minutes of loading
-    return merge([require_export(open_model(p), "merging averages").model for p in paths], output_order)
+    output_members(len(paths), age_from, gender_from)  # so is a member number out of range
+    return merge([require_export(open_model(p), "merging averages").model for p in paths], output_order,
+                 age_from=age_from, gender_from=gender_from)

@@ -19,15 +19,19 @@ VERSIONS = ("3.5", "3.8", "3.13")  # the oldest supported, Colab's until mid-202
 
 @pytest.fixture(scope="module")
 def fresh_exports(trained_runs, tmp_path_factory):
-    """Tiny A and B trained for a few steps with this environment's Keras and exported the facekit way, and a
-    merge (what `merge`, `train --members` and `--snapshots` hand in: cloned, renamed layers, Concatenate)."""
+    """Tiny A and B trained for a few steps with this environment's Keras and exported the facekit way, a
+    merge (what `merge`, `train --members` and `--snapshots` hand in: cloned, renamed layers, Concatenate), and
+    a merge whose outputs come from different members (`merge --age-from 1 --gender-from 2`: no Concatenate,
+    heads left out)."""
     from facekit.model.export import save_hand_in
     from facekit.model.files import merge_files
 
     a, b = trained_runs["A"] / "age_gender_A.keras", trained_runs["B"] / "age_gender_B.keras"
     merged = tmp_path_factory.mktemp("merged") / "age_gender_B.keras"
     save_hand_in(merge_files([b, b]), merged)
-    return [a, b, merged]
+    split = merged.with_name("split_age_gender_B.keras")
+    save_hand_in(merge_files([b, b], age_from=[1], gender_from=[2]), split)
+    return [a, b, merged, split]
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from facekit.inference.check import check_model
-from facekit.model.ensemble import merge
+from facekit.model.ensemble import age_dist_layers, merge, output_members
 from facekit.model.export import save_hand_in
 from facekit.model.models import build_scratch, export_from_train
 from facekit_cli.main import app
@@ -61,6 +61,33 @@ def test_merge_refuses_what_it_cannot_average(tmp_path):
 
 
 @pytest.mark.slow
+def test_each_output_may_average_its_own_members(tmp_path):
+    members = [_member(0), _member(1), _member(2)]
+    x = np.random.default_rng(1).uniform(0, 1, (4, 128, 128, 3)).astype("float32")
+    outs = [m.predict(x, verbose=0) for m in members]
+    dest = tmp_path / "age_gender_A.keras"
+    save_hand_in(merge(members, age_from=[2], gender_from=[1, 3]), dest)
+    loaded = keras.models.load_model(dest)
+    age, gender = loaded.predict(x, verbose=0)
+    np.testing.assert_allclose(age, outs[1][0], atol=1e-4)  # member 2's age alone
+    want = 1 / (1 + np.exp(-np.mean([_logit(outs[i][1].astype(np.float64)) for i in (0, 2)], axis=0)))
+    np.testing.assert_allclose(gender, want, atol=1e-5)
+    assert np.abs(age - outs[0][0]).max() > 0.5  # the members differ, so the choice shows
+    names = {layer.name for layer in loaded.layers}
+    assert "m1_age_dist" in names and not {"m0_age_dist", "m2_age_dist", "m1_gender"} & names  # unread heads out
+    assert [layer.name for layer in age_dist_layers(loaded)] == ["m1_age_dist"]  # what distillation reads
+
+
+def test_output_members_refuses_what_no_output_would_use():
+    assert output_members(3, None, [2]) == ([1, 2, 3], [2])
+    for age, gender, message in [([4], None, "numbered 1 to 3"), ([0], None, "numbered 1 to 3"),
+                                 ([], None, "at least one member"), ([1, 1], None, "named twice"),
+                                 ([1], [2], "member 3 gives neither")]:
+        with pytest.raises(ValueError, match=message):
+            output_members(3, age, gender)
+
+
+@pytest.mark.slow
 def test_merge_cli(tiny_models, tmp_path, probes_in_process):
     out = tmp_path / "age_gender_B.keras"
     res = runner.invoke(app, ["merge", str(tiny_models["B"]), str(tiny_models["B_swapped"]), "-o", str(out),
@@ -69,6 +96,13 @@ def test_merge_cli(tiny_models, tmp_path, probes_in_process):
     assert json.loads(res.stdout)["out"] == str(out)
     res = runner.invoke(app, ["check", str(out), "--keras", "none", "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)[0]["output_order"] == ["age", "gender"]
+    split = tmp_path / "split_age_gender_B.keras"
+    res = runner.invoke(app, ["merge", str(tiny_models["B"]), str(tiny_models["B_swapped"]), "-o", str(split),
+                              "--age-from", "2", "--gender-from", "1"])
+    assert res.exit_code == 0 and "age from member 2, gender from member 1" in res.stdout, res.output
+    res = runner.invoke(app, ["merge", str(tiny_models["B"]), str(tiny_models["B_swapped"]), "-o", str(split),
+                              "--age-from", "3", "--json"])
+    assert res.exit_code == 1 and "numbered 1 to 2" in res.stderr and res.stdout == ""
     res = runner.invoke(app, ["merge", str(tiny_models["A"]), str(tiny_models["B"]), "-o", str(out)])
     assert res.exit_code == 1 and "Model A must stay" in res.stderr
     res = runner.invoke(app, ["merge", str(tiny_models["B"]), str(tmp_path / "none_B.keras"), "-o", str(out)])
