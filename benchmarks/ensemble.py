@@ -1,7 +1,7 @@
 """What k members in one file are worth: MAE, accuracy, file size and inference time for k = 1..K.
 
     python -m benchmarks.ensemble MEMBER MEMBER [MEMBER ...] [--data ../shared/data/train_val]
-                                  [--holdout RUN] [--tag NAME]
+                                  [--holdout RUN] [--age-from N ...] [--gender-from N ...] [--tag NAME]
 
 Each MEMBER is a finished training run of one task on one split (for example
 the seeds of ``benchmarks.accuracy``: runs/accuracy/finetune/finetune-seed0 ...),
@@ -15,7 +15,10 @@ against the mean of its own members). A run whose split differs is refused: its 
 be another run's training images. ``--holdout RUN`` scores members of different splits (a refit and
 the run beside it) on RUN's held-out chips instead, once every member's recorded split shows it never
 trained on them; a member that chose its epoch on them is allowed and marked, since that flatters it.
-Writes benchmarks/results/ensemble[-TAG].json and .md.
+``--age-from`` / ``--gender-from`` (members numbered from 1) also score one
+merge of all the members whose outputs average only those members
+(``facekit merge --age-from``): a recipe better at age beside one better at
+gender. Writes benchmarks/results/ensemble[-TAG].json and .md.
 """
 
 from __future__ import annotations
@@ -34,15 +37,25 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=TRAIN_VAL)
     ap.add_argument("--holdout", type=Path, default=None, metavar="RUN",
                     help="score on this run's held-out chips; members may have other splits if none trained on them")
+    ap.add_argument("--age-from", type=int, nargs="+", default=None, metavar="N",
+                    help="also score a merge whose age averages only these members (numbered from 1)")
+    ap.add_argument("--gender-from", type=int, nargs="+", default=None, metavar="N",
+                    help="... and whose gender averages only these")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
 
     from facekit.engine.recipe import TrainConfig
     from facekit.inference.evaluate import evaluate
     from facekit.inference.load import load
+    from facekit.model.ensemble import output_members
     from facekit.model.export import save_hand_in
     from facekit.model.files import merge_files
 
+    chosen = args.age_from is not None or args.gender_from is not None
+    try:  # before anything is loaded
+        ages, genders = output_members(len(args.members), args.age_from, args.gender_from)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     runs = [m.parent if m.suffix == ".keras" else m for m in args.members]
     cfgs = [TrainConfig.load(r / "args.json") for r in runs]
     if args.holdout is None:
@@ -90,10 +103,19 @@ def main() -> None:
             row["gain_accuracy"] = row["gender_accuracy"] - row["alone_accuracy"]["mean"]
             rows.append(row)
             print(row)
+        split = None
+        if chosen:
+            path = Path(tmp) / f"split_{cfgs[0].export_name}"
+            save_hand_in(merge_files(files, cfgs[0].output_order, ages, genders), path)
+            split = {"age_from": ages, "gender_from": genders, **score(path, "split"),
+                     "age_members_alone_mae": mean_sd([alone[i - 1]["mae"] for i in ages]),
+                     "gender_members_alone_accuracy": mean_sd([alone[i - 1]["gender_accuracy"] for i in genders])}
+            print(split)
     name = "ensemble" + (f"-{args.tag}" if args.tag else "")
     result = {"task": cfgs[0].task, "runs": [str(r) for r in runs], "files": [str(f) for f in files],
               "holdout": str(args.holdout) if args.holdout else None,
-              "validation_images": len(val.names), "alone": alone, "rows": rows}
+              "validation_images": len(val.names), "alone": alone, "rows": rows,
+              **({"split": split} if split else {})}
     print(f"wrote {save(name, result)}")
     about = (f"{cfgs[0].task}; {len(val.names)} held-out chips"
              + (f" (those of {args.holdout}; no member trained on them)" if args.holdout else "")
@@ -106,7 +128,13 @@ def main() -> None:
                    [[r["members"], f"{r['mae']:.2f}", f"{r['gender_accuracy'] * 100:.1f} %",
                      plus_minus(r["alone_mae"]), plus_minus(r["alone_accuracy"], 100), f"{r['gain_mae']:+.2f}",
                      f"{r['gain_accuracy'] * 100:+.1f}", r["megabytes"], r["ms_per_image"]] for r in rows])
-    report(name, [about], members, merged)
+    outputs = [] if split is None else table(
+        ["age from members", "gender from members", "MAE", "gender accuracy", "its age members alone: MAE",
+         "its gender members alone: accuracy %", "file MB", "ms per image (batch 64, this machine)"],
+        [[", ".join(map(str, split["age_from"])), ", ".join(map(str, split["gender_from"])), f"{split['mae']:.2f}",
+          f"{split['gender_accuracy'] * 100:.1f} %", plus_minus(split["age_members_alone_mae"]),
+          plus_minus(split["gender_members_alone_accuracy"], 100), split["megabytes"], split["ms_per_image"]]])
+    report(name, [about], members, merged, *([outputs] if outputs else []))
 
 
 if __name__ == "__main__":

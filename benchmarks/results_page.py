@@ -164,6 +164,12 @@ def merges(results: dict[str, dict[str, Any]]) -> list[str]:
             rows.append([model_letter(data["task"]), str(r["members"]), f"{r['mae']:.2f}", pct(r["gender_accuracy"]),
                          f"{r.get('megabytes', '-')}", f"{r.get('ms_per_image', '-')}", data["commit"],
                          f"[{name}](../benchmarks/results/{name}.md)"])
+        if split := data.get("split"):  # each output from its own members (`merge --age-from`)
+            members = (f"{len(data['files'])}: age from {', '.join(map(str, split['age_from']))}, "
+                       f"gender from {', '.join(map(str, split['gender_from']))}")
+            rows.append([model_letter(data["task"]), members, f"{split['mae']:.2f}", pct(split["gender_accuracy"]),
+                         f"{split['megabytes']}", f"{split['ms_per_image']}", data["commit"],
+                         f"[{name}](../benchmarks/results/{name}.md)"])
     return table(["model", "members", "MAE", "accuracy", "MB", "ms/image", "commit", "file"], rows)
 
 

@@ -44,7 +44,8 @@ def test_ensemble_benchmark_runs_on_two_quick_runs(tiny_cache, trained_runs, tmp
     # A member is a run folder (its hand-in file) or a .keras file inside one (e.g. its last epoch).
     copied = runs[1] / "other-age_gender_A.keras"
     copied.write_bytes((runs[1] / "age_gender_A.keras").read_bytes())
-    monkeypatch.setattr(sys, "argv", ["ensemble", str(runs[0]), str(copied), "--data", data, "--tag", "t"])
+    monkeypatch.setattr(sys, "argv", ["ensemble", str(runs[0]), str(copied), "--data", data, "--tag", "t",
+                                      "--age-from", "1", "--gender-from", "2"])
     benchmarks.ensemble.main()
     result = json.loads((tmp_path / "ensemble-t.json").read_text())
     rows, alone = result["rows"], result["alone"]
@@ -55,6 +56,11 @@ def test_ensemble_benchmark_runs_on_two_quick_runs(tiny_cache, trained_runs, tmp
     assert abs(rows[1]["alone_mae"]["mean"] - (alone[0]["mae"] + alone[1]["mae"]) / 2) < 1e-12
     assert abs(rows[1]["gain_mae"] - (rows[1]["alone_mae"]["mean"] - rows[1]["mae"])) < 1e-12
     assert "| 2 |" in (tmp_path / "ensemble-t.md").read_text()
+    # Age from member 1 alone and gender from member 2 alone: each output scores as that member does.
+    split = result["split"]
+    assert split["age_from"] == [1] and split["gender_from"] == [2]
+    assert abs(split["mae"] - alone[0]["mae"]) < 1e-4 and split["gender_accuracy"] == alone[1]["gender_accuracy"]
+    assert "| 1 | 2 |" in (tmp_path / "ensemble-t.md").read_text()
 
 
 @pytest.mark.slow

@@ -71,6 +71,15 @@ def test_a_merges_training_counts_every_member_and_a_refits_split_run():
     assert results_page.hours(None) == "-" and results_page.hours(5400) == "1.5 h"
 
 
+def test_a_per_output_merge_gets_its_own_row_on_the_results_page():
+    row = {"members": 2, "mae": 5.3, "gender_accuracy": 0.93, "megabytes": 16.5, "ms_per_image": 14.0}
+    split = {**row, "mae": 5.2, "gender_accuracy": 0.947, "age_from": [1], "gender_from": [2]}
+    data = {"task": "finetune", "commit": "abc1234", "files": ["a.keras", "b.keras"], "rows": [row], "split": split}
+    lines = results_page.merges({"ensemble-x": data})
+    assert any(line.startswith("| B | 2: age from 1, gender from 2 | 5.20 | 94.7 % |") for line in lines), lines
+    assert any(line.startswith("| B | 2 | 5.30 | 93.0 % |") for line in lines)
+
+
 @pytest.mark.parametrize("command,page", [(c.__name__, p) for c, p in COMMANDS])
 def test_every_help_ends_with_its_docs_page(command: str, page: str):
     res = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "240"})

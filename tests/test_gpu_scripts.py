@@ -80,21 +80,33 @@ def test_session_refuses_to_start_without_the_packed_files(tmp_path: Path):
 def test_round_three_plan_names_only_variants_that_apply_and_resumes(tmp_path: Path):
     from benchmarks.ablation import VARIANTS
 
-    # A python3 that records each call instead of training: the plan is judged by what it would run.
+    # A python3 that records each call instead of training: the plan is judged by what it would run. The two
+    # B runs the per-output merge reads are there, as on a warm machine after the B line.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python3").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {tmp_path / "calls"}\n')
     (bin_dir / "python3").chmod(0o755)
+    for variant in ("aug-strong", "cutmix"):
+        run = tmp_path / "runs" / "ablation" / "finetune" / f"ablation-round3-finetune-{variant}-seed0"
+        run.mkdir(parents=True)
+        (run / "age_gender_B.keras").touch()
     res = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu" / "round3.sh")], cwd=tmp_path, text=True,
                          capture_output=True, env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
     assert res.returncode == 0, res.stderr
     calls = [line.split() for line in (tmp_path / "calls").read_text().splitlines()]
-    assert [c[c.index("--task") + 1] for c in calls] == ["finetune", "scratch"]
-    for call in calls:
-        assert call[:2] == ["-m", "benchmarks.ablation"] and "--resume" in call and "--tag" in call
+    ablations = [c for c in calls if c[:2] == ["-m", "benchmarks.ablation"]]
+    assert [c[c.index("--task") + 1] for c in ablations] == ["finetune", "scratch"]
+    planned = set()
+    for call in ablations:
+        assert "--resume" in call and call[call.index("--tag") + 1] == "round3"
         assert call[call.index("--data") + 1] == ".gpu/train_val"  # ../shared does not travel
         task, rest = call[call.index("--task") + 1], call[call.index("--variants") + 1:]
         variants = rest[: next((i for i, v in enumerate(rest) if v.startswith("--")), len(rest))]
         assert variants[0] == "baseline" and len(variants) > 1
         for v in variants:
             assert v in VARIANTS and task in VARIANTS[v][2], f"{v} does not apply to {task}"
+            planned.add(f"runs/ablation/{task}/ablation-round3-{task}-{v}-seed0")  # ablation's run names
+    (merge,) = [c for c in calls if c[:2] == ["-m", "benchmarks.ensemble"]]
+    assert len(set(merge[2:4])) == 2 and set(merge[2:4]) <= planned  # it merges two runs the plan trains
+    assert merge[merge.index("--age-from") + 1] == "1" and merge[merge.index("--gender-from") + 1] == "2"
+    assert calls.index(merge) == calls.index(ablations[0]) + 1  # after B's runs, before A's

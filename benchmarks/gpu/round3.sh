@@ -9,5 +9,16 @@
 # limit cut short (ablation --resume). Tested: every variant exists and applies to its task.
 set -euo pipefail
 ablation() { python3 -m benchmarks.ablation --data .gpu/train_val --tag round3 --resume "$@"; }
-ablation --task finetune --variants baseline backbone-lr-0.1 snapshots-3 race-0.2 layer-decay-0.95
+ablation --task finetune --variants baseline backbone-lr-0.1 snapshots-3 race-0.2 layer-decay-0.95 aug-strong cutmix
+# B's age from strong augmentation, its gender from CutMix (round two: each better at one), one file:
+# needs both runs' files, which live on the machine only while it stays warm.
+b=runs/ablation/finetune/ablation-round3-finetune
+if [ ! -f benchmarks/results/ensemble-round3-b-strong-age-cutmix-gender.json ]; then
+  if [ -f "$b-aug-strong-seed0/age_gender_B.keras" ] && [ -f "$b-cutmix-seed0/age_gender_B.keras" ]; then
+    python3 -m benchmarks.ensemble "$b-aug-strong-seed0" "$b-cutmix-seed0" --data .gpu/train_val \
+      --age-from 1 --gender-from 2 --tag round3-b-strong-age-cutmix-gender
+  else
+    echo "skipped the strong-age, cutmix-gender merge: its two runs are not on this machine" >&2
+  fi
+fi
 ablation --task scratch --variants baseline snapshots-3 race-0.2 aug-strong cutmix
