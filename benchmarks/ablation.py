@@ -74,6 +74,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
                          {"backbone_lr": 0.5, "layer_decay": 0.95}, B_ONLY),
     "snapshots-3": ("snapshot ensemble: 3 cosine cycles in the same epochs, their last epochs merged",
                     {"snapshots": 3}, BOTH),
+    "snapshots-2": ("snapshot ensemble: 2 cosine cycles in the same epochs, their last epochs merged",
+                    {"snapshots": 2}, BOTH),
     "race-0.2": ("auxiliary race head during training, loss weight 0.2 (the export keeps two outputs)",
                  {"race_weight": 0.2}, BOTH),
 }

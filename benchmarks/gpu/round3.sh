@@ -21,4 +21,5 @@ if [ ! -f benchmarks/results/ensemble-round3-b-strong-age-cutmix-gender.json ]; 
     echo "skipped the strong-age, cutmix-gender merge: its two runs are not on this machine" >&2
   fi
 fi
-ablation --task scratch --variants baseline snapshots-3 race-0.2 aug-strong cutmix
+ablation --task scratch --variants baseline snapshots-3 race-0.2 aug-strong cutmix snapshots-2
+ablation --task finetune --variants snapshots-2
