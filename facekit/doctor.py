@@ -92,11 +92,22 @@ def backend_findings() -> list[Finding]:
 
     backend = keras.backend.backend()
     gpu = gpu_name()
-    out = [Finding("keras backend", OK, f"{backend} (Keras {keras.__version__}); set KERAS_BACKEND to change it")]
+    out = [backend_finding(backend, keras.__version__, gpu)]
     out.append(Finding("gpu", OK if gpu else INFO, gpu or "none seen by the backend: training runs on the CPU "
                        "(hours per model; see README), predict and check are fine"))
     out.append(predict_engine_finding(backend))
     return out
+
+
+def backend_finding(backend: str, version: str, gpu: str | None) -> Finding:
+    """The backend, and a warning where it makes training slow: XLA's CPU code for JAX trained several times
+    slower than TensorFlow's on a CPU (benchmarks/results/train_speed-cpu-jax.md against -tensorflow.md)."""
+    detail = f"{backend} (Keras {version}); set KERAS_BACKEND to change it"
+    if backend == "jax" and not gpu:
+        return Finding("keras backend", WARN, f"{detail}; on a CPU, JAX trains several times slower than "
+                       "TensorFlow (measured: benchmarks/results/train_speed-cpu-jax.md)",
+                       "KERAS_BACKEND=tensorflow (the default) to train on this machine")
+    return Finding("keras backend", OK, detail)
 
 
 def predict_engine_finding(backend: str) -> Finding:

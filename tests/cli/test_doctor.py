@@ -54,6 +54,14 @@ def test_doctor_names_each_problem_and_its_fix(monkeypatch, tmp_path):
     assert cv.status == "warn" and "different versions" in cv.detail and "==4.12.0.88" in cv.fix
 
 
+def test_jax_without_a_gpu_is_a_warning_with_its_fix():
+    slow = doctor.backend_finding("jax", "3.15.1", None)
+    assert slow.status == "warn" and "several times slower" in slow.detail and "KERAS_BACKEND=tensorflow" in slow.fix
+    assert (ROOT / "benchmarks" / "results" / "train_speed-cpu-jax.md").is_file()  # the measurement it names
+    assert doctor.backend_finding("jax", "3.15.1", "NVIDIA H100").status == "ok"
+    assert doctor.backend_finding("tensorflow", "3.15.1", None).status == "ok"
+
+
 def test_version_option():
     from facekit import __version__
 
