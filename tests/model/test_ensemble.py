@@ -27,21 +27,27 @@ def _member(seed: int) -> keras.Model:
     return export_from_train(m.train, tta=True)
 
 
-def _logit(p):
-    return np.log(p / (1 - p))
+def _sigmoid_of_mean_logit(ps):
+    logits = [np.log(p / (1 - p)) for p in (np.asarray(p, np.float64) for p in ps)]
+    return 1 / (1 + np.exp(-np.mean(logits, axis=0)))
 
 
-@pytest.mark.slow
-def test_merged_model_averages_ages_and_gender_logits(tmp_path):
+def _three_merged(tmp_path, **choice):
+    """Three different members, their own predictions on random images, and their merge saved and loaded back."""
     members = [_member(0), _member(1), _member(2)]
     x = np.random.default_rng(0).uniform(0, 1, (5, 128, 128, 3)).astype("float32")
     outs = [m.predict(x, verbose=0) for m in members]
     dest = tmp_path / "age_gender_A.keras"
-    save_hand_in(merge(members), dest)
-    age, gender = keras.models.load_model(dest).predict(x, verbose=0)
+    save_hand_in(merge(members, **choice), dest)
+    return outs, dest, keras.models.load_model(dest), x
+
+
+@pytest.mark.slow
+def test_merged_model_averages_ages_and_gender_logits(tmp_path):
+    outs, dest, loaded, x = _three_merged(tmp_path)
+    age, gender = loaded.predict(x, verbose=0)
     np.testing.assert_allclose(age, np.mean([o[0] for o in outs], axis=0), atol=1e-4)
-    want = 1 / (1 + np.exp(-np.mean([_logit(o[1].astype(np.float64)) for o in outs], axis=0)))
-    np.testing.assert_allclose(gender, want, atol=1e-5)
+    np.testing.assert_allclose(gender, _sigmoid_of_mean_logit([o[1] for o in outs]), atol=1e-5)
     assert np.ptp([o[0] for o in outs], axis=0).max() > 0.5  # the members really differ
     rep = check_model(dest, images=sorted(TRAIN_VAL.iterdir())[:3])
     assert not contract_failures(rep), contract_failures(rep)
@@ -62,16 +68,10 @@ def test_merge_refuses_what_it_cannot_average(tmp_path):
 
 @pytest.mark.slow
 def test_each_output_may_average_its_own_members(tmp_path):
-    members = [_member(0), _member(1), _member(2)]
-    x = np.random.default_rng(1).uniform(0, 1, (4, 128, 128, 3)).astype("float32")
-    outs = [m.predict(x, verbose=0) for m in members]
-    dest = tmp_path / "age_gender_A.keras"
-    save_hand_in(merge(members, age_from=[2], gender_from=[1, 3]), dest)
-    loaded = keras.models.load_model(dest)
+    outs, _, loaded, x = _three_merged(tmp_path, age_from=[2], gender_from=[1, 3])
     age, gender = loaded.predict(x, verbose=0)
     np.testing.assert_allclose(age, outs[1][0], atol=1e-4)  # member 2's age alone
-    want = 1 / (1 + np.exp(-np.mean([_logit(outs[i][1].astype(np.float64)) for i in (0, 2)], axis=0)))
-    np.testing.assert_allclose(gender, want, atol=1e-5)
+    np.testing.assert_allclose(gender, _sigmoid_of_mean_logit([outs[0][1], outs[2][1]]), atol=1e-5)
     assert np.abs(age - outs[0][0]).max() > 0.5  # the members differ, so the choice shows
     names = {layer.name for layer in loaded.layers}
     assert "m1_age_dist" in names and not {"m0_age_dist", "m2_age_dist", "m1_gender"} & names  # unread heads out
