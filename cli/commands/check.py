@@ -75,10 +75,11 @@ def merge(
                                       "age_gender_B.keras).")],
     output_order: Annotated[OutputOrder | None, typer.Option(help="Order of the two outputs (default "
                                                              "age,gender).")] = None,
-    age_from: Annotated[list[int] | None, typer.Option(help="Members (numbered from 1, as given) whose age "
-                                                       "the age output averages; repeat it. Default: all.")] = None,
-    gender_from: Annotated[list[int] | None, typer.Option(help="Members whose gender the gender output "
-                                                          "averages; repeat it. Default: all.")] = None,
+    age_from: Annotated[list[int] | None, typer.Option(
+        metavar="<N>", help="Members (numbered from 1, as given) whose age the age output averages; repeat it. "
+        "Default: all.")] = None,
+    gender_from: Annotated[list[int] | None, typer.Option(
+        metavar="<N>", help="Members whose gender the gender output averages; repeat it. Default: all.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Join several trained models into one hand-in file that averages them (built-in layers only); each
