@@ -125,7 +125,12 @@ def dumps(data: Any) -> str:
 def score_model(path: str | Path, val: Any, built_in_flip: bool = False,
                 output_order: str = "age,gender") -> dict[str, Any]:
     """Scores of an exported file on held-out raw chips: as it is, with flip averaging of the outputs,
-    and with flip averaging built into the graph (features averaged, same weights; what --tta exports)."""
+    and with flip averaging built into the graph (features averaged, same weights; what --tta exports).
+
+    A merged file without the built-in flip (a snapshot run exported without ``--tta``) has no single trunk
+    to rebuild that graph from, so its in-graph column is left out (a table shows "-"), not guessed.
+    """
+    from facekit.contract import AGE_DISTRIBUTION
     from facekit.inference.evaluate import evaluate
     from facekit.inference.load import load
     from facekit.model.models import export_from_train
@@ -133,11 +138,14 @@ def score_model(path: str | Path, val: Any, built_in_flip: bool = False,
     lm = load(path, label="m")
     report, _ = evaluate([lm], val, tta=True)
     m = report["models"]["m"]
+    scores = {"raw_mae": m["mae"], "raw_acc": m["gender_accuracy"],
+              "raw_tta_mae": m["tta"]["mae"], "raw_tta_acc": m["tta"]["gender_accuracy"]}
+    single = any(layer.name == AGE_DISTRIBUTION for layer in lm.model.layers)  # a merge has its members' only
+    if not (built_in_flip or single):
+        return scores
     graph = lm if built_in_flip else replace(lm, label="g", model=export_from_train(lm.model, output_order, tta=True))
     g = evaluate([graph], val)[0]["models"][graph.label]
-    return {"raw_mae": m["mae"], "raw_acc": m["gender_accuracy"],
-            "raw_tta_mae": m["tta"]["mae"], "raw_tta_acc": m["tta"]["gender_accuracy"],
-            "raw_graph_tta_mae": g["mae"], "raw_graph_tta_acc": g["gender_accuracy"]}
+    return {**scores, "raw_graph_tta_mae": g["mae"], "raw_graph_tta_acc": g["gender_accuracy"]}
 
 
 def held_out(run_dirs: list[Path], data: Path) -> Any:
@@ -219,7 +227,8 @@ def last_epoch_scores(run_dir: Path, cfg: Any, val: Any, best_epoch: int | None,
     if not (run_dir / LAST).is_file():
         return {}
     last = resume_point(run_dir).epochs_done
-    if last == best_epoch:
+    # A snapshot run keeps its last epoch, but its file is the cycles' merge: the last epoch alone is scored.
+    if last == best_epoch and cfg.snapshots <= 1:
         return {"last_epoch": last, "raw_last_mae": best_scores["raw_mae"], "raw_last_acc": best_scores["raw_acc"]}
     dest = run_dir / f"last-epoch-{cfg.export_name}"
     model = load_checkpoint(run_dir)

@@ -316,6 +316,29 @@ def test_last_epoch_of_an_ema_run_is_scored_with_its_averaged_weights(tiny_cache
     assert np.abs(raw[0] - averaged[0]).max() > 1e-3  # the averages are not the raw weights, so this can fail
 
 
+@pytest.mark.slow
+def test_a_snapshot_run_without_built_in_flip_is_scored_as_ablation_scores_it(tiny_cache, tmp_path):
+    """The ablation exports without the in-graph flip; a snapshot run's file is then a merge with no single
+    trunk to rebuild that graph from (this crashed the round-three plan at its first snapshot row)."""
+    from benchmarks.common import held_out, score_model, train_and_score
+    from facekit.data.cache import read_attrs
+    from facekit.engine.train import train
+    from tests.conftest import quick_config
+
+    cfg = quick_config("scratch", tiny_cache, tmp_path, snapshots=2, tta=False, name="snap")
+    run = train(cfg).run_dir
+    val = held_out([run], Path(read_attrs(tiny_cache)["source_dir"]))
+    row = train_and_score(cfg, val, resume=run)  # finished: scored, not trained again
+    assert "raw_graph_tta_mae" not in row and {"raw_mae", "raw_tta_mae"} <= set(row)
+    # The kept epoch is the last, but the file is the merge: the last epoch is scored alone (its snapshot).
+    assert row["raw_last_mae"] == pytest.approx(score_model(run / "snapshot-2.keras", val)["raw_mae"], rel=1e-5)
+    assert row["raw_last_mae"] != pytest.approx(row["raw_mae"], rel=1e-6)
+    graph = {"raw_graph_tta_mae": 5.5, "raw_graph_tta_acc": 0.92}
+    rows = [_row("baseline", 0, 6.0, 0.90, **graph), _row("snapshots-3", 0, 5.8, 0.91)]
+    snap = next(line for block in variant_tables({"rows": rows}) for line in block if line.startswith("| snapshots"))
+    assert [c.strip() for c in snap.split("|")[1:-1]][9] == "-"
+
+
 def test_commit_stamp_ignores_results_files(tmp_path):
     import subprocess
 
