@@ -68,3 +68,16 @@ def merge_snapshots(run_dir: Path, ends: list[int], dest: Path, output_order: st
         raise ValueError(f"{run_dir}: the snapshot file(s) {', '.join(lost)} are missing, so the snapshot ensemble "
                          "cannot be merged; the hand-in file is the best single epoch's")
     return {"files": [f.name for f in files], "epochs": ends, **merge_into(files, dest, output_order, val)}
+
+
+def merge_worse_than_single(record: dict[str, Any], run_dir: Path) -> str | None:
+    """A note when the merged cycles validate worse than the run's best single epoch (``val_score``, lower is
+    better): an undertrained early cycle drags the average down, and the user should know the hand-in file is
+    not the best this run made. None when it is, or when either figure is missing (nothing held out)."""
+    single, whole = record["best_single"].get("val_score"), record.get("val_score")
+    if single is None or whole is None or whole <= single:
+        return None
+    return (f"the {len(record['files'])} snapshots merged validate worse than epoch "
+            f"{record['best_single']['best_epoch']} alone (val_score {whole:.2f} against {single:.2f}): an early "
+            f"cycle may be undertrained; `facekit merge` of the later snapshot-N.keras files in {run_dir} may do "
+            "better")

@@ -48,7 +48,14 @@ from facekit.engine.runs import (
     write_summary,
 )
 from facekit.engine.selection import SCORE
-from facekit.engine.snapshots import SaveSnapshots, cycle_ends, merge_snapshots, missing_before, save_snapshot
+from facekit.engine.snapshots import (
+    SaveSnapshots,
+    cycle_ends,
+    merge_snapshots,
+    merge_worse_than_single,
+    missing_before,
+    save_snapshot,
+)
 from facekit.face.template import RUN_TEMPLATE, read_template
 from facekit.model.backbones import get_backbone, resolve_weights
 from facekit.model.files import open_model
@@ -376,6 +383,8 @@ def _train(cfg: TrainConfig, callbacks: list[keras.callbacks.Callback] | None, r
                                                               "val_score")}  # what one epoch's file scored
         metrics.update(best_epoch=len(history), snapshots=merged,
                        **{k: merged.get(k) for k in ("val_age_mae", "val_gender_accuracy", "val_score")})
+        if warning := merge_worse_than_single(merged, run_dir):
+            notes.append(warning)
     plot_curves(history, run_dir)
     handed_in = open_model(model_path).model if merged is not None else models.export  # what summary.txt shows
     write_summary(handed_in, run_dir)

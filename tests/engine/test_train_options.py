@@ -128,3 +128,17 @@ def test_snapshot_cycles_split_the_epochs_after_the_frozen_ones():
     assert TrainConfig.for_task("scratch").stop_patience == 12
     with pytest.raises(ValueError, match="3 snapshots need at least one epoch per cycle"):
         TrainConfig.for_task("finetune", epochs=3, freeze_epochs=1, snapshots=3)
+
+
+def test_a_snapshot_merge_worse_than_its_best_epoch_is_said(tmp_path):
+    from facekit.engine.snapshots import merge_worse_than_single
+
+    # Seen in a rehearsal on 48 chips: the first cycle's file (val MAE 35) dragged the merge to 12.9 against
+    # 1.2 for epoch 34 alone.
+    record = {"files": ["snapshot-1.keras", "snapshot-2.keras", "snapshot-3.keras"], "val_score": 13.72,
+              "best_single": {"best_epoch": 34, "val_score": 1.20}}
+    note = merge_worse_than_single(record, tmp_path)
+    assert "3 snapshots merged validate worse than epoch 34 alone (val_score 13.72 against 1.20)" in note
+    assert str(tmp_path) in note
+    assert merge_worse_than_single({**record, "val_score": 1.10}, tmp_path) is None  # the merge is the better
+    assert merge_worse_than_single({**record, "val_score": None}, tmp_path) is None  # nothing held out (refit)
