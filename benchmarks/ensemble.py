@@ -128,13 +128,16 @@ def main() -> None:
                    [[r["members"], f"{r['mae']:.2f}", f"{r['gender_accuracy'] * 100:.1f} %",
                      plus_minus(r["alone_mae"]), plus_minus(r["alone_accuracy"], 100), f"{r['gain_mae']:+.2f}",
                      f"{r['gain_accuracy'] * 100:+.1f}", r["megabytes"], r["ms_per_image"]] for r in rows])
-    outputs = [] if split is None else table(
-        ["age from members", "gender from members", "MAE", "gender accuracy", "its age members alone: MAE",
-         "its gender members alone: accuracy %", "file MB", "ms per image (batch 64, this machine)"],
-        [[", ".join(map(str, split["age_from"])), ", ".join(map(str, split["gender_from"])), f"{split['mae']:.2f}",
-          f"{split['gender_accuracy'] * 100:.1f} %", plus_minus(split["age_members_alone_mae"]),
-          plus_minus(split["gender_members_alone_accuracy"], 100), split["megabytes"], split["ms_per_image"]]])
-    report(name, [about], members, merged, *([outputs] if outputs else []))
+    blocks = [members, merged]
+    if split is not None:
+        blocks.append(table(
+            ["age from members", "gender from members", "MAE", "gender accuracy", "its age members alone: MAE",
+             "its gender members alone: accuracy %", "file MB", "ms per image (batch 64, this machine)"],
+            [[", ".join(map(str, split["age_from"])), ", ".join(map(str, split["gender_from"])),
+              f"{split['mae']:.2f}", f"{split['gender_accuracy'] * 100:.1f} %",
+              plus_minus(split["age_members_alone_mae"]), plus_minus(split["gender_members_alone_accuracy"], 100),
+              split["megabytes"], split["ms_per_image"]]]))
+    report(name, [about], *blocks)
 
 
 if __name__ == "__main__":

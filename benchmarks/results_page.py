@@ -55,10 +55,6 @@ GLANCE = [
 ]
 
 
-def load(name: str) -> dict[str, Any]:
-    return json.loads((RESULTS / f"{name}.json").read_text())
-
-
 def all_results() -> dict[str, dict[str, Any]]:
     return {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
 
@@ -75,10 +71,12 @@ def training_seconds(run: str, results: dict[str, dict[str, Any]]) -> float | No
     """What producing the file of run folder ``run`` cost: its own training, plus the split run that chose a
     refit's epoch count (``--refit`` trains both); None when no results file recorded that run."""
     for name, data in results.items():
-        for r in data.get("rows", []) if isinstance(data.get("rows"), list) else []:
-            if name.startswith("accuracy") and r.get("run_dir") == run:
+        if not name.startswith(("accuracy", "refit")):  # other files' rows are not training runs
+            continue
+        for r in data.get("rows", []):
+            if r.get("run_dir") == run:
                 return r["train_seconds"]
-            if name.startswith("refit") and r.get("refit", {}).get("run_dir") == run:
+            if r.get("refit", {}).get("run_dir") == run:
                 return r["split"]["train_seconds"] + r["refit"]["train_seconds"]
     return None
 
@@ -98,14 +96,14 @@ def glance_rows() -> list[list[str]]:
     rows = []
     for g in GLANCE:
         if g.members is None:
-            runs = [r for n in g.files for r in load(n)["rows"] if r["task"] == g.task]
+            runs = [r for n in g.files for r in results[n]["rows"] if r["task"] == g.task]
             mae, acc = mean_sd([r["raw_mae"] for r in runs])["mean"], mean_sd([r["raw_acc"] for r in runs])["mean"]
             train = mean_sd([r["train_seconds"] for r in runs])["mean"]
-            (one,) = [r for r in load(g.file_cost)["rows"] if r["members"] == 1] if g.file_cost else [None]
+            (one,) = [r for r in results[g.file_cost]["rows"] if r["members"] == 1] if g.file_cost else [None]
             cost = file_cost(one) if one else "-"
             source = ", ".join(f"[{n}](benchmarks/results/{n}.md)" for n in g.files)
         else:
-            data = load(g.files[0])
+            data = results[g.files[0]]
             (row,) = [r for r in data["rows"] if r["members"] == g.members]
             mae, acc, cost = row["mae"], row["gender_accuracy"], file_cost(row)
             train = merge_training(data, g.members, results)
