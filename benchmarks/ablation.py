@@ -30,6 +30,7 @@ from benchmarks.common import (
     TRAIN_VAL,
     earlier_rows,
     environment,
+    in_defaults,
     mean_sd,
     merge_row,
     model_letter,
@@ -90,15 +91,8 @@ def default_variants(task: str, teacher: bool) -> list[str]:
     A lever that became the default (B's 160 px inside, B's EMA) would otherwise train the baseline again;
     naming it in ``--variants`` still runs it.
     """
-    from facekit.engine.recipe import TrainConfig
-
-    base = TrainConfig.for_task(task)
-    def absorbed(overrides: dict[str, Any]) -> bool:
-        # A cache or teacher is a path standing for data, not a recipe value to compare.
-        return bool(overrides) and all(k not in ("cache", "teachers") and getattr(base, k) == v
-                                       for k, v in overrides.items())
     return [v for v, (_, o, tasks) in VARIANTS.items()
-            if task in tasks and (teacher or "teachers" not in o) and not absorbed(o)]
+            if task in tasks and (teacher or "teachers" not in o) and not in_defaults(task, o)]
 
 
 def ensure_raw_cache(data: Path) -> None:

@@ -12,6 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from facekit.engine.recipe import TrainConfig
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 TRAIN_VAL = ROOT.parent / "shared" / "data" / "train_val"
@@ -246,6 +248,23 @@ def validation_history(run_dir: Path) -> dict[str, list[float]]:
 
     rows = read_history(run_dir / "history.csv")
     return {key: [round(r[key], 5) for r in rows if key in r] for key in (AGE, GENDER)}
+
+
+def in_defaults(task: str, overrides: dict[str, Any]) -> bool:
+    """Whether a lever's ``--set`` overrides are what ``task`` trains with today (a default has absorbed it).
+
+    A cache or teacher is a path standing for data, not a recipe value: never a default.
+    """
+    base = TrainConfig.for_task(task)
+    return bool(overrides) and all(k not in ("cache", "teachers")
+                                   and getattr(base, k) == (tuple(v) if isinstance(v, list) else v)
+                                   for k, v in overrides.items())
+
+
+def set_args(overrides: dict[str, Any]) -> str:
+    """Overrides as ``--set`` spells them: text as it is, anything else as compact JSON."""
+    return " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}"
+                    for k, v in overrides.items())
 
 
 def mean_sd(values: list[float]) -> dict[str, float]:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, ROOT, mean_sd, model_letter, table
+from benchmarks.common import RESULTS, ROOT, mean_sd, model_letter, set_args, table
+from benchmarks.levers import levers_block
 from facekit.utils.atomic import atomic_path
 
 PAGE = ROOT / "docs" / "results.md"
@@ -121,9 +122,7 @@ def glance_block() -> list[str]:
 
 def accuracy_command(name: str, data: dict[str, Any], row: dict[str, Any]) -> str:
     tag = name.removeprefix("accuracy").lstrip("-")
-    overrides = (data.get("overrides") or {}).items()
-    sets = " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}"
-                    for k, v in overrides)
+    sets = set_args(data.get("overrides") or {})
     return (f"`python -m benchmarks.accuracy --tasks {row['task']} --seeds {row['seed']}"
             + (f" --set {sets}" if sets else "") + (f" --tag {tag}" if tag else "") + "`")
 
@@ -232,6 +231,10 @@ def page() -> str:
         "## Merges: several files averaged in one (`facekit merge`)",
         "",
         *merges(results),
+        "",
+        "## Levers: what each paid",
+        "",
+        *levers_block(results),
         "",
         "## Other measurements (speed, scale, ablations)",
         "",

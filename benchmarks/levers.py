@@ -1,0 +1,231 @@
+"""Which levers paid: each measured lever against the same seeds of the recipe it changed.
+
+Issue 47 asks the results page to say which levers did not pay. A lever's row pairs each of its runs with the
+run of the same seed that lacked it (a lever is judged against the defaults of the day it was measured, not
+today's), and judges the mean change against the noise of the 1,000 held-out chips (``verdict``). What is
+declared here is which results files measured a lever and which measured its baseline, never a figure;
+ablation files (``benchmarks.ablation``, whose baseline trains beside its variants) need no declaration, so the
+round-three table (``benchmarks/gpu/round3.sh``) appears on the page as soon as its results file lands.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from benchmarks.ablation import VARIANTS
+from benchmarks.common import in_defaults, model_letter, set_args, table
+from facekit.engine.selection import GENDER_POINT_YEARS, hand_in_score
+
+# findings.md: on the 1,000 held-out chips, one seed's differences under about 0.2 MAE or 1 point of gender
+# accuracy are noise. In the scoring rule's units (hand_in_score: years, GENDER_POINT_YEARS a point) that is
+# their root sum of squares; a mean over n paired seeds is held to it divided by sqrt(n).
+NOISE_MAE, NOISE_POINTS = 0.2, 1.0
+NOISE_SCORE = math.hypot(NOISE_MAE, GENDER_POINT_YEARS * NOISE_POINTS)
+
+PAID, NOISE, WORSE = "paid", "within noise", "worse"
+
+
+@dataclass(frozen=True)
+class Lever:
+    """A lever measured by full-length runs: the ``files`` that ran with it, the ``baseline`` files that ran the
+    recipe it changed. Runs pair by seed; where two baseline files hold a seed, the one listed first is used."""
+
+    task: str
+    what: str
+    files: tuple[str, ...]
+    baseline: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A lever's paired result: means over ``seeds`` with it and without it."""
+
+    task: str
+    what: str
+    seeds: tuple[int, ...]
+    mae: float
+    acc: float
+    base_mae: float
+    base_acc: float
+    default_now: str  # "yes", "no", or "-" where the lever is no training option (a refit, a merge)
+    sources: tuple[str, ...]
+    name: str = ""  # how the "did not pay" line names it (default: ``what``)
+    paired: str = ""  # the seeds cell where it is not the seeds (a merge: its files, held to one seed's noise)
+    confirm: str = ""  # the 3-seed command for an ablation lever that paid and is not a default yet
+
+    @property
+    def score_change(self) -> float:
+        """The change in the scoring rule's figure (lower is better): MAE and gender error in one unit."""
+        return hand_in_score(self.mae, self.acc) - hand_in_score(self.base_mae, self.base_acc)
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.score_change, len(self.seeds))
+
+
+def verdict(score_change: float, n: int) -> str:
+    """Paid or worse when the score moved beyond the noise of n paired seeds, else within noise."""
+    band = NOISE_SCORE / math.sqrt(n)
+    return PAID if score_change < -band else WORSE if score_change > band else NOISE
+
+
+A, B = "scratch", "finetune"
+RESIDUAL_40 = ("accuracy-residual", "accuracy-residual-seeds12")  # A's defaults before 60 epochs
+B_EMA = ("accuracy-ema", "accuracy-ema-seed1", "accuracy-ema-seed2")  # B's defaults today
+B_BEFORE_EMA = ("accuracy-valscore-seed0", "accuracy-patience0")  # B's defaults before EMA (seed 1: all 40 epochs)
+
+LEVERS = [
+    Lever(A, "60 epochs instead of 40", ("accuracy-long", "accuracy-long-seed1", "accuracy-long-seed2"), RESIDUAL_40),
+    Lever(A, "EMA weights, at 60 epochs", ("accuracy-long-ema-seed0",), ("accuracy-long",)),
+    Lever(A, "EMA weights, at 40 epochs", ("accuracy-ema-a-seed0",), RESIDUAL_40),
+    Lever(A, "distillation from one B file (40 epochs)", ("accuracy-distill-b0",), RESIDUAL_40),
+    Lever(A, "distillation from three merged B refits (40 epochs)", ("accuracy-distill-refit3",), RESIDUAL_40),
+    Lever(A, "wider late stages, 14.4 M parameters (40 epochs)", ("accuracy-wide40-a-seed0",), RESIDUAL_40),
+    Lever(B, "all 40 epochs instead of early stopping", ("accuracy-patience0", "accuracy-patience0-seed2"),
+          ("accuracy-cpu-full-seed1", "accuracy-cpu-full-seed2")),
+    Lever(B, "EMA weights", B_EMA, B_BEFORE_EMA),
+    Lever(B, "epoch chosen on the raw held-out chips (before EMA)", ("accuracy-rawval",), B_BEFORE_EMA),
+    Lever(B, "mixup (before EMA)", ("accuracy-mixup",), B_BEFORE_EMA),
+    Lever(B, "stronger augmentation", ("accuracy-b-strong-seed0", "accuracy-b-strong-seed1",
+                                       "accuracy-b-strong-seed2"), B_EMA),
+    Lever(B, "CutMix", ("accuracy-b-cutmix-seed0",), B_EMA),
+    Lever(B, "CutMix and stronger augmentation", ("accuracy-b-cutmix-strong-seed0",), B_EMA),
+    Lever(B, "backbone at 224 px inside (twice the compute)", ("accuracy-b224-seed0",), B_EMA),
+    Lever(B, "20 epochs instead of 40", ("accuracy-b20-seed0",), B_EMA),
+]
+
+# Merges judged against their members alone: (ensemble file, members, what).
+MERGES = [
+    ("ensemble-a60-refit", 3, "3 files merged (`facekit merge`) against each alone"),
+    ("ensemble-b-refit-seeds3", 2, "2 refits merged (`--members 2 --refit`) against each alone"),
+    ("ensemble-b-refit-seeds3", 3, "3 refits merged (`--members 3 --refit`) against each alone"),
+]
+
+# Refits judged against their own split run: (refit file, what).
+REFITS = [
+    ("refit-a", "refit on all 4,000 chips (`--refit`), 40 epochs"),
+    ("refit-a60", "refit on all 4,000 chips (`--refit`), 60 epochs"),
+    ("refit", "refit on all 4,000 chips (`--refit`), before EMA"),
+    ("refit-ema", "refit on all 4,000 chips (`--refit`)"),
+]
+
+
+def by_seed(results: dict[str, dict[str, Any]], names: tuple[str, ...], task: str) -> dict[int, dict[str, Any]]:
+    """Each seed's run of ``task`` in the files ``names``, the first file listed winning a seed two hold."""
+    seeds: dict[int, dict[str, Any]] = {}
+    for name in names:
+        for row in results[name]["rows"]:
+            if row["task"] == task:
+                seeds.setdefault(row["seed"], row)
+    return seeds
+
+
+def outcome(task: str, what: str, pairs: list[tuple[int, dict[str, Any], dict[str, Any]]], default_now: str,
+            sources: tuple[str, ...], **more: str) -> Outcome:
+    """``pairs``: (seed, with the lever, without it), each row holding ``raw_mae`` and ``raw_acc``."""
+    def mean(side: int, key: str) -> float:
+        return statistics.fmean(p[side][key] for p in pairs)
+    return Outcome(task, what, tuple(p[0] for p in pairs), mean(1, "raw_mae"), mean(1, "raw_acc"),
+                   mean(2, "raw_mae"), mean(2, "raw_acc"), default_now, sources, **more)
+
+
+def declared(results: dict[str, dict[str, Any]]) -> Iterator[Outcome]:
+    for lever in LEVERS:
+        with_it, without = by_seed(results, lever.files, lever.task), by_seed(results, lever.baseline, lever.task)
+        pairs = [(s, with_it[s], without[s]) for s in sorted(with_it) if s in without]
+        if not pairs:
+            raise ValueError(f"lever {lever.what!r}: no seed of {lever.files} is in {lever.baseline}")
+        overrides = results[lever.files[0]].get("overrides") or {}
+        yield outcome(lever.task, lever.what, pairs, "yes" if in_defaults(lever.task, overrides) else "no",
+                      (*lever.files, *lever.baseline))
+    for name, members, what in MERGES:
+        data = results[name]
+        (row,) = [r for r in data["rows"] if r["members"] == members]
+        merged = {"raw_mae": row["mae"], "raw_acc": row["gender_accuracy"]}
+        alone = {"raw_mae": row["alone_mae"]["mean"], "raw_acc": row["alone_accuracy"]["mean"]}
+        yield outcome(data["task"], what, [(0, merged, alone)], "-", (name,), paired=f"{members} files")
+    for name, what in REFITS:
+        rows = results[name]["rows"]
+        for task in dict.fromkeys(r["task"] for r in rows):
+            pairs = [(r["seed"], r["refit"], r["split"]) for r in rows if r["task"] == task]
+            yield outcome(task, what, pairs, "-", (name,))
+
+
+def ablations(results: dict[str, dict[str, Any]]) -> dict[str, list[Outcome]]:
+    """Each ablation file's variants against the baseline trained beside them, seed by seed."""
+    found: dict[str, list[Outcome]] = {}
+    for name, data in results.items():
+        if not name.startswith("ablation") or "rows" not in data:
+            continue
+        for task in dict.fromkeys(r["task"] for r in data["rows"]):
+            base = {r["seed"]: r for r in data["rows"] if r["task"] == task and r["variant"] == "baseline"}
+            variants = [v for v in dict.fromkeys(r["variant"] for r in data["rows"] if r["task"] == task)
+                        if v != "baseline"]
+            for variant in variants:
+                rows = [r for r in data["rows"] if r["task"] == task and r["variant"] == variant]
+                pairs = [(r["seed"], r, base[r["seed"]]) for r in sorted(rows, key=lambda r: r["seed"])
+                         if r["seed"] in base]
+                if not pairs:
+                    continue
+                change, overrides, _ = VARIANTS.get(variant, (variant, {}, ()))
+                recipe = not any(k in ("cache", "teachers") for k in overrides)
+                now = "yes" if recipe and in_defaults(task, overrides) else "no"
+                got = outcome(task, f"`{variant}`: {change}", pairs, now, (name,), name=f"`{variant}`")
+                if recipe and got.verdict == PAID and now == "no" and len(got.seeds) < 3:
+                    got = replace(got, confirm=f"`python -m benchmarks.accuracy --tasks {task} --seeds 0 1 2 "
+                                               f"--set {set_args(overrides)} --tag {variant}`")
+                found.setdefault(name, []).append(got)
+    return found
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def lever_table(outcomes: list[Outcome], confirm: bool = False) -> list[str]:
+    def cells(o: Outcome) -> list[str]:
+        links = ", ".join(f"[{n}](../benchmarks/results/{n}.md)" for n in o.sources)
+        row = [model_letter(o.task), o.what, o.paired or ",".join(map(str, o.seeds)), f"{o.mae:.2f} / {pct(o.acc)}",
+               f"{o.base_mae:.2f} / {pct(o.base_acc)}",
+               f"{o.mae - o.base_mae:+.2f} / {100 * (o.acc - o.base_acc):+.1f}", f"{o.score_change:+.2f}",
+               o.verdict, o.default_now, links]
+        return [*row, o.confirm or "-"] if confirm else row
+    header = ["model", "lever", "seeds", "with it", "without", "change: MAE / points", "score change", "verdict",
+              "default now", "results"]
+    return table([*header, "confirm at full length, 3 seeds"] if confirm else header, map(cells, outcomes))
+
+
+def did_not_pay(outcomes: list[Outcome]) -> str:
+    names = [f"{o.name or o.what} ({model_letter(o.task)})" for o in outcomes if o.verdict != PAID]
+    return "; ".join(names) if names else "none"
+
+
+def levers_block(results: dict[str, dict[str, Any]]) -> list[str]:
+    """The results page's "Levers" section."""
+    mine = list(declared(results))
+    lines = [
+        "Each lever against the same seeds of the recipe it changed, on the held-out raw chips (against the "
+        "defaults of the day it was measured: the baseline files say which). A refit is judged against its own "
+        "split run, a merge against the mean of its members alone. The verdict reads the change in the scoring "
+        f"rule that picks each run's epoch (`val_score`: age MAE plus {GENDER_POINT_YEARS} years per point of "
+        "gender error; lower is better) against the noise of 1,000 chips (findings.md: "
+        f"{NOISE_MAE} MAE and {NOISE_POINTS:.0f} point for one seed, {NOISE_SCORE:.2f} in the score, divided by "
+        f"the square root of the seeds paired): **{PAID}** below it, **{WORSE}** above it, else **{NOISE}**. "
+        "A lever is made a default by three seeds that agree, not by one; `benchmarks/levers.py` declares the "
+        "pairs.",
+        "",
+        *lever_table(mine),
+        "",
+        f"Did not pay (within noise or worse): {did_not_pay(mine)}.",
+    ]
+    for name, outcomes in ablations(results).items():
+        epochs = results[name].get("epochs_override")
+        length = f"{epochs}-epoch runs: a screen, not a verdict" if epochs else "full-length runs"
+        lines += ["", f"### {name} ({length}; a baseline trained beside them; all exported without the in-graph "
+                  "flip)", "", *lever_table(outcomes, confirm=True), "",
+                  f"Did not pay (within noise or worse): {did_not_pay(outcomes)}."]
+    return lines

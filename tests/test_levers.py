@@ -1,0 +1,78 @@
+"""The results page's lever verdicts: runs paired by seed, judged by the scoring rule against the noise."""
+
+import math
+
+import pytest
+
+from benchmarks import levers
+from benchmarks.common import in_defaults
+from benchmarks.levers import NOISE, PAID, WORSE, Lever, verdict
+from benchmarks.results_page import all_results
+
+
+def _run(task, seed, mae, acc):
+    return {"task": task, "seed": seed, "raw_mae": mae, "raw_acc": acc}
+
+
+def test_verdict_holds_the_score_change_to_the_noise_of_the_seeds_paired():
+    assert math.isclose(levers.NOISE_SCORE, math.hypot(0.2, 0.1))  # 0.2 MAE and 1 point at 0.1 years a point
+    assert verdict(-0.25, 1) == PAID and verdict(0.25, 1) == WORSE
+    assert verdict(-0.15, 1) == NOISE and verdict(0.15, 1) == NOISE
+    assert verdict(-0.15, 3) == PAID and verdict(0.15, 3) == WORSE  # three seeds: the band is 0.13
+
+
+def test_a_lever_pairs_seeds_and_takes_a_shared_seed_from_the_first_baseline_file(monkeypatch):
+    results = {
+        "accuracy-x": {"overrides": {"epochs": 60},
+                       "rows": [_run("scratch", 0, 5.0, 0.93), _run("scratch", 1, 5.2, 0.92),
+                                _run("finetune", 0, 9.9, 0.5)]},
+        "accuracy-base": {"rows": [_run("scratch", 0, 5.4, 0.92)]},
+        "accuracy-old": {"rows": [_run("scratch", 0, 9.0, 0.80), _run("scratch", 1, 5.6, 0.92),
+                                  _run("scratch", 2, 5.5, 0.92)]},
+    }
+    monkeypatch.setattr(levers, "LEVERS", [Lever("scratch", "longer", ("accuracy-x",), ("accuracy-base",
+                                                                                        "accuracy-old"))])
+    monkeypatch.setattr(levers, "MERGES", [])
+    monkeypatch.setattr(levers, "REFITS", [])
+    (got,) = levers.declared(results)
+    assert got.seeds == (0, 1)  # seed 2 ran without the lever only; the finetune row is another model's
+    assert math.isclose(got.mae, 5.1) and math.isclose(got.base_mae, 5.5)  # seed 0's 5.4, not accuracy-old's 9.0
+    assert math.isclose(got.score_change, -0.4 - 0.05) and got.verdict == PAID
+    assert got.default_now == "yes"  # Model A trains 60 epochs today
+
+
+def test_a_declared_lever_with_no_seed_in_common_is_refused(monkeypatch):
+    results = {"accuracy-x": {"rows": [_run("scratch", 1, 5.0, 0.93)]},
+               "accuracy-base": {"rows": [_run("scratch", 0, 5.4, 0.92)]}}
+    monkeypatch.setattr(levers, "LEVERS", [Lever("scratch", "longer", ("accuracy-x",), ("accuracy-base",))])
+    with pytest.raises(ValueError, match="no seed of"):
+        list(levers.declared(results))
+
+
+def test_ablation_variants_are_judged_against_the_baseline_beside_them():
+    def row(variant, seed, mae, acc):
+        return {**_run("finetune", seed, mae, acc), "variant": variant}
+    results = {"ablation-round9": {"epochs_override": None, "rows": [
+        row("baseline", 0, 5.5, 0.93), row("baseline", 1, 5.6, 0.93),
+        row("aug-strong", 0, 5.1, 0.935),  # paid, not a default: the page gives the 3-seed command
+        row("ema", 0, 5.1, 0.935),  # paid, but B's default already: nothing to confirm
+        row("cutmix", 0, 5.9, 0.93),  # worse
+        row("race-0.2", 7, 5.0, 0.99),  # no baseline of seed 7: left out
+    ]}}
+    got = {o.name: o for o in levers.ablations(results)["ablation-round9"]}
+    assert set(got) == {"`aug-strong`", "`ema`", "`cutmix`"}
+    assert got["`aug-strong`"].verdict == PAID and got["`aug-strong`"].default_now == "no"
+    assert got["`aug-strong`"].confirm == ("`python -m benchmarks.accuracy --tasks finetune --seeds 0 1 2 "
+                                           "--set augment=strong --tag aug-strong`")
+    assert got["`ema`"].default_now == "yes" and not got["`ema`"].confirm
+    assert got["`cutmix`"].verdict == WORSE
+    block = "\n".join(levers.levers_block({**results, **all_results()}))
+    assert "### ablation-round9 (full-length runs" in block
+    assert "Did not pay (within noise or worse): `cutmix` (B)." in block
+
+
+def test_in_defaults_compares_with_todays_recipe_of_that_model():
+    assert in_defaults("scratch", {"epochs": 60}) and not in_defaults("finetune", {"epochs": 60})
+    assert in_defaults("finetune", {"ema": True, "internal_size": 160})
+    assert in_defaults("scratch", {"widths": [32, 64, 128, 256, 384]})  # JSON's list against the tuple default
+    assert not in_defaults("scratch", {}) and not in_defaults("scratch", {"teachers": []})
