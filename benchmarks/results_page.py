@@ -20,6 +20,7 @@ from typing import Any
 
 from benchmarks.common import RESULTS, ROOT, mean_sd, model_letter, set_args, table
 from benchmarks.levers import levers_block
+from benchmarks.speed_page import benchmark_of, speed_block
 from facekit.utils.atomic import atomic_path
 
 PAGE = ROOT / "docs" / "results.md"
@@ -187,7 +188,8 @@ def refits(results: dict[str, dict[str, Any]]) -> list[str]:
 def other_results(results: dict[str, dict[str, Any]]) -> list[str]:
     rows = []
     for name, data in results.items():
-        if name.startswith(("accuracy", "ensemble", "refit")) and "rows" in data or name.endswith(".schema"):
+        if (name.startswith(("accuracy", "ensemble", "refit")) and "rows" in data or name.endswith(".schema")
+                or benchmark_of(name)):
             continue
         md = RESULTS / f"{name}.md"
         link = f"[{name}](../benchmarks/results/{name}.md)" if md.exists() else f"`{name}.json`"
@@ -236,7 +238,15 @@ def page() -> str:
         "",
         *levers_block(results),
         "",
-        "## Other measurements (speed, scale, ablations)",
+        "## Speed",
+        "",
+        "Each speed benchmark's figures, as its results file holds them (how each measures: "
+        "[benchmarks.md](benchmarks.md)). Machines named alike can differ: the 2-core AMD EPYC machines with "
+        "AVX-512 train about twice as fast as those without, and results files name it only since 2026-12-06.",
+        "",
+        *speed_block(results),
+        "",
+        "## Other measurements (ablations, monitors, partial runs)",
         "",
         *other_results(results),
         "",
