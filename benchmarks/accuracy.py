@@ -14,9 +14,10 @@ Writes benchmarks/results/accuracy[-TAG].json and .md with per-run rows and
 mean +- standard deviation per model. ``--set`` changes one training option
 from its default for every run (a lever at full length: ``--set val_images=raw
 --tag raw-val``; values are read as JSON where they parse, else as text) and
-is recorded in the results. ``--resume`` continues runs of the same
+is recorded in the results. ``--resume`` keeps the rows the results file
+holds (a series of other settings is refused) and continues runs of the same
 names that a stopped series left (``facekit train --resume``), so a series can
-span sessions. Meant for the GPU machine
+span sessions and machines. Meant for the GPU machine
 (../shared/docs/gpu.md): a full run on a 2-core CPU takes hours per model.
 """
 
@@ -30,7 +31,9 @@ from typing import Any
 from benchmarks.common import (
     RESULTS,
     TRAIN_VAL,
+    earlier_rows,
     mean_sd,
+    merge_row,
     model_letter,
     plus_minus,
     report,
@@ -51,7 +54,8 @@ def main() -> None:
     ap.add_argument("--project", default="runs/accuracy")
     ap.add_argument("--tag", default="")
     ap.add_argument("--resume", action="store_true",
-                    help="continue runs of the same names that a stopped series left, instead of new runs")
+                    help="keep the runs the results file holds and continue run folders a stopped series left, "
+                    "instead of new runs")
     add_set_option(ap)
     args = ap.parse_args()
     overrides = tagged_overrides(ap, args)
@@ -61,16 +65,24 @@ def main() -> None:
     val = load_labelled(args.data, split="val")
     name = "accuracy" + (f"-{args.tag}" if args.tag else "")
     planned = [(task, seed) for task in args.tasks for seed in args.seeds]
-    rows: list[dict] = []
+    # --resume keeps the rows an earlier call measured (refused if it ran other settings): a series that
+    # spans machines whose run folders are gone (the GPU machine's) trains each seed once.
+    settings = {"epochs_override": args.epochs, "limit": args.limit, "overrides": overrides}
+    rows: list[dict] = earlier_rows(name, settings) if args.resume else []
     for task, seed in planned:
+        if any((r["task"], r["seed"]) == (task, seed) for r in rows):
+            print(f"{task} seed {seed}: measured already ({RESULTS / name}.json)", flush=True)
+            continue
         cfg = run_config(task, seed, args, overrides)
         previous = Path(cfg.project) / task / cfg.name
         resume = previous if args.resume and (previous / "args.json").is_file() else None
-        rows.append({"task": task, "seed": seed, **train_and_score(cfg, val, resume=resume)})
-        print(rows[-1])
+        row = {"task": task, "seed": seed, **train_and_score(cfg, val, resume=resume)}
+        print(row)
+        rows = merge_row(rows, row, ("task", "seed"))
         # Written after every run, so a long series stopped part-way still leaves what finished.
-        write(name, args, val, rows, complete=len(rows) == len(planned))
-    print(f"wrote {RESULTS / name}.json")
+        measured = {(r["task"], r["seed"]) for r in rows}
+        write(name, args, val, rows, complete=all(p in measured for p in planned))
+    print(f"{RESULTS / name}.json holds {len(rows)} runs")
 
 
 def run_config(task: str, seed: int, args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
@@ -125,7 +137,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def write(name: str, args: argparse.Namespace, val: object, rows: list[dict], complete: bool) -> None:
-    tasks = [t for t in args.tasks if any(r["task"] == t for r in rows)]
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
     summary = {}
     for task in tasks:
         got = [r for r in rows if r["task"] == task]

@@ -253,6 +253,11 @@ def validation_history(run_dir: Path) -> dict[str, list[float]]:
     return {key: [round(r[key], 5) for r in rows if key in r] for key in (AGE, GENDER)}
 
 
+def all_results() -> dict[str, dict[str, Any]]:
+    """Every results file, by name, in name order."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
+
+
 def in_defaults(task: str, overrides: dict[str, Any]) -> bool:
     """Whether a lever's ``--set`` overrides are what ``task`` trains with today (a default has absorbed it).
 
@@ -264,10 +269,13 @@ def in_defaults(task: str, overrides: dict[str, Any]) -> bool:
                                    for k, v in overrides.items())
 
 
+def set_items(overrides: dict[str, Any]) -> list[str]:
+    """Overrides as ``--set`` spells them, one ``KEY=VALUE`` each: text as it is, anything else compact JSON."""
+    return [f"{k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}" for k, v in overrides.items()]
+
+
 def set_args(overrides: dict[str, Any]) -> str:
-    """Overrides as ``--set`` spells them: text as it is, anything else as compact JSON."""
-    return " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}"
-                    for k, v in overrides.items())
+    return " ".join(set_items(overrides))
 
 
 def mean_sd(values: list[float]) -> dict[str, float]:

@@ -10,14 +10,16 @@ round-three table (``benchmarks/gpu/round3.sh``) appears on the page as soon as 
 
 from __future__ import annotations
 
+import argparse
 import math
+import shlex
 import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 from benchmarks.ablation import VARIANTS
-from benchmarks.common import in_defaults, model_letter, set_args, table
+from benchmarks.common import all_results, in_defaults, model_letter, set_items, table
 from facekit.engine.selection import GENDER_POINT_YEARS, hand_in_score
 
 # findings.md: on the 1,000 held-out chips, one seed's differences under about 0.2 MAE or 1 point of gender
@@ -55,7 +57,7 @@ class Outcome:
     sources: tuple[str, ...]
     name: str = ""  # how the "did not pay" line names it (default: ``what``)
     paired: str = ""  # the seeds cell where it is not the seeds (a merge: its files, held to one seed's noise)
-    confirm: str = ""  # the 3-seed command for an ablation lever that paid and is not a default yet
+    confirm: tuple[str, ...] = ()  # ``python -m`` arguments that confirm an ablation lever that paid over 3 seeds
 
     @property
     def score_change(self) -> float:
@@ -155,12 +157,29 @@ def declared(results: dict[str, dict[str, Any]]) -> Iterator[Outcome]:
             yield outcome(task, what, pairs, "-", (name,))
 
 
+CONFIRM_SEEDS = ("0", "1", "2")
+
+
+def round_of(name: str) -> str:
+    """An ablation file's tag, which prefixes its confirmation series' tags: ablation-round3 -> round3."""
+    return name.removeprefix("ablation").lstrip("-") or "ablation"
+
+
+def confirm_argv(task: str, tag: str, overrides: dict[str, Any] | None = None) -> tuple[str, ...]:
+    """``python -m`` arguments of a 3-seed full-length series of ``task``, with ``overrides`` as ``--set``."""
+    sets = ("--set", *set_items(overrides)) if overrides else ()
+    return ("benchmarks.accuracy", "--tasks", task, "--seeds", *CONFIRM_SEEDS, *sets, "--tag", tag)
+
+
 def ablations(results: dict[str, dict[str, Any]]) -> dict[str, list[Outcome]]:
-    """Each ablation file's variants against the baseline trained beside them, seed by seed."""
+    """Each ablation file's variants against the baseline trained beside them, seed by seed; a variant that
+    paid and is not a default names the 3-seed series that confirms it, and once that series and the defaults'
+    (``confirmations``) have results files, their verdict follows it."""
     found: dict[str, list[Outcome]] = {}
     for name, data in results.items():
         if not name.startswith("ablation") or "rows" not in data:
             continue
+        tag = round_of(name)
         for task in dict.fromkeys(r["task"] for r in data["rows"]):
             base = {r["seed"]: r for r in data["rows"] if r["task"] == task and r["variant"] == "baseline"}
             variants = [v for v in dict.fromkeys(r["variant"] for r in data["rows"] if r["task"] == task)
@@ -175,11 +194,26 @@ def ablations(results: dict[str, dict[str, Any]]) -> dict[str, list[Outcome]]:
                 recipe = not any(k in ("cache", "teachers") for k in overrides)
                 now = "yes" if recipe and in_defaults(task, overrides) else "no"
                 got = outcome(task, f"`{variant}`: {change}", pairs, now, (name,), name=f"`{variant}`")
-                if recipe and got.verdict == PAID and now == "no" and len(got.seeds) < 3:
-                    got = replace(got, confirm=f"`python -m benchmarks.accuracy --tasks {task} --seeds 0 1 2 "
-                                               f"--set {set_args(overrides)} --tag {variant}`")
-                found.setdefault(name, []).append(got)
+                if not (recipe and got.verdict == PAID and now == "no" and len(got.seeds) < 3):
+                    found.setdefault(name, []).append(got)
+                    continue
+                found.setdefault(name, []).append(replace(got, confirm=confirm_argv(task, f"{tag}-{variant}",
+                                                                                   overrides)))
+                series, defaults = f"accuracy-{tag}-{variant}", f"accuracy-{tag}-defaults"
+                if series in results and defaults in results:
+                    with_it, without = by_seed(results, (series,), task), by_seed(results, (defaults,), task)
+                    if paired := [(s, with_it[s], without[s]) for s in sorted(with_it) if s in without]:
+                        found[name].append(outcome(task, f"`{variant}`, confirmed at full length", paired, now,
+                                                   (series, defaults), name=f"`{variant}` (confirmed)"))
     return found
+
+
+def confirmations(results: dict[str, dict[str, Any]], name: str) -> list[tuple[str, ...]]:
+    """What confirms ablation file ``name``'s paid levers: per model, its defaults over the same seeds on the
+    same machine first (the series each lever is judged against), then each lever's own series."""
+    levers = [o.confirm for o in ablations(results).get(name, []) if o.confirm]
+    tasks = dict.fromkeys(argv[argv.index("--tasks") + 1] for argv in levers)
+    return [*(confirm_argv(task, f"{round_of(name)}-defaults") for task in tasks), *levers]
 
 
 def pct(x: float) -> str:
@@ -193,7 +227,7 @@ def lever_table(outcomes: list[Outcome], confirm: bool = False) -> list[str]:
                f"{o.base_mae:.2f} / {pct(o.base_acc)}",
                f"{o.mae - o.base_mae:+.2f} / {100 * (o.acc - o.base_acc):+.1f}", f"{o.score_change:+.2f}",
                o.verdict, o.default_now, links]
-        return [*row, o.confirm or "-"] if confirm else row
+        return [*row, f"`python -m {shlex.join(o.confirm)}`" if o.confirm else "-"] if confirm else row
     header = ["model", "lever", "seeds", "with it", "without", "change: MAE / points", "score change", "verdict",
               "default now", "results"]
     return table([*header, "confirm at full length, 3 seeds"] if confirm else header, map(cells, outcomes))
@@ -229,3 +263,24 @@ def levers_block(results: dict[str, dict[str, Any]]) -> list[str]:
                   "flip)", "", *lever_table(outcomes, confirm=True), "",
                   f"Did not pay (within noise or worse): {did_not_pay(outcomes)}."]
     return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--confirm", metavar="ABLATION",
+                    help="print, one a line, the commands that confirm the levers that paid in "
+                    "benchmarks/results/ABLATION.json over 3 seeds (benchmarks/gpu/confirm.sh runs them)")
+    args = ap.parse_args(argv)
+    results = all_results()
+    if args.confirm:
+        if args.confirm not in results:
+            ap.error(f"no benchmarks/results/{args.confirm}.json")
+        for command in confirmations(results, args.confirm):
+            print(shlex.join(command))
+    else:
+        print("\n".join(levers_block(results)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, ROOT, mean_sd, model_letter, set_args, table
+from benchmarks.common import RESULTS, ROOT, all_results, mean_sd, model_letter, set_args, table
 from benchmarks.levers import levers_block
 from benchmarks.speed_page import benchmark_of, speed_block
 from facekit.utils.atomic import atomic_path
@@ -55,10 +55,6 @@ GLANCE = [
     Glance("`--members 2 --refit` (measured before EMA)", "finetune", ("ensemble-b-refit-seeds3",), members=2),
     Glance("`--members 3 --refit` (measured before EMA)", "finetune", ("ensemble-b-refit-seeds3",), members=3),
 ]
-
-
-def all_results() -> dict[str, dict[str, Any]]:
-    return {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
 
 
 def pct(x: float) -> str:

@@ -421,6 +421,44 @@ def test_ablation_resume_skips_measured_rows_and_continues_a_stopped_run(tiny_ca
     assert calls == [(f"ablation-t-finetune-{v}-seed0", None) for v in ("baseline", "race-0.2", "snapshots-3")]
 
 
+def test_accuracy_resume_keeps_measured_rows_and_trains_each_seed_once(tiny_cache, tmp_path, monkeypatch):
+    import json
+    import sys
+
+    import benchmarks.accuracy
+    import benchmarks.common
+    from facekit.data.cache import read_attrs
+
+    monkeypatch.setattr(benchmarks.common, "RESULTS", tmp_path)
+    monkeypatch.setattr(benchmarks.accuracy, "RESULTS", tmp_path)
+    settings = {"epochs_override": None, "limit": None, "overrides": {"augment": "strong"}}
+    # An earlier call (another machine: no run folders here) measured seed 0, then its limit stopped it.
+    (tmp_path / "accuracy-t.json").write_text(json.dumps({**settings, "rows": [
+        {**{k: v for k, v in _row("-", 0, 5.2, 0.93).items() if k != "variant"}, "backend": "jax", "gpu": "H100"}]}))
+    calls = []
+
+    def fake_train_and_score(cfg, val, resume=None):
+        calls.append(cfg.name)
+        scores = {k: v for k, v in _row("-", 0, 5.4, 0.92).items() if k not in ("task", "variant", "seed")}
+        return {**scores, "backend": "jax", "gpu": "H100", "run_dir": f"runs/{cfg.name}"}
+
+    monkeypatch.setattr(benchmarks.accuracy, "train_and_score", fake_train_and_score)
+    argv = ["accuracy", "--tasks", "finetune", "--seeds", "0", "1", "2", "--set", "augment=strong", "--tag", "t",
+            "--data", read_attrs(tiny_cache)["source_dir"], "--project", str(tmp_path / "runs")]
+    monkeypatch.setattr(sys, "argv", [*argv, "--resume"])
+    benchmarks.accuracy.main()
+    assert calls == ["finetune-seed1-t", "finetune-seed2-t"]
+    result = json.loads((tmp_path / "accuracy-t.json").read_text())
+    assert [(r["seed"], r["raw_mae"]) for r in result["rows"]] == [(0, 5.2), (1, 5.4), (2, 5.4)]
+    assert result["complete"] and abs(result["summary"]["finetune"]["raw_mae"]["mean"] - 16 / 3) < 1e-9
+    calls.clear()
+    benchmarks.accuracy.main()  # every seed measured: nothing trains
+    assert calls == []
+    monkeypatch.setattr(sys, "argv", [*argv[:-4], "--set", "augment=light", "--tag", "t", "--resume"])
+    with pytest.raises(SystemExit, match="other settings"):  # another lever under the same name
+        benchmarks.accuracy.main()
+
+
 def test_ablation_trains_no_variant_a_default_has_absorbed():
     from benchmarks.ablation import default_variants
 

@@ -112,3 +112,41 @@ def test_round_three_plan_names_only_variants_that_apply_and_resumes(tmp_path: P
     assert len(set(merge[2:4])) == 2 and set(merge[2:4]) <= planned  # it merges two runs the plan trains
     assert merge[merge.index("--age-from") + 1] == "1" and merge[merge.index("--gender-from") + 1] == "2"
     assert calls.index(merge) == calls.index(ablations[0]) + 1  # after B's runs, before A's
+
+
+def _recording_python(tmp_path: Path, plan: str, status: int = 0) -> dict[str, str]:
+    """A python3 that answers ``-m benchmarks.levers`` with ``plan`` (and ``status``) and records every other call."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "plan").write_text(plan)
+    (bin_dir / "python3").write_text(
+        f'#!/bin/sh\nif [ "$2" = benchmarks.levers ]; then cat {tmp_path / "plan"}; exit {status}; fi\n'
+        f'printf "%s\\n" "$*" >> {tmp_path / "calls"}\n')
+    (bin_dir / "python3").chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def test_confirm_runs_each_planned_series_resumably_on_the_carried_data(tmp_path: Path):
+    plan = ("benchmarks.accuracy --tasks scratch --seeds 0 1 2 --tag round3-defaults\n"
+            "benchmarks.accuracy --tasks scratch --seeds 0 1 2 --set 'widths=[32,64]' --tag round3-wide\n")
+    env = _recording_python(tmp_path, plan)
+    res = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu" / "confirm.sh")], cwd=tmp_path, text=True,
+                         capture_output=True, env=env)
+    assert res.returncode == 0, res.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls == [
+        "-m benchmarks.accuracy --tasks scratch --seeds 0 1 2 --tag round3-defaults --data .gpu/train_val --resume",
+        "-m benchmarks.accuracy --tasks scratch --seeds 0 1 2 --set widths=[32,64] --tag round3-wide "
+        "--data .gpu/train_val --resume"]  # the shell quoting levers prints is undone, one argument each
+
+
+def test_confirm_with_nothing_to_confirm_says_so_and_a_failed_plan_stops_it(tmp_path: Path):
+    res = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu" / "confirm.sh"), "ablation-x"], cwd=tmp_path,
+                         text=True, capture_output=True, env=_recording_python(tmp_path, ""))
+    assert res.returncode == 0 and "no lever of ablation-x paid" in res.stderr
+    assert not (tmp_path / "calls").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    res = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu" / "confirm.sh")], cwd=other, text=True,
+                         capture_output=True, env=_recording_python(other, "benchmarks.accuracy --tag x\n", 2))
+    assert res.returncode == 2 and not (other / "calls").exists()

@@ -5,9 +5,8 @@ import math
 import pytest
 
 from benchmarks import levers
-from benchmarks.common import in_defaults
+from benchmarks.common import all_results, in_defaults
 from benchmarks.levers import NOISE, PAID, WORSE, Lever, verdict
-from benchmarks.results_page import all_results
 
 
 def _run(task, seed, mae, acc):
@@ -62,13 +61,39 @@ def test_ablation_variants_are_judged_against_the_baseline_beside_them():
     got = {o.name: o for o in levers.ablations(results)["ablation-round9"]}
     assert set(got) == {"`aug-strong`", "`ema`", "`cutmix`"}
     assert got["`aug-strong`"].verdict == PAID and got["`aug-strong`"].default_now == "no"
-    assert got["`aug-strong`"].confirm == ("`python -m benchmarks.accuracy --tasks finetune --seeds 0 1 2 "
-                                           "--set augment=strong --tag aug-strong`")
+    assert got["`aug-strong`"].confirm == ("benchmarks.accuracy", "--tasks", "finetune", "--seeds", "0", "1", "2",
+                                           "--set", "augment=strong", "--tag", "round9-aug-strong")
     assert got["`ema`"].default_now == "yes" and not got["`ema`"].confirm
     assert got["`cutmix`"].verdict == WORSE
     block = "\n".join(levers.levers_block({**results, **all_results()}))
     assert "### ablation-round9 (full-length runs" in block
     assert "Did not pay (within noise or worse): `cutmix` (B)." in block
+    assert "`python -m benchmarks.accuracy --tasks finetune --seeds 0 1 2 --set augment=strong --tag " \
+        "round9-aug-strong`" in block
+
+
+def test_a_paid_lever_is_confirmed_over_three_seeds_against_the_defaults_run_beside_it(monkeypatch, capsys):
+    def row(variant, seed, mae, acc):
+        return {**_run("scratch", seed, mae, acc), "variant": variant}
+    results = {"ablation-round9": {"epochs_override": None, "rows": [
+        row("baseline", 0, 5.5, 0.92), row("race-0.2", 0, 5.1, 0.93), row("snapshots-3", 0, 5.2, 0.93)]}}
+    defaults = ("benchmarks.accuracy", "--tasks", "scratch", "--seeds", "0", "1", "2", "--tag", "round9-defaults")
+    race = ("benchmarks.accuracy", "--tasks", "scratch", "--seeds", "0", "1", "2", "--set", "race_weight=0.2",
+            "--tag", "round9-race-0.2")
+    plan = levers.confirmations(results, "ablation-round9")
+    assert plan[:2] == [defaults, race] and plan[2][-1] == "round9-snapshots-3"  # the defaults first, once
+    monkeypatch.setattr(levers, "all_results", lambda: results)
+    assert levers.main(["--confirm", "ablation-round9"]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        "benchmarks.accuracy --tasks scratch --seeds 0 1 2 --tag round9-defaults",
+        "benchmarks.accuracy --tasks scratch --seeds 0 1 2 --set race_weight=0.2 --tag round9-race-0.2"]
+    # Both series measured: the confirmed verdict follows the screen's, seed by seed.
+    results["accuracy-round9-defaults"] = {"rows": [_run("scratch", s, 5.3, 0.92) for s in range(3)]}
+    results["accuracy-round9-race-0.2"] = {"rows": [_run("scratch", s, 5.3 + 0.01 * s, 0.922) for s in range(3)]}
+    outcomes = {o.name: o for o in levers.ablations(results)["ablation-round9"]}
+    confirmed = outcomes["`race-0.2` (confirmed)"]
+    assert confirmed.seeds == (0, 1, 2) and confirmed.verdict == NOISE  # the screen's gain did not hold
+    assert confirmed.sources == ("accuracy-round9-race-0.2", "accuracy-round9-defaults")
 
 
 def test_in_defaults_compares_with_todays_recipe_of_that_model():

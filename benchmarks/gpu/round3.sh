@@ -6,7 +6,8 @@
 #
 # A call's time limit may stop it anywhere: the next call (or the next session, from the results file
 # committed here) skips the rows benchmarks/results/ablation-round3.json holds and continues a run the
-# limit cut short (ablation --resume). Tested: every variant exists and applies to its task.
+# limit cut short (ablation --resume). Tested: every variant exists and applies to its task. When it is
+# done, benchmarks/gpu/confirm.sh runs the levers that paid over 3 seeds.
 set -euo pipefail
 ablation() { python3 -m benchmarks.ablation --data .gpu/train_val --tag round3 --resume "$@"; }
 ablation --task finetune --variants baseline backbone-lr-0.1 snapshots-3 race-0.2 layer-decay-0.95 aug-strong cutmix
