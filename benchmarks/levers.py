@@ -79,9 +79,10 @@ A, B = "scratch", "finetune"
 RESIDUAL_40 = ("accuracy-residual", "accuracy-residual-seeds12")  # A's defaults before 60 epochs
 B_EMA = ("accuracy-ema", "accuracy-ema-seed1", "accuracy-ema-seed2")  # B's defaults today
 B_BEFORE_EMA = ("accuracy-valscore-seed0", "accuracy-patience0")  # B's defaults before EMA (seed 1: all 40 epochs)
+A_60 = ("accuracy-long", "accuracy-long-seed1", "accuracy-long-seed2")  # A's defaults today
 
 LEVERS = [
-    Lever(A, "60 epochs instead of 40", ("accuracy-long", "accuracy-long-seed1", "accuracy-long-seed2"), RESIDUAL_40),
+    Lever(A, "60 epochs instead of 40", A_60, RESIDUAL_40),
     Lever(A, "EMA weights, at 60 epochs", ("accuracy-long-ema-seed0",), ("accuracy-long",)),
     Lever(A, "EMA weights, at 40 epochs", ("accuracy-ema-a-seed0",), RESIDUAL_40),
     Lever(A, "distillation from one B file (40 epochs)", ("accuracy-distill-b0",), RESIDUAL_40),
@@ -98,6 +99,18 @@ LEVERS = [
     Lever(B, "CutMix and stronger augmentation", ("accuracy-b-cutmix-strong-seed0",), B_EMA),
     Lever(B, "backbone at 224 px inside (twice the compute)", ("accuracy-b224-seed0",), B_EMA),
     Lever(B, "20 epochs instead of 40", ("accuracy-b20-seed0",), B_EMA),
+    # Round three (issue 47), queued in benchmarks/cpu/round3.sh: listed as not measured until their files land.
+    Lever(A, "stronger augmentation", ("accuracy-a-strong-seed0",), A_60),
+    Lever(A, "CutMix", ("accuracy-a-cutmix-seed0",), A_60),
+    Lever(A, "snapshot ensemble: 3 cosine cycles in the same epochs, merged", ("accuracy-a-snapshots-3-seed0",), A_60),
+    Lever(A, "snapshot ensemble: 2 cosine cycles in the same epochs, merged", ("accuracy-a-snapshots-2-seed0",), A_60),
+    Lever(A, "auxiliary race head in training (weight 0.2)", ("accuracy-a-race-0.2-seed0",), A_60),
+    Lever(B, "backbone at 0.1 x the heads' learning rate", ("accuracy-b-backbone-lr-0.1-seed0",), B_EMA),
+    Lever(B, "layer-wise rates: backbone top at 0.5 x, x 0.95 a layer down", ("accuracy-b-layer-decay-0.95-seed0",),
+          B_EMA),
+    Lever(B, "snapshot ensemble: 3 cosine cycles in the same epochs, merged", ("accuracy-b-snapshots-3-seed0",), B_EMA),
+    Lever(B, "snapshot ensemble: 2 cosine cycles in the same epochs, merged", ("accuracy-b-snapshots-2-seed0",), B_EMA),
+    Lever(B, "auxiliary race head in training (weight 0.2)", ("accuracy-b-race-0.2-seed0",), B_EMA),
 ]
 
 # Merges judged against their members alone: (ensemble file, members, what).
@@ -135,8 +148,16 @@ def outcome(task: str, what: str, pairs: list[tuple[int, dict[str, Any], dict[st
                    mean(2, "raw_mae"), mean(2, "raw_acc"), default_now, sources, **more)
 
 
+def pending(results: dict[str, dict[str, Any]]) -> list[Lever]:
+    """Declared levers none of whose results files exists yet (queued, not measured)."""
+    return [lever for lever in LEVERS if not any(f in results for f in lever.files)]
+
+
 def declared(results: dict[str, dict[str, Any]]) -> Iterator[Outcome]:
+    waiting = pending(results)
     for lever in LEVERS:
+        if lever in waiting:
+            continue
         with_it, without = by_seed(results, lever.files, lever.task), by_seed(results, lever.baseline, lever.task)
         pairs = [(s, with_it[s], without[s]) for s in sorted(with_it) if s in without]
         if not pairs:
@@ -256,6 +277,10 @@ def levers_block(results: dict[str, dict[str, Any]]) -> list[str]:
         "",
         f"Did not pay (within noise or worse): {did_not_pay(mine)}.",
     ]
+    if waiting := pending(results):
+        lines += ["", "Not measured yet (queued in `benchmarks/cpu/round3.sh`, seed 0 at full length on a CPU; "
+                  "`benchmarks/gpu/round3.sh` measures them on a GPU): "
+                  + "; ".join(f"{lever.what} ({model_letter(lever.task)})" for lever in waiting) + "."]
     for name, outcomes in ablations(results).items():
         epochs = results[name].get("epochs_override")
         length = f"{epochs}-epoch runs: a screen, not a verdict" if epochs else "full-length runs"

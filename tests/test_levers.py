@@ -1,6 +1,7 @@
 """The results page's lever verdicts: runs paired by seed, judged by the scoring rule against the noise."""
 
 import math
+import shlex
 
 import pytest
 
@@ -101,3 +102,30 @@ def test_in_defaults_compares_with_todays_recipe_of_that_model():
     assert in_defaults("finetune", {"ema": True, "internal_size": 160})
     assert in_defaults("scratch", {"widths": [32, 64, 128, 256, 384]})  # JSON's list against the tuple default
     assert not in_defaults("scratch", {}) and not in_defaults("scratch", {"teachers": []})
+
+
+def test_the_cpu_queue_and_the_declared_levers_name_the_same_series():
+    from benchmarks.accuracy import parse_overrides
+    from benchmarks.common import ROOT
+    from facekit.engine.recipe import TrainConfig
+
+    script = (ROOT / "benchmarks" / "cpu" / "round3.sh").read_text()
+    assert 'series() { "${PYTHON:-python3}" -m benchmarks.accuracy --seeds 0 --resume "$@"; }' in script
+    queued = {}
+    for line in script.splitlines():
+        if not line.startswith("series "):
+            continue
+        argv = shlex.split(line)[1:]
+        task, tag = argv[argv.index("--tasks") + 1], argv[argv.index("--tag") + 1]
+        sets = argv[argv.index("--set") + 1: argv.index("--tag")]
+        overrides = parse_overrides(sets)
+        TrainConfig.for_task(task, **overrides)  # every lever is a valid option of its model
+        assert not in_defaults(task, overrides), f"{tag} is a default already"
+        queued[f"accuracy-{tag}"] = (task, overrides)
+    results = all_results()
+    for name, (task, overrides) in queued.items():
+        (lever,) = [lever for lever in levers.LEVERS if lever.files == (name,)]  # judged on the page, once
+        assert lever.task == task
+        if name in results:  # a file measured already holds this very lever
+            assert results[name]["overrides"] == overrides
+    assert {lever.files[0] for lever in levers.pending(results)} <= set(queued)  # nothing declared waits forever
