@@ -237,8 +237,8 @@ def page() -> str:
         "## Speed",
         "",
         "Each speed benchmark's figures, as its results file holds them (how each measures: "
-        "[benchmarks.md](benchmarks.md)). Machines named alike can differ: the 2-core AMD EPYC machines with "
-        "AVX-512 train about twice as fast as those without, and results files name it only since 2026-12-06.",
+        "[benchmarks.md](benchmarks.md)). A machine's name says AVX-512 where its CPU had it: on the same 2-core "
+        "size, those trained two to three times as fast as the ones without (Model A's `train_speed` rows).",
         "",
         *speed_block(results),
         "",

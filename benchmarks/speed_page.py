@@ -88,6 +88,16 @@ HEADLINES: dict[str, Callable[[dict[str, Any]], str]] = {
 }
 
 
+# Results files written before benchmarks.common.cpu_model named AVX-512 (2026-12-06) on machines that had it;
+# docs/benchmarks.md said so beside their figures until their figures moved to this section.
+AVX512_BEFORE_LABEL = frozenset({"fit_speed", "train_speed-a-residual", "train_speed-wide-a"})
+
+
+def machine(name: str, data: dict[str, Any]) -> str:
+    named = str(data.get("machine", "-"))
+    return f"{named}, AVX-512" if name in AVX512_BEFORE_LABEL and "AVX-512" not in named else named
+
+
 def benchmark_of(name: str) -> str | None:
     """The benchmark a results file belongs to (``train_speed-cpu-jax`` -> ``train_speed``), if a speed one."""
     head = name.split("-", 1)[0]
@@ -101,6 +111,6 @@ def speed_block(results: dict[str, dict[str, Any]]) -> list[str]:
             continue
         md = RESULTS / f"{name}.md"
         link = f"[{name}](../benchmarks/results/{name}.md)" if md.exists() else f"`{name}.json`"
-        rows.append([f"`benchmarks.{bench}`", HEADLINES[bench](data), str(data.get("machine", "-")),
+        rows.append([f"`benchmarks.{bench}`", HEADLINES[bench](data), machine(name, data),
                      str(data.get("date", "-"))[:10], str(data.get("commit", "-")), link])
     return table(["benchmark", "measured", "machine", "date", "commit", "results"], rows)

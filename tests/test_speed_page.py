@@ -45,3 +45,14 @@ def test_machine_names_the_instruction_sets_that_change_cpu_timings(tmp_path: Pa
     assert cpu_model(info) == "AMD EPYC"
     info.write_text("model name\t: Intel(R) Xeon(R)\nflags\t\t: avx512f amx_tile amx_bf16\n")
     assert cpu_model(info) == "Intel(R) Xeon(R), AVX-512, AMX"
+
+
+def test_files_from_before_the_label_name_avx512_where_their_machine_had_it():
+    from benchmarks.speed_page import AVX512_BEFORE_LABEL, machine
+
+    old = {"machine": "vm x86_64, 2 cores, AMD EPYC"}
+    assert set(AVX512_BEFORE_LABEL) <= {p.stem for p in SPEED_FILES}  # no stale name
+    assert machine("train_speed-a-residual", old) == "vm x86_64, 2 cores, AMD EPYC, AVX-512"
+    assert machine("train_speed-cpu-tensorflow", old) == old["machine"]
+    new = {"machine": "vm x86_64, 2 cores, AMD EPYC, AVX-512"}
+    assert machine("fit_speed", new) == new["machine"]  # labelled once
