@@ -259,6 +259,16 @@ def did_not_pay(outcomes: list[Outcome]) -> str:
     return "; ".join(names) if names else "none"
 
 
+def seed_spread(results: dict[str, dict[str, Any]]) -> float:
+    """Two standard deviations of the score difference between two seeds of one recipe, from the pooled spread
+    of each model's 3-seed defaults: what the noise band should cover if it is right."""
+    variances = []
+    for task, files in ((A, A_60), (B, B_EMA)):
+        scores = [hand_in_score(r["raw_mae"], r["raw_acc"]) for r in by_seed(results, files, task).values()]
+        variances.append(statistics.variance(scores))
+    return 2 * math.sqrt(2 * statistics.fmean(variances))
+
+
 def levers_block(results: dict[str, dict[str, Any]]) -> list[str]:
     """The results page's "Levers" section."""
     mine = list(declared(results))
@@ -269,7 +279,9 @@ def levers_block(results: dict[str, dict[str, Any]]) -> list[str]:
         f"rule that picks each run's epoch (`val_score`: age MAE plus {GENDER_POINT_YEARS} years per point of "
         "gender error; lower is better) against the noise of 1,000 chips (findings.md: "
         f"{NOISE_MAE} MAE and {NOISE_POINTS:.0f} point for one seed, {NOISE_SCORE:.2f} in the score, divided by "
-        f"the square root of the seeds paired): **{PAID}** below it, **{WORSE}** above it, else **{NOISE}**. "
+        f"the square root of the seeds paired; two standard deviations of the difference between two seeds of "
+        f"one recipe, from the spread of each model's 3-seed defaults, come to {seed_spread(results):.2f}): "
+        f"**{PAID}** below it, **{WORSE}** above it, else **{NOISE}**. "
         "A lever is made a default by three seeds that agree, not by one; `benchmarks/levers.py` declares the "
         "pairs.",
         "",

@@ -129,3 +129,11 @@ def test_the_cpu_queue_and_the_declared_levers_name_the_same_series():
         if name in results:  # a file measured already holds this very lever
             assert results[name]["overrides"] == overrides
     assert {lever.files[0] for lever in levers.pending(results)} <= set(queued)  # nothing declared waits forever
+
+
+def test_the_noise_band_is_checked_against_the_spread_between_seeds():
+    results = {name: {"rows": [_run("scratch", seed, 5.0 + 0.1 * seed, 0.9)]}  # scores 6.0, 6.1, 6.2: sd 0.1
+               for seed, name in enumerate(levers.A_60)}
+    results |= {name: {"rows": [_run("finetune", seed, 5.0, 0.9)]} for seed, name in enumerate(levers.B_EMA)}
+    assert math.isclose(levers.seed_spread(results), 2 * math.sqrt(2 * 0.01 / 2))  # B's seeds agree exactly
+    assert abs(levers.seed_spread(all_results()) - levers.NOISE_SCORE) < 0.05  # round two's seeds bear it out
