@@ -158,13 +158,14 @@ def declared(results: dict[str, dict[str, Any]]) -> Iterator[Outcome]:
     for lever in LEVERS:
         if lever in waiting:
             continue
-        with_it, without = by_seed(results, lever.files, lever.task), by_seed(results, lever.baseline, lever.task)
+        files = tuple(f for f in lever.files if f in results)  # a series whose later seeds have not run yet
+        with_it, without = by_seed(results, files, lever.task), by_seed(results, lever.baseline, lever.task)
         pairs = [(s, with_it[s], without[s]) for s in sorted(with_it) if s in without]
         if not pairs:
-            raise ValueError(f"lever {lever.what!r}: no seed of {lever.files} is in {lever.baseline}")
-        overrides = results[lever.files[0]].get("overrides") or {}
+            raise ValueError(f"lever {lever.what!r}: no seed of {files} is in {lever.baseline}")
+        overrides = results[files[0]].get("overrides") or {}
         yield outcome(lever.task, lever.what, pairs, "yes" if in_defaults(lever.task, overrides) else "no",
-                      (*lever.files, *lever.baseline))
+                      (*files, *lever.baseline))
     for name, members, what in MERGES:
         data = results[name]
         (row,) = [r for r in data["rows"] if r["members"] == members]

@@ -35,10 +35,23 @@ def test_a_lever_pairs_seeds_and_takes_a_shared_seed_from_the_first_baseline_fil
     monkeypatch.setattr(levers, "MERGES", [])
     monkeypatch.setattr(levers, "REFITS", [])
     (got,) = levers.declared(results)
+    assert levers.pending(results) == []
     assert got.seeds == (0, 1)  # seed 2 ran without the lever only; the finetune row is another model's
     assert math.isclose(got.mae, 5.1) and math.isclose(got.base_mae, 5.5)  # seed 0's 5.4, not accuracy-old's 9.0
     assert math.isclose(got.score_change, -0.4 - 0.05) and got.verdict == PAID
     assert got.default_now == "yes"  # Model A trains 60 epochs today
+
+
+def test_a_lever_is_pending_until_one_of_its_files_lands(monkeypatch):
+    base = {"accuracy-base": {"rows": [_run("scratch", 0, 5.4, 0.92), _run("scratch", 1, 5.4, 0.92)]}}
+    lever = Lever("scratch", "longer", ("accuracy-x0", "accuracy-x1"), ("accuracy-base",))
+    monkeypatch.setattr(levers, "LEVERS", [lever])
+    monkeypatch.setattr(levers, "MERGES", [])
+    monkeypatch.setattr(levers, "REFITS", [])
+    assert levers.pending(base) == [lever] and list(levers.declared(base)) == []
+    results = {**base, "accuracy-x0": {"rows": [_run("scratch", 0, 5.0, 0.93)]}}  # seed 1 still training
+    (got,) = levers.declared(results)
+    assert levers.pending(results) == [] and got.seeds == (0,) and got.sources == ("accuracy-x0", "accuracy-base")
 
 
 def test_a_declared_lever_with_no_seed_in_common_is_refused(monkeypatch):
