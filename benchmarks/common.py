@@ -13,23 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from facekit.engine.recipe import TrainConfig
+from facekit.utils.machine import PROC_CPUINFO, this_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 TRAIN_VAL = ROOT.parent / "shared" / "data" / "train_val"
 
 
-def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """The CPU's name, with the instruction sets that move CPU timings here by up to 2x (AVX-512, AMX): the
-    2-core machines sessions run on share one name with and without them."""
-    try:
-        info = cpuinfo.read_text().splitlines()
-    except OSError:
-        return platform.processor() or "unknown"
-    name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "unknown")
-    flags = set(next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), []))
-    extras = [label for flag, label in (("avx512f", "AVX-512"), ("amx_tile", "AMX")) if flag in flags]
-    return ", ".join([name, *extras])
+def cpu_model(cpuinfo: Path = PROC_CPUINFO) -> str:
+    """The CPU's name with AVX-512 and AMX where it has them (facekit.utils.machine): machines of one name
+    train two to three times apart with and without them."""
+    return this_cpu(cpuinfo).describe()
 
 
 def code_commit(root: Path = ROOT) -> str:

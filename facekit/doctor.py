@@ -7,12 +7,15 @@ doctor cannot drift from it.
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from facekit.utils.machine import Cpu, this_cpu
 
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
 
@@ -95,8 +98,19 @@ def backend_findings() -> list[Finding]:
     out = [backend_finding(backend, keras.__version__, gpu)]
     out.append(Finding("gpu", OK if gpu else INFO, gpu or "none seen by the backend: training runs on the CPU "
                        "(hours per model; see README), predict and check are fine"))
+    out.append(cpu_finding(this_cpu(), os.cpu_count(), gpu))
     out.append(predict_engine_finding(backend))
     return out
+
+
+def cpu_finding(cpu: Cpu, cores: int | None, gpu: str | None) -> Finding:
+    """The CPU, and where training will run on it, how long to expect against README's CPU times, which were
+    measured on CPUs with AVX-512 (without it, two to three times as long: docs/results.md, Speed)."""
+    detail = f"{cores or '?'} cores, {cpu.describe()}"
+    if gpu is None and cpu.avx512 is False:
+        return Finding("cpu", INFO, f"{detail}; no AVX-512: CPU training takes two to three times README's CPU "
+                       "times (measured: docs/results.md, Speed)", "train on a GPU (Colab's will do)")
+    return Finding("cpu", OK, detail)
 
 
 def backend_finding(backend: str, version: str, gpu: str | None) -> Finding:

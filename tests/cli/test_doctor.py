@@ -83,3 +83,14 @@ def test_pins_that_keep_installs_working():
     assert "3.13.5" in SpecifierSet(project["requires-python"]) and "3.10.0" in SpecifierSet(
         project["requires-python"])
     assert Path(ROOT / "README.md").read_text().count("Python 3.10 to 3.13") >= 1
+
+
+def test_a_cpu_without_avx512_is_told_how_long_cpu_training_takes():
+    from facekit.utils.machine import Cpu
+
+    slow = doctor.cpu_finding(Cpu("AMD EPYC", frozenset({"avx2", "fma"})), 2, None)
+    assert slow.status == "info" and slow.detail.startswith("2 cores, AMD EPYC; no AVX-512") and "GPU" in slow.fix
+    fast = doctor.cpu_finding(Cpu("AMD EPYC", frozenset({"avx2", "avx512f"})), 2, None)
+    assert fast.status == "ok" and fast.detail == "2 cores, AMD EPYC, AVX-512"
+    assert doctor.cpu_finding(Cpu("AMD EPYC", frozenset({"avx2"})), 16, "NVIDIA H100").status == "ok"  # GPU trains
+    assert doctor.cpu_finding(Cpu("arm", None), 8, None).status == "ok"  # flags unknown: no claim
