@@ -50,6 +50,7 @@ GLANCE = [
     Glance("defaults (60 epochs), 3 seeds", "scratch", ("accuracy-long", "accuracy-long-seed1", "accuracy-long-seed2"),
            file_cost="ensemble-a60-refit"),
     Glance("best file: 3 runs merged (`facekit merge`)", "scratch", ("ensemble-a60-refit",), members=3),
+    Glance("`--members 2 --refit`", "scratch", ("ensemble-a60-refits",), members=2),
     Glance("defaults (EMA), 3 seeds", "finetune", ("accuracy-ema", "accuracy-ema-seed1", "accuracy-ema-seed2"),
            file_cost="ensemble-b-refit-seeds3"),
     Glance("`--members 2 --refit` (measured before EMA)", "finetune", ("ensemble-b-refit-seeds3",), members=2),
@@ -210,8 +211,9 @@ def page() -> str:
         "Training is the hours of training behind the file on the 2-core CPU machines its results files name "
         "(a merge: its members' summed; a refit: the split run that chose its epoch count and the refit); a GPU "
         "takes minutes. Inference is the file's time per image in batches of 64 on the ensemble benchmark's "
-        "machine, for a seed row one member of that model's merge. `--members K --refit` was measured as K "
-        "refits of B's defaults before EMA became one, each trained on 4,000 chips (`benchmarks.refit`), merged.",
+        "machine, for a seed row one member of that model's merge. A `--members K --refit` row is K refits of "
+        "seeds 0, 1, ... merged, each trained on 4,000 chips (`benchmarks.refit`), as the option makes them: A's "
+        "of today's defaults, B's of its defaults before EMA became one.",
         "",
         *glance,
         "",
