@@ -116,6 +116,7 @@ LEVERS = [
 # Merges judged against their members alone: (ensemble file, members, what).
 MERGES = [
     ("ensemble-a60-refit", 3, "3 files merged (`facekit merge`) against each alone"),
+    ("ensemble-a60-refits", 2, "2 refits merged (`--members 2 --refit`) against each alone"),
     ("ensemble-b-refit-seeds3", 2, "2 refits merged (`--members 2 --refit`) against each alone"),
     ("ensemble-b-refit-seeds3", 3, "3 refits merged (`--members 3 --refit`) against each alone"),
 ]
