@@ -7,6 +7,7 @@ import pytest
 
 from benchmarks.common import RESULTS, ROOT, cpu_model
 from benchmarks.speed_page import HEADLINES, benchmark_of, speed_block
+from facekit.utils.machine import this_cpu
 
 SPEED_FILES = sorted(p for p in RESULTS.glob("*.json") if benchmark_of(p.stem))
 
@@ -45,6 +46,8 @@ def test_machine_names_the_instruction_sets_that_change_cpu_timings(tmp_path: Pa
     assert cpu_model(info) == "AMD EPYC"
     info.write_text("model name\t: Intel(R) Xeon(R)\nflags\t\t: avx512f amx_tile amx_bf16\n")
     assert cpu_model(info) == "Intel(R) Xeon(R), AVX-512, AMX"
+    info.write_text("processor\t: 0\nFeatures\t: fp asimd\n")  # an ARM CPU lists no x86 flags: no claim either way
+    assert this_cpu(info).avx512 is None and cpu_model(info) == "unknown"
 
 
 def test_files_from_before_the_label_name_avx512_where_their_machine_had_it():

@@ -9,7 +9,8 @@
 # Accuracy series, not ablation rows: round two measured each model's defaults this way on these CPUs
 # (B: accuracy-ema, A: accuracy-long, seed 0), so no baseline trains again; benchmarks/levers.py pairs each
 # line's results file with them (tested: every line is a declared lever and every declared lever queued
-# here is a line). B's levers first: a B run takes 1-2.5 hours on a 2-core CPU, an A run 2-5.
+# here is a line). A's strong augmentation first (the run under way when the queue began), then B's levers,
+# which cost least: a B run takes 1-2.5 hours on a 2-core CPU, an A run 2-5.
 set -euo pipefail
 series() { "${PYTHON:-python3}" -m benchmarks.accuracy --seeds 0 --resume "$@"; }
 series --tasks scratch --set augment=strong --tag a-strong-seed0

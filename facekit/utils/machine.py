@@ -19,7 +19,7 @@ LABELS = (("avx512f", "AVX-512"), ("amx_tile", "AMX"))  # the flags that move tr
 @dataclass(frozen=True)
 class Cpu:
     name: str
-    flags: frozenset[str] | None  # None where the system does not list them (no /proc/cpuinfo)
+    flags: frozenset[str] | None  # None where the system lists no x86 flags (no /proc/cpuinfo, an ARM CPU)
 
     @property
     def avx512(self) -> bool | None:
@@ -36,5 +36,5 @@ def this_cpu(cpuinfo: Path = PROC_CPUINFO) -> Cpu:
     except OSError:
         return Cpu(platform.processor() or "unknown", None)
     name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
-    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
-    return Cpu(name, frozenset(flags))
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), None)
+    return Cpu(name, None if flags is None else frozenset(flags))  # no "flags" line: not x86 (ARM lists Features)
