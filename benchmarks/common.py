@@ -272,6 +272,11 @@ def set_args(overrides: dict[str, Any]) -> str:
     return " ".join(set_items(overrides))
 
 
+def pct(x: float) -> str:
+    """A fraction as the results tables print it: ``0.933`` -> ``93.3 %``."""
+    return f"{100 * x:.1f} %"
+
+
 def mean_sd(values: list[float]) -> dict[str, float]:
     import statistics
 

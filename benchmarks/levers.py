@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from benchmarks.ablation import VARIANTS
-from benchmarks.common import all_results, in_defaults, model_letter, set_items, table
+from benchmarks.common import all_results, in_defaults, model_letter, pct, set_items, table
 from facekit.engine.selection import GENDER_POINT_YEARS, hand_in_score
 
 # findings.md: on the 1,000 held-out chips, one seed's differences under about 0.2 MAE or 1 point of gender
@@ -237,10 +237,6 @@ def confirmations(results: dict[str, dict[str, Any]], name: str) -> list[tuple[s
     levers = [o.confirm for o in ablations(results).get(name, []) if o.confirm]
     tasks = dict.fromkeys(argv[argv.index("--tasks") + 1] for argv in levers)
     return [*(confirm_argv(task, f"{round_of(name)}-defaults") for task in tasks), *levers]
-
-
-def pct(x: float) -> str:
-    return f"{100 * x:.1f} %"
 
 
 def lever_table(outcomes: list[Outcome], confirm: bool = False) -> list[str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, ROOT, all_results, mean_sd, model_letter, set_args, table
+from benchmarks.common import RESULTS, ROOT, all_results, mean_sd, model_letter, pct, set_args, table
 from benchmarks.levers import levers_block
 from benchmarks.speed_page import benchmark_of, speed_block
 from facekit.utils.atomic import atomic_path
@@ -58,10 +58,6 @@ GLANCE = [
 ]
 
 
-def pct(x: float) -> str:
-    return f"{100 * x:.1f} %"
-
-
 def hours(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds / 3600:.1f} h"
 
@@ -90,8 +86,7 @@ def file_cost(row: dict[str, Any]) -> str:
     return f"{row['ms_per_image']:.0f} ms, {row['megabytes']:.0f} MB"
 
 
-def glance_rows() -> list[list[str]]:
-    results = all_results()
+def glance_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
     rows = []
     for g in GLANCE:
         if g.members is None:
@@ -113,9 +108,9 @@ def glance_rows() -> list[list[str]]:
     return rows
 
 
-def glance_block() -> list[str]:
+def glance_block(results: dict[str, dict[str, Any]]) -> list[str]:
     return table(["model", "what", "MAE (years)", "gender accuracy", "training (2-core CPU)",
-                  "inference per image, file size", "target", "results"], glance_rows())
+                  "inference per image, file size", "target", "results"], glance_rows(results))
 
 
 def accuracy_command(name: str, data: dict[str, Any], row: dict[str, Any]) -> str:
@@ -195,9 +190,8 @@ def other_results(results: dict[str, dict[str, Any]]) -> list[str]:
     return table(["results", "date", "commit", "machine"], rows)
 
 
-def page() -> str:
-    results = all_results()
-    glance = [line.replace("](benchmarks/", "](../benchmarks/") for line in glance_block()]
+def page(results: dict[str, dict[str, Any]]) -> str:
+    glance = [line.replace("](benchmarks/", "](../benchmarks/") for line in glance_block(results)]
     parts = [
         "# Results",
         "",
@@ -252,19 +246,20 @@ def page() -> str:
     return "\n".join(parts)
 
 
-def readme_text(readme: str) -> str:
+def readme_text(readme: str, results: dict[str, dict[str, Any]]) -> str:
     if BEGIN not in readme or END not in readme:
         raise SystemExit(f"{README}: the markers {BEGIN!r} and {END!r} are missing")
     head, rest = readme.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    return head + BEGIN + "\n" + "\n".join(glance_block()) + "\n" + END + tail
+    return head + BEGIN + "\n" + "\n".join(glance_block(results)) + "\n" + END + tail
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="exit 1 when docs/results.md or README's table is stale")
     args = ap.parse_args(argv)
-    want = {PAGE: page(), README: readme_text(README.read_text())}
+    results = all_results()  # read once for the page and README's table
+    want = {PAGE: page(results), README: readme_text(README.read_text(), results)}
     stale = [p for p, text in want.items() if not p.exists() or p.read_text() != text]
     if args.check:
         for p in stale:
