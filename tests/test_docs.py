@@ -58,6 +58,14 @@ def test_readme_figures_are_the_generated_ones():
         assert f"| {row[2]} | {row[3]} |" in block
 
 
+def test_glance_table_says_by_how_much_each_target_is_missed():
+    missed_both = "<= 4.8 / >= 93.5 % (missed: MAE by 0.53, gender by 0.2 points)"
+    assert results_page.target_cell("finetune", 5.33, 0.933) == missed_both
+    assert results_page.target_cell("finetune", 4.8049, 0.93496) == "<= 4.8 / >= 93.5 % (met)"  # as printed
+    assert results_page.target_cell("scratch", 4.9, 0.921) == "<= 5.0 / >= 92.5 % (missed: gender by 0.4 points)"
+    assert results_page.target_cell("scratch", 4.9, 0.93) == "<= 5.0 / >= 92.5 % (met)"
+
+
 def test_a_merges_training_counts_every_member_and_a_refits_split_run():
     results = {
         "accuracy-x": {"rows": [{"run_dir": "runs/accuracy/scratch/s1", "train_seconds": 100.0}]},
