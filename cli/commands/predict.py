@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.table import Table
 
 from facekit_cli.options import Engine, ModelDirOpt, load_models, ranged, value_of
 from facekit_cli.ui import console, err_console, fail, progress_bar, reason
@@ -58,8 +59,6 @@ def predict(
     and the summary line go to standard error, so standard output holds only the records. Ctrl-C stops at the
     frame or image being answered and still writes what was answered (exit 130)."""
     import time
-
-    from rich.table import Table
 
     from facekit.contract import INPUT_SIZE
     from facekit.face.template import framing_for
@@ -152,42 +151,10 @@ def predict(
     except (ModelFileError, ValueError, OSError) as exc:
         fail(reason(exc))
     if fmt is None:
-        photos = [r for r in results if not isinstance(r, VideoResult)]
-        videos = [r for r in results if isinstance(r, VideoResult)]
-        table = Table(show_lines=False)
-        table.add_column("image")
-        table.add_column("face", justify="right")
-        table.add_column("box x0,y0,x1,y1")
-        for lm in models:
-            table.add_column(f"{lm.label}: age", justify="right")
-            table.add_column(f"{lm.label}: gender (p)")
-        for r in photos:
-            for i, f in enumerate(r.faces):
-                cells = []
-                for lm in models:
-                    p = f.predictions[lm.label]
-                    cells += [f"{p['age']:.1f}", gender_cell(p)]
-                table.add_row(Path(r.path).name if i == 0 else "", str(i + 1),
-                              ",".join(f"{v:.0f}" for v in f.box), *cells)
-        if table.row_count:
-            console.print(table)
-        tracks = Table(show_lines=False)
-        for column, right in (("video", False), ("track", True), ("frames", True), ("seen (s)", False)):
-            tracks.add_column(column, justify="right" if right else "left")
-        for lm in models:
-            tracks.add_column(f"{lm.label}: age ± sd", justify="right")
-            tracks.add_column(f"{lm.label}: gender (p)")
-        for v in videos:
-            for i, t in enumerate(v.tracks):
-                cells = []
-                for lm in models:
-                    p = t.predictions[lm.label]
-                    cells += [f"{p['age']:.1f} ± {p['age_std']:.1f}",
-                              gender_cell(p)]
-                tracks.add_row(Path(v.path).name if i == 0 else "", str(t.track), str(t.frames),
-                               f"{t.first_time_s:.1f}-{t.last_time_s:.1f}", *cells)
-        if tracks.row_count:
-            console.print(tracks)
+        for table in (photo_table([r for r in results if not isinstance(r, VideoResult)], models),
+                      track_table([r for r in results if isinstance(r, VideoResult)], models)):
+            if table.row_count:
+                console.print(table)
         for r in results:
             if r.annotated:
                 console.print(f"annotated: {r.annotated}", highlight=False, soft_wrap=True)
@@ -198,6 +165,43 @@ def predict(
         raise typer.Exit(130)
     if not tally.faces:
         raise typer.Exit(1)
+
+
+def result_table(columns: list[tuple[str, bool]], models: list, age_header: str) -> Table:
+    """A table whose leading columns are ``columns`` (header, right-aligned) and then age and gender per model."""
+    table = Table(show_lines=False)
+    for header, right in columns:
+        table.add_column(header, justify="right" if right else "left")
+    for lm in models:
+        table.add_column(f"{lm.label}: {age_header}", justify="right")
+        table.add_column(f"{lm.label}: gender (p)")
+    return table
+
+
+def photo_table(photos: list, models: list) -> Table:
+    """One row a face found in a photo."""
+    table = result_table([("image", False), ("face", True), ("box x0,y0,x1,y1", False)], models, "age")
+    for r in photos:
+        for i, f in enumerate(r.faces):
+            cells = [c for lm in models for c in (f"{f.predictions[lm.label]['age']:.1f}",
+                                                    gender_cell(f.predictions[lm.label]))]
+            table.add_row(Path(r.path).name if i == 0 else "", str(i + 1), ",".join(f"{v:.0f}" for v in f.box),
+                          *cells)
+    return table
+
+
+def track_table(videos: list, models: list) -> Table:
+    """One row a face tracked through a video, with its estimate pooled over the track's frames."""
+    table = result_table([("video", False), ("track", True), ("frames", True), ("seen (s)", False)], models,
+                         "age ± sd")
+    for v in videos:
+        for i, t in enumerate(v.tracks):
+            cells = [c for lm in models for c in (f"{t.predictions[lm.label]['age']:.1f} ± "
+                                                    f"{t.predictions[lm.label]['age_std']:.1f}",
+                                                    gender_cell(t.predictions[lm.label]))]
+            table.add_row(Path(v.path).name if i == 0 else "", str(t.track), str(t.frames),
+                          f"{t.first_time_s:.1f}-{t.last_time_s:.1f}", *cells)
+    return table
 
 
 def gender_cell(p: dict) -> str:
