@@ -93,8 +93,9 @@ def target_cell(task: str, mae: float, acc: float) -> str:
     missed = []
     if mae > goal_mae:
         missed.append(f"MAE by {mae - goal_mae:.2f}")
-    if points < 100 * goal_acc:
-        missed.append(f"gender by {100 * goal_acc - points:.1f} points")
+    goal_points = round(100 * goal_acc, 1)
+    if points < goal_points:
+        missed.append(f"gender by {goal_points - points:.1f} points")
     verdict = "missed: " + ", ".join(missed) if missed else "met"
     return f"<= {goal_mae} / >= {pct(goal_acc)} ({verdict})"
 

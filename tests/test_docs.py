@@ -53,8 +53,9 @@ def test_a_stale_results_page_is_caught(tmp_path: Path, monkeypatch):
 
 def test_readme_figures_are_the_generated_ones():
     block = README.read_text().split(results_page.BEGIN, 1)[1].split(results_page.END, 1)[0]
-    assert block.strip() == "\n".join(results_page.glance_block(all_results())).strip()
-    for row in results_page.glance_rows(all_results()):  # each figure is a results file's, formatted
+    results = all_results()
+    assert block.strip() == "\n".join(results_page.glance_block(results)).strip()
+    for row in results_page.glance_rows(results):  # each figure is a results file's, formatted
         assert f"| {row[2]} | {row[3]} |" in block
 
 

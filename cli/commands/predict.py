@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -178,15 +179,18 @@ def result_table(columns: list[tuple[str, bool]], models: list, age_header: str)
     return table
 
 
+def model_cells(predictions: dict, models: list, age: Callable[[dict], str]) -> list[str]:
+    """The age and gender cells of one row, in ``result_table``'s model order."""
+    return [cell for lm in models for cell in (age(predictions[lm.label]), gender_cell(predictions[lm.label]))]
+
+
 def photo_table(photos: list, models: list) -> Table:
     """One row a face found in a photo."""
     table = result_table([("image", False), ("face", True), ("box x0,y0,x1,y1", False)], models, "age")
     for r in photos:
         for i, f in enumerate(r.faces):
-            cells = [c for lm in models for c in (f"{f.predictions[lm.label]['age']:.1f}",
-                                                    gender_cell(f.predictions[lm.label]))]
             table.add_row(Path(r.path).name if i == 0 else "", str(i + 1), ",".join(f"{v:.0f}" for v in f.box),
-                          *cells)
+                          *model_cells(f.predictions, models, lambda p: f"{p['age']:.1f}"))
     return table
 
 
@@ -196,11 +200,9 @@ def track_table(videos: list, models: list) -> Table:
                          "age ± sd")
     for v in videos:
         for i, t in enumerate(v.tracks):
-            cells = [c for lm in models for c in (f"{t.predictions[lm.label]['age']:.1f} ± "
-                                                    f"{t.predictions[lm.label]['age_std']:.1f}",
-                                                    gender_cell(t.predictions[lm.label]))]
             table.add_row(Path(v.path).name if i == 0 else "", str(t.track), str(t.frames),
-                          f"{t.first_time_s:.1f}-{t.last_time_s:.1f}", *cells)
+                          f"{t.first_time_s:.1f}-{t.last_time_s:.1f}",
+                          *model_cells(t.predictions, models, lambda p: f"{p['age']:.1f} ± {p['age_std']:.1f}"))
     return table
 
 
