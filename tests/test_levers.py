@@ -1,12 +1,16 @@
 """The results page's lever verdicts: runs paired by seed, judged by the scoring rule against the noise."""
 
+import json
 import math
+import os
 import shlex
+import subprocess
+import sys
 
 import pytest
 
 from benchmarks import levers
-from benchmarks.common import all_results, in_defaults
+from benchmarks.common import ROOT, all_results, in_defaults
 from benchmarks.levers import NOISE, PAID, WORSE, Lever, verdict
 
 
@@ -142,6 +146,62 @@ def test_the_cpu_queue_and_the_declared_levers_name_the_same_series():
         if name in results:  # a file measured already holds this very lever
             assert results[name]["overrides"] == overrides
     assert {lever.files[0] for lever in levers.pending(results)} <= set(queued)  # nothing declared waits forever
+
+
+def _cpu_queue(tmp_path, build):
+    """benchmarks/cpu/round3.sh run in ``tmp_path`` (set up by ``build``) with a facekit and a python3 that record
+    what they would run; ``python3 -c`` (the queue's question whether a run finished) is answered for real."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(parents=True)
+    calls = tmp_path / "calls"
+    (bin_dir / "facekit").write_text(f'#!/bin/sh\nprintf "facekit %s\\n" "$*" >> {calls}\n')
+    (bin_dir / "python3").write_text(f'#!/bin/sh\nif [ "$1" = -c ]; then exec {sys.executable} "$@"; fi\n'
+                                     f'printf "python3 %s\\n" "$*" >> {calls}\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    build(work)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON"} | {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    res = subprocess.run(["bash", str(ROOT / "benchmarks" / "cpu" / "round3.sh")], cwd=work, env=env, text=True,
+                         capture_output=True)
+    assert res.returncode == 0, res.stderr
+    return calls.read_text().splitlines()
+
+
+@pytest.mark.slow  # the queue asks facekit (a Keras import each time) whether a member finished
+def test_the_cpu_queue_trains_the_per_output_merge_members_once_each_and_merges_them(tmp_path):
+    merge_line = ("python3 -m benchmarks.ensemble runs/merge/finetune/b-strong-seed0 runs/merge/finetune/b-cutmix-seed0"
+                  " --age-from 1 --gender-from 2 --tag cpu-b-strong-age-cutmix-gender")
+    calls = _cpu_queue(tmp_path / "new", lambda work: None)
+    own = [c for c in calls if not c.startswith("python3 -m benchmarks.accuracy")]
+    assert own == [
+        "facekit train finetune --augment strong --project runs/merge --name b-strong-seed0 --check-keras none",
+        "facekit train finetune --mix cutmix --project runs/merge --name b-cutmix-seed0 --check-keras none",
+        merge_line]
+    race = calls.index(next(c for c in calls if "--tag b-race-0.2-seed0" in c))
+    assert calls.index(own[0]) == race + 1  # right after B's run under way, before the other levers
+
+    def one_finished_one_stopped(work):
+        done = work / "runs" / "merge" / "finetune" / "b-strong-seed0"
+        done.mkdir(parents=True)
+        (done / "age_gender_B.keras").touch()
+        (done / "metrics.json").write_text(json.dumps({"model": str(done / "age_gender_B.keras")}))
+        stopped = work / "runs" / "merge" / "finetune" / "b-cutmix-seed0"
+        stopped.mkdir()
+        (stopped / "args.json").write_text("{}")
+        (stopped / "metrics.json").write_text(json.dumps({"model": "", "interrupted": True}))
+
+    calls = _cpu_queue(tmp_path / "resumed", one_finished_one_stopped)
+    assert [c for c in calls if not c.startswith("python3 -m benchmarks.accuracy")] == [
+        "facekit train finetune --resume runs/merge/finetune/b-cutmix-seed0 --check-keras none", merge_line]
+
+    def measured(work):
+        (work / "benchmarks" / "results").mkdir(parents=True)
+        (work / "benchmarks" / "results" / "ensemble-cpu-b-strong-age-cutmix-gender.json").write_text("{}")
+
+    calls = _cpu_queue(tmp_path / "measured", measured)
+    assert all(c.startswith("python3 -m benchmarks.accuracy") for c in calls)  # nothing trains twice
 
 
 def test_the_noise_band_is_checked_against_the_spread_between_seeds():
