@@ -110,7 +110,8 @@ LEVERS = [
           B_EMA),
     Lever(B, "snapshot ensemble: 3 cosine cycles in the same epochs, merged", ("accuracy-b-snapshots-3-seed0",), B_EMA),
     Lever(B, "snapshot ensemble: 2 cosine cycles in the same epochs, merged", ("accuracy-b-snapshots-2-seed0",), B_EMA),
-    Lever(B, "auxiliary race head in training (weight 0.2)", ("accuracy-b-race-0.2-seed0",), B_EMA),
+    Lever(B, "auxiliary race head in training (weight 0.2)", ("accuracy-b-race-0.2-seed0", "accuracy-b-race-0.2-seed1",
+                                                              "accuracy-b-race-0.2-seed2"), B_EMA),
 ]
 
 # Merges judged against their members alone: (ensemble file, members, what).
