@@ -183,7 +183,7 @@ def test_the_cpu_queue_trains_the_per_output_merge_members_once_each_and_merges_
         "facekit train finetune --mix cutmix --project runs/merge --name b-cutmix-seed0 --check-keras none",
         merge_line]
     race = calls.index(next(c for c in calls if "--tag b-race-0.2-seed0" in c))
-    assert calls.index(own[0]) == race + 1  # right after B's run under way, before the other levers
+    assert calls.index(own[0]) == race + 1  # right after B's race-head line, before the other levers
 
     def one_finished_one_stopped(work):
         done = work / "runs" / "merge" / "finetune" / "b-strong-seed0"

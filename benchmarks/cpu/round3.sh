@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Issue 47's levers at full length on a CPU, seed 0 each (more seeds for one that looks like paying): the background job of every session without a GPU,
-# which the next session starts again and which picks up where the last one stopped. Each lever is an accuracy
-# series with --resume, which keeps the seeds its results file holds and continues the run folder a session's
-# end stopped (train --resume), so a finished line costs nothing; item 4's merge, a block of its own below,
-# resumes the same way. Run from a checkout with the cache prepped:
+# Issue 47's levers at full length on a CPU, seed 0 each (more seeds for one that looks like paying): the
+# background job of every session without a GPU, which the next session starts again and which picks up where
+# the last one stopped. Each lever is an accuracy series with --resume, which keeps the seeds its results file
+# holds and continues the run folder a session's end stopped (train --resume), so a finished line costs
+# nothing; item 4's merge, a block of its own below, resumes the same way. Run from a checkout with the cache
+# prepped:
 #
 #   nohup nice -n 19 bash benchmarks/cpu/round3.sh > round3-cpu.log 2>&1 &
 #
