@@ -106,6 +106,20 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> Ra
     return Ran(res.exit_code, res.stdout, stderr)
 
 
+def recording_commands(where: Path, answers: dict[str, str]) -> tuple[dict[str, str], Callable[[], list[str]]]:
+    """Commands that write down each call (``name args``, one line in ``where/calls``) instead of running it,
+    first on PATH in the environment returned with a reader of those lines: a shell script (a GPU plan, the
+    CPU queue) is judged by what it would run, without training. ``answers`` maps each command's name to
+    shell lines it runs first, to answer for real the calls the script needs an answer from."""
+    bin_dir, calls = where / "bin", where / "calls"
+    bin_dir.mkdir(parents=True)
+    for name, answer in answers.items():
+        (bin_dir / name).write_text(f'#!/bin/sh\n{answer}\nprintf "{name} %s\\n" "$*" >> {calls}\n')
+        (bin_dir / name).chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON"} | {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    return env, lambda: calls.read_text().splitlines() if calls.exists() else []
+
+
 @pytest.fixture()
 def probes_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every contract probe of this environment's Keras (``facekit check``, a training run's end-of-run check)

@@ -10,12 +10,13 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from facekit.prep.pipeline import prep
-from tests.conftest import ROOT
+from tests.conftest import ROOT, recording_commands
 
 
 def _checkout(tmp_path: Path, chip_folder: Path) -> Path:
@@ -80,20 +81,17 @@ def test_session_refuses_to_start_without_the_packed_files(tmp_path: Path):
 def test_round_three_plan_names_only_variants_that_apply_and_resumes(tmp_path: Path):
     from benchmarks.ablation import VARIANTS
 
-    # A python3 that records each call instead of training: the plan is judged by what it would run. The two
-    # B runs the per-output merge reads are there, as on a warm machine after the B line.
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "python3").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {tmp_path / "calls"}\n')
-    (bin_dir / "python3").chmod(0o755)
+    # A python3 that records each call instead of training. The two B runs the per-output merge reads are
+    # there, as on a warm machine after the B line.
+    env, recorded = recording_commands(tmp_path, {"python3": ""})
     for variant in ("aug-strong", "cutmix"):
         run = tmp_path / "runs" / "ablation" / "finetune" / f"ablation-round3-finetune-{variant}-seed0"
         run.mkdir(parents=True)
         (run / "age_gender_B.keras").touch()
     res = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu" / "round3.sh")], cwd=tmp_path, text=True,
-                         capture_output=True, env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+                         capture_output=True, env=env)
     assert res.returncode == 0, res.stderr
-    calls = [line.split() for line in (tmp_path / "calls").read_text().splitlines()]
+    calls = [line.split()[1:] for line in recorded()]  # each without the python3 that ran it
     ablations = [c for c in calls if c[:2] == ["-m", "benchmarks.ablation"]]
     assert [c[c.index("--task") + 1] for c in ablations] == ["finetune", "scratch", "finetune"]
     planned, baselines = set(), set()
@@ -114,39 +112,36 @@ def test_round_three_plan_names_only_variants_that_apply_and_resumes(tmp_path: P
     assert calls.index(merge) == calls.index(ablations[0]) + 1  # after B's runs, before A's
 
 
-def _recording_python(tmp_path: Path, plan: str, status: int = 0) -> dict[str, str]:
+def _recording_python(tmp_path: Path, plan: str, status: int = 0) -> tuple[dict[str, str], Callable[[], list[str]]]:
     """A python3 that answers ``-m benchmarks.levers`` with ``plan`` (and ``status``) and records every other call."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     (tmp_path / "plan").write_text(plan)
-    (bin_dir / "python3").write_text(
-        f'#!/bin/sh\nif [ "$2" = benchmarks.levers ]; then cat {tmp_path / "plan"}; exit {status}; fi\n'
-        f'printf "%s\\n" "$*" >> {tmp_path / "calls"}\n')
-    (bin_dir / "python3").chmod(0o755)
-    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    answer = f'[ "$2" = benchmarks.levers ] && cat {tmp_path / "plan"} && exit {status}'
+    return recording_commands(tmp_path, {"python3": answer})
 
 
 def test_confirm_runs_each_planned_series_resumably_on_the_carried_data(tmp_path: Path):
     plan = ("benchmarks.accuracy --tasks scratch --seeds 0 1 2 --tag round3-defaults\n"
             "benchmarks.accuracy --tasks scratch --seeds 0 1 2 --set 'widths=[32,64]' --tag round3-wide\n")
-    env = _recording_python(tmp_path, plan)
+    env, calls = _recording_python(tmp_path, plan)
     res = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu" / "confirm.sh")], cwd=tmp_path, text=True,
                          capture_output=True, env=env)
     assert res.returncode == 0, res.stderr
-    calls = (tmp_path / "calls").read_text().splitlines()
-    assert calls == [
-        "-m benchmarks.accuracy --tasks scratch --seeds 0 1 2 --tag round3-defaults --data .gpu/train_val --resume",
-        "-m benchmarks.accuracy --tasks scratch --seeds 0 1 2 --set widths=[32,64] --tag round3-wide "
+    assert calls() == [
+        "python3 -m benchmarks.accuracy --tasks scratch --seeds 0 1 2 --tag round3-defaults --data .gpu/train_val"
+        " --resume",
+        "python3 -m benchmarks.accuracy --tasks scratch --seeds 0 1 2 --set widths=[32,64] --tag round3-wide "
         "--data .gpu/train_val --resume"]  # the shell quoting levers prints is undone, one argument each
 
 
 def test_confirm_with_nothing_to_confirm_says_so_and_a_failed_plan_stops_it(tmp_path: Path):
+    env, calls = _recording_python(tmp_path, "")
     res = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu" / "confirm.sh"), "ablation-x"], cwd=tmp_path,
-                         text=True, capture_output=True, env=_recording_python(tmp_path, ""))
+                         text=True, capture_output=True, env=env)
     assert res.returncode == 0 and "no lever of ablation-x paid" in res.stderr
-    assert not (tmp_path / "calls").exists()
+    assert calls() == []
     other = tmp_path / "other"
     other.mkdir()
+    env, calls = _recording_python(other, "benchmarks.accuracy --tag x\n", 2)
     res = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu" / "confirm.sh")], cwd=other, text=True,
-                         capture_output=True, env=_recording_python(other, "benchmarks.accuracy --tag x\n", 2))
-    assert res.returncode == 2 and not (other / "calls").exists()
+                         capture_output=True, env=env)
+    assert res.returncode == 2 and calls() == []

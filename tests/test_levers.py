@@ -2,7 +2,6 @@
 
 import json
 import math
-import os
 import shlex
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import pytest
 from benchmarks import levers
 from benchmarks.common import ROOT, all_results, in_defaults
 from benchmarks.levers import NOISE, PAID, WORSE, Lever, verdict
+from tests.conftest import recording_commands
 
 
 def _run(task, seed, mae, acc):
@@ -154,22 +154,15 @@ def test_the_cpu_queue_and_the_declared_levers_name_the_same_series():
 def _cpu_queue(tmp_path, build):
     """benchmarks/cpu/round3.sh run in ``tmp_path`` (set up by ``build``) with a facekit and a python3 that record
     what they would run; ``python3 -c`` (the queue's question whether a run finished) is answered for real."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(parents=True)
-    calls = tmp_path / "calls"
-    (bin_dir / "facekit").write_text(f'#!/bin/sh\nprintf "facekit %s\\n" "$*" >> {calls}\n')
-    (bin_dir / "python3").write_text(f'#!/bin/sh\nif [ "$1" = -c ]; then exec {sys.executable} "$@"; fi\n'
-                                     f'printf "python3 %s\\n" "$*" >> {calls}\n')
-    for tool in bin_dir.iterdir():
-        tool.chmod(0o755)
+    finished = f'[ "$1" = -c ] && exec {sys.executable} "$@"'
+    env, calls = recording_commands(tmp_path, {"facekit": "", "python3": finished})
     work = tmp_path / "work"
     work.mkdir()
     build(work)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHON"} | {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
     res = subprocess.run(["bash", str(ROOT / "benchmarks" / "cpu" / "round3.sh")], cwd=work, env=env, text=True,
                          capture_output=True)
     assert res.returncode == 0, res.stderr
-    return calls.read_text().splitlines()
+    return calls()
 
 
 @pytest.mark.slow  # the queue asks facekit (a Keras import each time) whether a member finished
