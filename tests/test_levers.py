@@ -200,6 +200,39 @@ def test_the_cpu_queue_trains_the_per_output_merge_members_once_each_and_merges_
     assert all(c.startswith("python3 -m benchmarks.accuracy") for c in calls)  # nothing trains twice
 
 
+@pytest.mark.slow  # as above
+def test_the_cpu_queue_merges_strong_and_race_head_age_with_cutmix_gender_once_its_three_runs_are_there(tmp_path):
+    runs = ("runs/merge/finetune/b-strong-seed0", "runs/accuracy/finetune/finetune-seed1-b-race-0.2-seed1",
+            "runs/merge/finetune/b-cutmix-seed0")
+    stack_line = (f"python3 -m benchmarks.ensemble {' '.join(runs)} --age-from 1 2 --gender-from 3"
+                  " --tag cpu-b-strong-race-age-cutmix-gender")
+
+    def three_runs(work, measured=()):
+        (work / "benchmarks" / "results").mkdir(parents=True)
+        for name in ("ensemble-cpu-b-strong-age-cutmix-gender", *measured):
+            (work / "benchmarks" / "results" / f"{name}.json").write_text("{}")
+        for run in runs:
+            (work / run).mkdir(parents=True)
+            (work / run / "age_gender_B.keras").touch()
+            (work / run / "metrics.json").write_text(json.dumps({"model": str(work / run / "age_gender_B.keras")}))
+
+    calls = _cpu_queue(tmp_path / "ready", three_runs)
+    assert [c for c in calls if not c.startswith("python3 -m benchmarks.accuracy")] == [stack_line]
+    seed1 = calls.index(next(c for c in calls if "--tag b-race-0.2-seed1" in c))
+    assert calls.index(stack_line) == seed1 + 1  # as soon as the race head's seed 1 is trained
+
+    stacked = "ensemble-cpu-b-strong-race-age-cutmix-gender"
+    calls = _cpu_queue(tmp_path / "done", lambda work: three_runs(work, [stacked]))
+    assert stack_line not in calls  # measured once
+
+    def race_run_missing(work):  # a fresh machine after the seed's results file landed elsewhere
+        three_runs(work)
+        (work / runs[1] / "metrics.json").unlink()
+
+    calls = _cpu_queue(tmp_path / "fresh", race_run_missing)
+    assert stack_line not in calls and any("--tag a-snapshots-2-seed0" in c for c in calls)  # the queue goes on
+
+
 def test_the_noise_band_is_checked_against_the_spread_between_seeds():
     results = {name: {"rows": [_run("scratch", seed, 5.0 + 0.1 * seed, 0.9)]}  # scores 6.0, 6.1, 6.2: sd 0.1
                for seed, name in enumerate(levers.A_60)}

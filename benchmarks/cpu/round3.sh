@@ -41,6 +41,18 @@ fi
 # B's race head scored 0.14 better than the defaults on seed 0, inside one seed's noise band, beyond three
 # seeds': seeds 1 and 2 confirm or refute it (round two's way for B's strong augmentation).
 series --seeds 1 --tasks finetune --set race_weight=0.2 --tag b-race-0.2-seed1
+# The next lever for B's MAE the per-output merge left (it met B's gender target, missed MAE by 0.43): the two
+# recipes that each gained about 0.13 MAE on seed 0, strong augmentation and the race head, averaged for age, with
+# the CutMix run's gender; chosen before it is scored, one combination, so the held-out chips pick nothing. It
+# needs the three run folders on this machine (a fresh one has them only if it trained them): without them it
+# says so and the queue goes on.
+stack=runs/accuracy/finetune/finetune-seed1-b-race-0.2-seed1
+if [ ! -f benchmarks/results/ensemble-cpu-b-strong-race-age-cutmix-gender.json ]; then
+  if finished runs/merge/finetune/b-strong-seed0 && finished "$stack" && finished runs/merge/finetune/b-cutmix-seed0; then
+    "${PYTHON:-python3}" -m benchmarks.ensemble runs/merge/finetune/b-strong-seed0 "$stack" \
+      runs/merge/finetune/b-cutmix-seed0 --age-from 1 2 --gender-from 3 --tag cpu-b-strong-race-age-cutmix-gender
+  else echo "skipped the strong + race-head age, CutMix gender merge: its three runs are not all on this machine"; fi
+fi
 series --seeds 2 --tasks finetune --set race_weight=0.2 --tag b-race-0.2-seed2
 series --seeds 0 --tasks finetune --set backbone_lr=0.5 layer_decay=0.95 --tag b-layer-decay-0.95-seed0
 series --seeds 0 --tasks finetune --set snapshots=2 --tag b-snapshots-2-seed0
