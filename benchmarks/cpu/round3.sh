@@ -43,7 +43,7 @@ fi
 # (5.35 / 92.9 % against 5.38 / 92.8 %), so three seeds could pay only if seed 2 gained 0.20: its seed goes last,
 # after the levers not measured at all.
 series --seeds 1 --tasks finetune --set race_weight=0.2 --tag b-race-0.2-seed1
-# The next lever for B's MAE the per-output merge left (it met B's gender target, missed MAE by 0.43): the two
+# The next lever the per-output merge named for B's MAE (it met B's gender target, missed MAE by 0.43): the two
 # recipes that each gained about 0.13 MAE on seed 0, strong augmentation and the race head, averaged for age, with
 # the CutMix run's gender; chosen before it is scored, one combination, so the held-out chips pick nothing. It
 # needs the three run folders on this machine (a fresh one has them only if it trained them): without them it
