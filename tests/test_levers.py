@@ -5,6 +5,7 @@ import math
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -165,6 +166,13 @@ def _cpu_queue(tmp_path, build):
     return calls()
 
 
+def _finished_run(run: Path) -> None:
+    """A run folder the queue's ``finished`` question answers yes for: a hand-in file its metrics.json names."""
+    run.mkdir(parents=True)
+    (run / "age_gender_B.keras").touch()
+    (run / "metrics.json").write_text(json.dumps({"model": str(run / "age_gender_B.keras")}))
+
+
 @pytest.mark.slow  # the queue asks facekit (a Keras import each time) whether a member finished
 def test_the_cpu_queue_trains_the_per_output_merge_members_once_each_and_merges_them(tmp_path):
     merge_line = ("python3 -m benchmarks.ensemble runs/merge/finetune/b-strong-seed0 runs/merge/finetune/b-cutmix-seed0"
@@ -179,10 +187,7 @@ def test_the_cpu_queue_trains_the_per_output_merge_members_once_each_and_merges_
     assert calls.index(own[0]) == race + 1  # right after B's race-head line, before the other levers
 
     def one_finished_one_stopped(work):
-        done = work / "runs" / "merge" / "finetune" / "b-strong-seed0"
-        done.mkdir(parents=True)
-        (done / "age_gender_B.keras").touch()
-        (done / "metrics.json").write_text(json.dumps({"model": str(done / "age_gender_B.keras")}))
+        _finished_run(work / "runs" / "merge" / "finetune" / "b-strong-seed0")
         stopped = work / "runs" / "merge" / "finetune" / "b-cutmix-seed0"
         stopped.mkdir()
         (stopped / "args.json").write_text("{}")
@@ -212,9 +217,7 @@ def test_the_cpu_queue_merges_strong_and_race_head_age_with_cutmix_gender_once_i
         for name in ("ensemble-cpu-b-strong-age-cutmix-gender", *measured):
             (work / "benchmarks" / "results" / f"{name}.json").write_text("{}")
         for run in runs:
-            (work / run).mkdir(parents=True)
-            (work / run / "age_gender_B.keras").touch()
-            (work / run / "metrics.json").write_text(json.dumps({"model": str(work / run / "age_gender_B.keras")}))
+            _finished_run(work / run)
 
     calls = _cpu_queue(tmp_path / "ready", three_runs)
     assert [c for c in calls if not c.startswith("python3 -m benchmarks.accuracy")] == [stack_line]

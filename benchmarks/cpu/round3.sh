@@ -48,11 +48,14 @@ series --seeds 1 --tasks finetune --set race_weight=0.2 --tag b-race-0.2-seed1
 # the CutMix run's gender; chosen before it is scored, one combination, so the held-out chips pick nothing. It
 # needs the three run folders on this machine (a fresh one has them only if it trained them): without them it
 # says so and the queue goes on.
-stack=runs/accuracy/finetune/finetune-seed1-b-race-0.2-seed1
+# The members in --age-from / --gender-from order, listed once for the check and the merge alike.
+stack=(runs/merge/finetune/b-strong-seed0 runs/accuracy/finetune/finetune-seed1-b-race-0.2-seed1
+       runs/merge/finetune/b-cutmix-seed0)
+all_finished() { local run; for run in "$@"; do finished "$run" || return 1; done; }
 if [ ! -f benchmarks/results/ensemble-cpu-b-strong-race-age-cutmix-gender.json ]; then
-  if finished runs/merge/finetune/b-strong-seed0 && finished "$stack" && finished runs/merge/finetune/b-cutmix-seed0; then
-    "${PYTHON:-python3}" -m benchmarks.ensemble runs/merge/finetune/b-strong-seed0 "$stack" \
-      runs/merge/finetune/b-cutmix-seed0 --age-from 1 2 --gender-from 3 --tag cpu-b-strong-race-age-cutmix-gender
+  if all_finished "${stack[@]}"; then
+    "${PYTHON:-python3}" -m benchmarks.ensemble "${stack[@]}" --age-from 1 2 --gender-from 3 \
+      --tag cpu-b-strong-race-age-cutmix-gender
   else echo "skipped the strong + race-head age, CutMix gender merge: its three runs are not all on this machine"; fi
 fi
 series --seeds 0 --tasks finetune --set snapshots=2 --tag b-snapshots-2-seed0
