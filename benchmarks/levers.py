@@ -105,6 +105,7 @@ LEVERS = [
     Lever(A, "snapshot ensemble: 3 cosine cycles in the same epochs, merged", ("accuracy-a-snapshots-3-seed0",), A_60),
     Lever(A, "snapshot ensemble: 2 cosine cycles in the same epochs, merged", ("accuracy-a-snapshots-2-seed0",), A_60),
     Lever(A, "auxiliary race head in training (weight 0.2)", ("accuracy-a-race-0.2-seed0",), A_60),
+    Lever(A, "90 epochs instead of 60", ("accuracy-a-epochs-90-seed0",), A_60),
     Lever(B, "backbone at 0.1 x the heads' learning rate", ("accuracy-b-backbone-lr-0.1-seed0",), B_EMA),
     Lever(B, "layer-wise rates: backbone top at 0.5 x, x 0.95 a layer down", ("accuracy-b-layer-decay-0.95-seed0",),
           B_EMA),

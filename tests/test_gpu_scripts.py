@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -80,6 +81,7 @@ def test_session_refuses_to_start_without_the_packed_files(tmp_path: Path):
 
 def test_round_three_plan_names_only_variants_that_apply_and_resumes(tmp_path: Path):
     from benchmarks.ablation import VARIANTS
+    from benchmarks.accuracy import parse_overrides
 
     # A python3 that records each call instead of training. The two B runs the per-output merge reads are
     # there, as on a warm machine after the B line.
@@ -110,6 +112,24 @@ def test_round_three_plan_names_only_variants_that_apply_and_resumes(tmp_path: P
     assert len(set(merge[2:4])) == 2 and set(merge[2:4]) <= planned  # it merges two runs the plan trains
     assert merge[merge.index("--age-from") + 1] == "1" and merge[merge.index("--gender-from") + 1] == "2"
     assert calls.index(merge) == calls.index(ablations[0]) + 1  # after B's runs, before A's
+    # The results page says this script measures what the CPU queue has yet to: each queued lever is a variant
+    # planned here for its model, or the very accuracy series the queue runs.
+    series = {(c[c.index("--tasks") + 1], c[c.index("--tag") + 1]): c for c in calls
+              if c[:2] == ["-m", "benchmarks.accuracy"]}
+    for line in (ROOT / "benchmarks" / "cpu" / "round3.sh").read_text().splitlines():
+        if not line.startswith("series "):
+            continue
+        argv = shlex.split(line)[1:]
+        task, tag = argv[argv.index("--tasks") + 1], argv[argv.index("--tag") + 1]
+        sets = argv[argv.index("--set") + 1: argv.index("--tag")]
+        overrides = parse_overrides(sets)
+        variants = {f"runs/ablation/{task}/ablation-round3-{task}-{v}-seed0" for v, (_, o, _) in VARIANTS.items()
+                    if o == overrides}
+        if not variants & planned:
+            gpu = series.get((task, tag))
+            assert gpu is not None, f"{tag}: queued on the CPU, neither a variant nor a series here"
+            assert gpu[gpu.index("--set") + 1: gpu.index("--set") + 1 + len(sets)] == sets
+            assert "--resume" in gpu and gpu[gpu.index("--data") + 1] == ".gpu/train_val"
 
 
 def _recording_python(tmp_path: Path, plan: str, status: int = 0) -> tuple[dict[str, str], Callable[[], list[str]]]:

@@ -24,3 +24,7 @@ if [ ! -f benchmarks/results/ensemble-round3-b-strong-age-cutmix-gender.json ]; 
 fi
 ablation --task scratch --variants baseline snapshots-3 race-0.2 aug-strong cutmix snapshots-2
 ablation --task finetune --variants snapshots-2
+# The next lever for A after the list (benchmarks/cpu/round3.sh says why): 90 epochs, the same accuracy
+# series as the CPU queue's line, so either machine's file completes it, judged against A's defaults.
+python3 -m benchmarks.accuracy --data .gpu/train_val --resume --seeds 0 --tasks scratch --set epochs=90 \
+  --tag a-epochs-90-seed0
