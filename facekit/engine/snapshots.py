@@ -12,6 +12,7 @@ the loss on purpose.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import keras
 
 from facekit.engine.callbacks import diverged
 from facekit.engine.merging import HeldOut, merge_into
+from facekit.engine.selection import SCORE, monitored
 from facekit.model.export import float32_copy, save_hand_in
 
 PATTERN = "snapshot-{}.keras"
@@ -73,9 +75,13 @@ def merge_snapshots(run_dir: Path, ends: list[int], dest: Path, output_order: st
 def merge_worse_than_single(record: dict[str, Any], run_dir: Path) -> str | None:
     """A note when the merged cycles validate worse than the run's best single epoch (``val_score``, lower is
     better): an undertrained early cycle drags the average down, and the user should know the hand-in file is
-    not the best this run made. None when it is, or when either figure is missing (nothing held out)."""
-    single, whole = record["best_single"].get("val_score"), record.get("val_score")
-    if single is None or whole is None or whole <= single:
+    not the best this run made. None when it is, or when either figure is missing (nothing held out).
+
+    Model A's epochs are chosen on age MAE, so its history logs no ``val_score``: the single epoch's is then
+    recomputed from its two figures, as the merge's was computed from the merged file's."""
+    single, whole = (monitored({k: v for k, v in figures.items() if v is not None}, SCORE)
+                     for figures in (record["best_single"], record))
+    if not (math.isfinite(single) and math.isfinite(whole)) or whole <= single:
         return None
     return (f"the {len(record['files'])} snapshots merged validate worse than epoch "
             f"{record['best_single']['best_epoch']} alone (val_score {whole:.2f} against {single:.2f}): an early "

@@ -142,3 +142,10 @@ def test_a_snapshot_merge_worse_than_its_best_epoch_is_said(tmp_path):
     assert str(tmp_path) in note
     assert merge_worse_than_single({**record, "val_score": 1.10}, tmp_path) is None  # the merge is the better
     assert merge_worse_than_single({**record, "val_score": None}, tmp_path) is None  # nothing held out (refit)
+    # Model A keeps its epoch on age MAE and logs no val_score: the epoch's is recomputed from its two figures.
+    # Round three's A, 3 cycles: merged 5.35 / 92.2 % against epoch 60's 5.35 / 90.9 %, so the merge is better.
+    a_epoch = {"best_epoch": 60, "val_age_mae": 5.348, "val_gender_accuracy": 0.909, "val_score": None}
+    a_record = {**record, "val_score": 6.133, "best_single": a_epoch}
+    assert merge_worse_than_single(a_record, tmp_path) is None
+    note = merge_worse_than_single({**a_record, "val_score": 6.40}, tmp_path)
+    assert "epoch 60 alone (val_score 6.40 against 6.26)" in note
