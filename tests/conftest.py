@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import tempfile
 import traceback
@@ -104,6 +105,13 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> Ra
     if res.exception is not None and not isinstance(res.exception, SystemExit):
         stderr += "".join(traceback.format_exception(*res.exc_info))
     return Ran(res.exit_code, res.stdout, stderr)
+
+
+def cpu_queue_series() -> list[list[str]]:
+    """The arguments of each ``series`` line of benchmarks/cpu/round3.sh (the accuracy series it queues), read
+    once for every test that holds the queue to the levers and to the GPU script."""
+    script = (ROOT / "benchmarks" / "cpu" / "round3.sh").read_text()
+    return [shlex.split(line)[1:] for line in script.splitlines() if line.startswith("series ")]
 
 
 def recording_commands(where: Path, answers: dict[str, str]) -> tuple[dict[str, str], Callable[[], list[str]]]:

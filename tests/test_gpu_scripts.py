@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from facekit.prep.pipeline import prep
-from tests.conftest import ROOT, recording_commands
+from tests.conftest import ROOT, cpu_queue_series, recording_commands
 
 
 def _checkout(tmp_path: Path, chip_folder: Path) -> Path:
@@ -116,10 +115,7 @@ def test_round_three_plan_names_only_variants_that_apply_and_resumes(tmp_path: P
     # planned here for its model, or the very accuracy series the queue runs.
     series = {(c[c.index("--tasks") + 1], c[c.index("--tag") + 1]): c for c in calls
               if c[:2] == ["-m", "benchmarks.accuracy"]}
-    for line in (ROOT / "benchmarks" / "cpu" / "round3.sh").read_text().splitlines():
-        if not line.startswith("series "):
-            continue
-        argv = shlex.split(line)[1:]
+    for argv in cpu_queue_series():
         task, tag = argv[argv.index("--tasks") + 1], argv[argv.index("--tag") + 1]
         sets = argv[argv.index("--set") + 1: argv.index("--tag")]
         overrides = parse_overrides(sets)

@@ -2,7 +2,6 @@
 
 import json
 import math
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 from benchmarks import levers
 from benchmarks.common import ROOT, all_results, in_defaults
 from benchmarks.levers import NOISE, PAID, WORSE, Lever, verdict
-from tests.conftest import recording_commands
+from tests.conftest import cpu_queue_series, recording_commands
 
 
 def _run(task, seed, mae, acc):
@@ -130,10 +129,7 @@ def test_the_cpu_queue_and_the_declared_levers_name_the_same_series():
     script = (ROOT / "benchmarks" / "cpu" / "round3.sh").read_text()
     assert 'series() { "${PYTHON:-python3}" -m benchmarks.accuracy --resume "$@"; }' in script
     queued = {}
-    for line in script.splitlines():
-        if not line.startswith("series "):
-            continue
-        argv = shlex.split(line)[1:]
+    for argv in cpu_queue_series():
         task, tag = argv[argv.index("--tasks") + 1], argv[argv.index("--tag") + 1]
         seed = argv[argv.index("--seeds") + 1]
         assert argv[argv.index("--seeds") + 2] == "--tasks" and tag.endswith(f"-seed{seed}")  # one seed a line
